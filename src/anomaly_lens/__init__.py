@@ -1,0 +1,4 @@
+"""Anomaly Lens
+"""
+
+__version__ = "0.1"

@@ -1,0 +1,47 @@
+"""Project hooks: reports saved to the catalog are also logged to the active MLflow run."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import mlflow
+import pandas as pd
+from kedro.framework.hooks import hook_impl
+from matplotlib.figure import Figure
+
+logger = logging.getLogger(__name__)
+
+
+class ReportLoggingHook:
+    """Logs outputs whose catalog entry carries ``metadata: {mlflow_artifact: true}``.
+
+    Local copies stay versioned by the catalog; MLflow gets one copy per run, so the
+    reports of a run sit beside its parameters (kedro-mlflow's artifact dataset cannot wrap
+    a versioned entry). Figures become PNG, dicts JSON, data frames CSV.
+    """
+
+    def __init__(self) -> None:
+        self._catalog = None
+
+    @hook_impl
+    def after_catalog_created(self, catalog) -> None:
+        self._catalog = catalog
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, data: Any, node) -> None:
+        if self._catalog is None or mlflow.active_run() is None:
+            return
+        dataset = self._catalog.get(dataset_name)
+        metadata = getattr(dataset, "metadata", None) or {}
+        if not metadata.get("mlflow_artifact"):
+            return
+        folder = metadata.get("mlflow_folder", "reports")
+        if isinstance(data, Figure):
+            mlflow.log_figure(data, f"{folder}/{dataset_name}.png")
+        elif isinstance(data, dict):
+            mlflow.log_dict(data, f"{folder}/{dataset_name}.json")
+        elif isinstance(data, pd.DataFrame):
+            mlflow.log_text(data.to_csv(index=False), f"{folder}/{dataset_name}.csv")
+        else:
+            logger.warning("Not logging %s to MLflow: %s", dataset_name, type(data).__name__)

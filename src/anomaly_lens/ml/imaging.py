@@ -1,0 +1,121 @@
+"""Image decoding, quality metrics and mask binarisation, with failures named precisely."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+MASK_MODES = ("L", "1", "P")
+
+
+class ImageProblem(ValueError):
+    """A file that cannot serve as an image or mask; ``reason`` is a short stable code."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """Pixels of one decoded file with the facts the manifest records about it."""
+
+    pixels: np.ndarray  # (H, W) uint8 for grayscale, (H, W, C) uint8 otherwise
+    mode: str
+    width: int
+    height: int
+
+
+def sha256(content: bytes) -> str:
+    """Content hash used to find exact duplicates."""
+    return hashlib.sha256(content).hexdigest()
+
+
+def decode_image(content: bytes) -> DecodedImage:
+    """Decode an encoded image fully; raise ``ImageProblem`` for empty, broken or cut files."""
+    if not content:
+        raise ImageProblem("zero_byte", "file is empty")
+    try:
+        with Image.open(io.BytesIO(content)) as image:
+            image.load()
+            mode = image.mode
+            pixels = np.asarray(image.convert("L") if mode in ("1", "P", "I;16") else image)
+    except UnidentifiedImageError as err:
+        raise ImageProblem("unreadable", str(err)) from None
+    except (OSError, SyntaxError, ValueError) as err:
+        reason = "truncated" if "truncated" in str(err).lower() else "unreadable"
+        raise ImageProblem(reason, str(err)) from None
+    if pixels.dtype != np.uint8:
+        raise ImageProblem("unreadable", f"unsupported pixel type {pixels.dtype} (mode {mode})")
+    height, width = pixels.shape[:2]
+    return DecodedImage(pixels=pixels, mode=mode, width=width, height=height)
+
+
+def to_gray(pixels: np.ndarray) -> np.ndarray:
+    """Luminance of an image as uint8 (grayscale input passes through)."""
+    if pixels.ndim == 2:
+        return pixels
+    if pixels.shape[2] == 4:
+        pixels = pixels[..., :3]
+    return cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2GRAY)
+
+
+def quality_metrics(pixels: np.ndarray) -> dict[str, float]:
+    """Sharpness (variance of the Laplacian), brightness (mean), contrast (std), resolution."""
+    gray = to_gray(pixels).astype(np.float32)
+    return {
+        "sharpness": float(cv2.Laplacian(gray, cv2.CV_32F).var()),
+        "brightness": float(gray.mean()),
+        "contrast": float(gray.std()),
+        "resolution": float(gray.shape[0] * gray.shape[1]),
+    }
+
+
+def binarize_mask(
+    content: bytes, height: int, width: int, threshold: int = 128, strict: bool = False
+) -> np.ndarray:
+    """Turn an encoded mask file into a boolean mask of the image's size.
+
+    The rule: the mask must be single-channel 8-bit (mode L, 1 or P) and as large as its
+    image; a pixel is foreground when its value is >= ``threshold``. Soft (anti-aliased)
+    edges are therefore accepted, as in the Magnetic Tile masks. A mask with non-zero
+    pixels of which none reaches the threshold is ambiguous and rejected. With
+    ``strict=True`` any value other than 0 and 255 is rejected.
+    """
+    try:
+        decoded = decode_image(content)
+    except ImageProblem as err:
+        raise ImageProblem(f"mask_{err.reason}", err.detail) from None
+    if decoded.mode not in MASK_MODES:
+        raise ImageProblem("mask_values", f"mask mode {decoded.mode} is not single-channel 8-bit")
+    if (decoded.height, decoded.width) != (height, width):
+        raise ImageProblem(
+            "mask_size_mismatch",
+            f"mask is {decoded.width}x{decoded.height}, image is {width}x{height}",
+        )
+    values = decoded.pixels
+    if decoded.mode == "1":
+        return values > 0
+    if strict:
+        other = np.setdiff1d(np.unique(values), [0, 255])
+        if other.size:
+            raise ImageProblem("mask_values", f"values other than 0/255: {other[:5].tolist()}")
+    foreground = values >= threshold
+    if values.any() and not foreground.any():
+        raise ImageProblem(
+            "mask_values", f"non-zero mask with no value >= {threshold} (max {int(values.max())})"
+        )
+    return foreground
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    """Losslessly encode uint8 pixels as PNG bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -1,0 +1,190 @@
+"""Open every raw record once, check it, measure it, and sort it into manifest or quarantine.
+
+Quarantine reasons (stable codes, one per row, with a free-text ``detail``):
+
+========================  ==============================================================
+``zero_byte``             the image file is empty
+``unreadable``            the file is not a decodable image
+``truncated``             the image data ends early
+``missing_image``         an annotation or mask names an image that is not there
+``missing_annotation``    an image the layout requires an annotation for has none
+``annotation_unreadable`` the annotation file cannot be parsed
+``unrecognised_name``     the file name does not match the layout's pattern
+``ambiguous_stem``        several images share the stem an annotation is matched by
+``mask_*``                the mask is unreadable, of another size, or breaks the value rule
+``mask_label_conflict``   a mask of an image labelled normal has foreground pixels
+``rle_malformed``         an RLE string is not start/length integer pairs
+``rle_out_of_bounds``     an RLE run leaves the image
+``box_out_of_bounds``     a box leaves the image or is empty
+``unknown_label``         a label that is not in the configured class list
+``duplicate``             same content hash as an earlier image (``duplicate_of`` names it)
+========================  ==============================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from anomaly_lens.ml import imaging, rle
+from anomaly_lens.ml.layouts import RawRecord
+
+QUARANTINE_COLUMNS = ["image_id", "partition_id", "reason", "detail", "duplicate_of"]
+MASK_COLUMNS = ["image_id", "class", "encoded_pixels", "area", "weak_mask"]
+BOX_COLUMNS = ["image_id", "class", "x0", "y0", "x1", "y1"]
+
+
+@dataclass(frozen=True)
+class MaskRule:
+    """How mask files are turned into binary masks (see ``imaging.binarize_mask``)."""
+
+    threshold: int = 128
+    strict: bool = False
+
+
+@dataclass
+class Inspection:
+    """The tables ingestion writes."""
+
+    manifest: pd.DataFrame
+    masks: pd.DataFrame
+    source_boxes: pd.DataFrame
+    quarantine: pd.DataFrame
+    classes: list[str]
+
+
+class Rejected(Exception):
+    """Raised inside inspection to send a record to quarantine."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+def resolve_classes(records: Sequence[RawRecord], configured: Sequence[str]) -> list[str]:
+    """The configured class list, or (when empty) the sorted labels found in the data."""
+    if configured:
+        return list(configured)
+    return sorted({label for r in records if r.problem is None for label in r.labels})
+
+
+def _masks_of(record: RawRecord, height: int, width: int, rule: MaskRule) -> dict[str, tuple]:
+    """Binary mask per class with its weak flag; raise ``Rejected`` on any bad annotation."""
+    masks: dict[str, tuple[np.ndarray, bool]] = {}
+    for cls, encodings in record.rle.items():
+        mask = np.zeros((height, width), dtype=bool)
+        for encoded in encodings:
+            try:
+                mask |= rle.decode(encoded, height, width)
+            except rle.RLEError as err:
+                reason = "rle_out_of_bounds" if "outside" in str(err) else "rle_malformed"
+                raise Rejected(reason, f"class {cls}: {err}") from None
+        masks[cls] = (mask, False)
+    for cls, load in record.mask_files.items():
+        try:
+            mask = imaging.binarize_mask(load(), height, width, rule.threshold, rule.strict)
+        except imaging.ImageProblem as err:
+            raise Rejected(err.reason, err.detail) from None
+        if cls == "":
+            if mask.any():
+                raise Rejected("mask_label_conflict", "image labelled normal has a non-empty mask")
+            continue
+        masks[cls] = (mask, False)
+    for box in record.boxes:
+        if not (0 <= box.x0 < box.x1 <= width and 0 <= box.y0 < box.y1 <= height):
+            raise Rejected(
+                "box_out_of_bounds",
+                f"{box.label} box ({box.x0},{box.y0},{box.x1},{box.y1}) in a {width}x{height} image",
+            )
+        mask, _ = masks.get(box.label, (np.zeros((height, width), dtype=bool), True))
+        mask[box.y0 : box.y1, box.x0 : box.x1] = True
+        masks[box.label] = (mask, True)
+    return masks
+
+
+def _inspect(record: RawRecord, classes: Sequence[str], rule: MaskRule) -> tuple[dict, list, list]:
+    """Manifest row, mask rows and box rows of one record; raise ``Rejected`` when bad."""
+    if record.problem is not None:
+        raise Rejected(*record.problem)
+    content = record.load()
+    try:
+        image = imaging.decode_image(content)
+    except imaging.ImageProblem as err:
+        raise Rejected(err.reason, err.detail) from None
+    unknown = sorted(record.labels - set(classes))
+    if unknown:
+        raise Rejected("unknown_label", f"labels {unknown} not in the class list {list(classes)}")
+    masks = _masks_of(record, image.height, image.width, rule)
+    row = {
+        "image_id": record.image_id,
+        "partition_id": record.partition_id,
+        "view": record.view,
+        **record.keys,
+        "width": image.width,
+        "height": image.height,
+        "mode": image.mode,
+        "sha256": imaging.sha256(content),
+        "labels": sorted(record.labels),
+        "mask_source": _mask_source(record),
+        **imaging.quality_metrics(image.pixels),
+    }
+    for cls in classes:
+        mask = masks.get(cls, (None, False))[0]
+        row[f"has_mask_{cls}"] = bool(mask is not None and mask.any())
+        row[f"mask_area_{cls}"] = int(mask.sum()) if mask is not None else 0
+    mask_rows = [
+        (record.image_id, cls, rle.encode(mask), int(mask.sum()), weak)
+        for cls, (mask, weak) in sorted(masks.items())
+    ]
+    box_rows = [(record.image_id, b.label, b.x0, b.y0, b.x1, b.y1) for b in record.boxes]
+    return row, mask_rows, box_rows
+
+
+def _mask_source(record: RawRecord) -> str:
+    if record.boxes:
+        return "boxes"
+    if record.rle:
+        return "rle"
+    return "mask_file" if record.mask_files else "none"
+
+
+def inspect_records(
+    records: Sequence[RawRecord], configured_classes: Sequence[str], rule: MaskRule
+) -> Inspection:
+    """Inspect all records; bad ones become quarantine rows, exact duplicates keep the first."""
+    classes = resolve_classes(records, configured_classes)
+    rows, mask_rows, box_rows, quarantine = [], [], [], []
+    for record in sorted(records, key=lambda r: (r.image_id, r.partition_id)):
+        try:
+            row, masks, boxes = _inspect(record, classes, rule)
+        except Rejected as err:
+            quarantine.append((record.image_id, record.partition_id, err.reason, err.detail, None))
+            continue
+        rows.append(row)
+        mask_rows += masks
+        box_rows += boxes
+    manifest = pd.DataFrame(rows)
+    if not manifest.empty:
+        first = manifest.groupby("sha256")["image_id"].transform("first")
+        duplicated = manifest["image_id"] != first
+        copies = manifest.loc[duplicated, ["image_id", "partition_id"]].assign(
+            original=first[duplicated]
+        )
+        for image_id, partition_id, original in copies.itertuples(index=False):
+            quarantine.append(
+                (image_id, partition_id, "duplicate", f"same content as {original}", original)
+            )
+        manifest = manifest.loc[~duplicated].reset_index(drop=True)
+    kept = set(manifest["image_id"]) if not manifest.empty else set()
+    masks = pd.DataFrame(mask_rows, columns=MASK_COLUMNS)
+    boxes = pd.DataFrame(box_rows, columns=BOX_COLUMNS)
+    return Inspection(
+        manifest=manifest,
+        masks=masks[masks["image_id"].isin(kept)].reset_index(drop=True),
+        source_boxes=boxes[boxes["image_id"].isin(kept)].reset_index(drop=True),
+        quarantine=pd.DataFrame(quarantine, columns=QUARANTINE_COLUMNS),
+        classes=classes,
+    )

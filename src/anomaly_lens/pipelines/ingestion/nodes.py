@@ -1,0 +1,143 @@
+"""Nodes of the ``ingestion`` pipeline."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from anomaly_lens.ml import layouts  # noqa: E402
+from anomaly_lens.ml.inspection import Inspection, MaskRule, inspect_records  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+QUALITY_METRICS = ("sharpness", "brightness", "contrast", "resolution")
+
+
+class DataQualityError(ValueError):
+    """Raised with ``on_error: fail`` when any raw row would go to quarantine."""
+
+
+def collect_records(
+    raw_images: Mapping[str, Callable[[], bytes]], raw_annotations: Any, params: dict
+) -> list[layouts.RawRecord]:
+    """Read the raw layer with the adapter named by ``params['layout']``."""
+    layout = params["layout"]
+    if layout == "synthetic":
+        return layouts.from_synthetic(raw_images, raw_annotations, params["filename_pattern"])
+    if layout == "class_folders":
+        return layouts.from_class_folders(
+            raw_images, raw_annotations, params["filename_pattern"], params.get("normal_class")
+        )
+    if layout == "voc":
+        voc = params["voc"]
+        return layouts.from_voc(
+            raw_images, raw_annotations, voc["label_source"], voc["prefix_pattern"],
+            params["filename_pattern"],
+        )
+    if layout == "manifest_csv":
+        return layouts.from_manifest_csv(raw_images, raw_annotations, params["label_separator"])
+    raise ValueError(f"Unknown ingestion layout {layout!r}; expected one of {layouts.LAYOUTS}")
+
+
+def _file_path(load: Callable[[], bytes] | None) -> str | None:
+    """The file behind a partition's loader (a bound ``load`` of a file dataset)."""
+    dataset = getattr(load, "__self__", None)
+    return getattr(dataset, "filepath", None)
+
+
+def inspect_raw_records(
+    records: list[layouts.RawRecord], params: dict
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, list[str]]:
+    """Decode, check and measure every record; split good rows from quarantined ones.
+
+    With ``on_error: fail`` the node raises after looking at every record, naming each
+    reason, and nothing is written.
+    """
+    if params["on_error"] not in ("quarantine", "fail"):
+        raise ValueError(f"on_error must be 'quarantine' or 'fail', not {params['on_error']!r}")
+    rule = MaskRule(params["mask_threshold"], params["strict_binary_masks"])
+    result: Inspection = inspect_records(records, params["classes"] or [], rule)
+    paths = {r.partition_id: _file_path(r.load) or r.partition_id for r in records}
+    for table in (result.manifest, result.quarantine):
+        if "partition_id" in table.columns:
+            table.insert(2, "path", table["partition_id"].map(paths))
+    quarantine = result.quarantine
+    if len(quarantine):
+        counts = quarantine["reason"].value_counts().to_dict()
+        if params["on_error"] == "fail":
+            examples = quarantine.head(10).to_string(index=False)
+            raise DataQualityError(
+                f"{len(quarantine)} raw rows failed checks {counts} and on_error is 'fail'. "
+                f"First rows:\n{examples}"
+            )
+        logger.warning("Quarantined %d raw rows: %s", len(quarantine), counts)
+    if result.manifest.empty:
+        raise DataQualityError("No usable image in the raw layer: check the catalog paths")
+    logger.info("Manifest: %d images, classes %s", len(result.manifest), result.classes)
+    return result.manifest, result.masks, result.source_boxes, quarantine, result.classes
+
+
+def _counts(series: pd.Series) -> dict[str, int]:
+    return {str(k): int(v) for k, v in series.value_counts().sort_index().items()}
+
+
+def summarise_quality(
+    manifest: pd.DataFrame, quarantine: pd.DataFrame, classes: list[str], params: dict
+) -> dict:
+    """Counts per reason, class and view, and quality-metric quantiles per view."""
+    labels = manifest[["view", "labels"]].explode("labels").dropna(subset=["labels"])
+    by_class_view = labels.groupby(["labels", "view"]).size()
+    quantiles = manifest.groupby("view")[list(QUALITY_METRICS)].quantile([0, 0.05, 0.5, 0.95, 1])
+    report = {
+        "n_images": int(len(manifest)),
+        "n_quarantined": int(len(quarantine)),
+        "classes": classes,
+        "classes_from": "parameters" if params["classes"] else "data",
+        "quarantine_by_reason": _counts(quarantine["reason"]),
+        "images_by_view": _counts(manifest["view"]),
+        "normal_images": int((manifest["labels"].map(len) == 0).sum()),
+        "labels_by_class": _counts(labels["labels"]),
+        "labels_by_class_and_view": {
+            str(c): {str(v): int(n) for v, n in group.droplevel(0).items()}
+            for c, group in by_class_view.groupby(level=0)
+        },
+        "mask_sources": _counts(manifest["mask_source"]),
+        "quality_quantiles_by_view": {
+            metric: {
+                str(view): {f"q{int(q * 100)}": float(quantiles.loc[(view, q), metric])
+                            for q in (0, 0.05, 0.5, 0.95, 1)}
+                for view in manifest["view"].unique()
+            }
+            for metric in QUALITY_METRICS
+        },
+    }
+    if "class_folder" in manifest.columns:
+        report["images_by_class_folder"] = _counts(manifest["class_folder"])
+    return report
+
+
+def plot_quality(manifest: pd.DataFrame, quarantine: pd.DataFrame) -> Figure:
+    """Quality-metric distributions per view, labels per class, quarantine reasons."""
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+    for ax, metric in zip(axes.flat, QUALITY_METRICS, strict=False):
+        for view, group in manifest.groupby("view"):
+            ax.hist(group[metric], bins=30, alpha=0.5, label=str(view))
+        ax.set_title(metric)
+        ax.legend(fontsize="small")
+    labels = manifest["labels"].explode().dropna().value_counts().sort_index()
+    axes.flat[4].bar(labels.index.astype(str), labels.values)
+    axes.flat[4].set_title("images per label")
+    axes.flat[4].tick_params(axis="x", rotation=45)
+    reasons = quarantine["reason"].value_counts()
+    axes.flat[5].barh(reasons.index.astype(str), reasons.values)
+    axes.flat[5].set_title(f"quarantined: {len(quarantine)}")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,16 @@
+"""Project settings; see https://docs.kedro.org/en/stable/configure/configuration_basics/."""
+
+from omegaconf.resolvers import oc
+
+from anomaly_lens.hooks import ReportLoggingHook
+
+HOOKS = (ReportLoggingHook(),)
+
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+    # conf/local (or another env) overrides single keys instead of whole top-level blocks.
+    # ${oc.env:...} lets MLFLOW_TRACKING_URI override the tracking URI in mlflow.yml.
+    "custom_resolvers": {"oc.env": oc.env},
+    "merge_strategy": {"parameters": "soft", "globals": "soft"},
+}

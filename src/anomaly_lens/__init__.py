@@ -1,4 +1,3 @@
-"""Anomaly Lens
-"""
+"""Anomaly Lens"""
 
 __version__ = "0.1"

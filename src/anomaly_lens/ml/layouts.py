@@ -66,7 +66,9 @@ def _named_record(
     parsed = _parse_name(pattern, image_id)
     if parsed is None:
         return RawRecord(
-            image_id, partition_id, load,
+            image_id,
+            partition_id,
+            load,
             problem=("unrecognised_name", f"does not match pattern {pattern.pattern!r}"),
         )
     view, keys = parsed
@@ -95,7 +97,9 @@ def from_synthetic(
         encoded = "" if pd.isna(row.EncodedPixels) else str(row.EncodedPixels).strip()
         if image_id not in records:
             records[image_id] = RawRecord(
-                image_id, str(row.ImageId), None,
+                image_id,
+                str(row.ImageId),
+                None,
                 problem=("missing_image", "annotated in the RLE table but no image file"),
             )
             continue
@@ -215,8 +219,12 @@ def from_voc(
     for stem in sorted(set(xml_by_stem) - set(by_stem)):
         pid = xml_by_stem[stem][0]
         records.append(
-            RawRecord(_strip_suffix(pid), pid, None,
-                      problem=("missing_image", "XML file without an image"))
+            RawRecord(
+                _strip_suffix(pid),
+                pid,
+                None,
+                problem=("missing_image", "XML file without an image"),
+            )
         )
     return records
 
@@ -241,7 +249,9 @@ def from_manifest_csv(
             if label.strip()
         }
         record = RawRecord(
-            _strip_suffix(path), path, load,
+            _strip_suffix(path),
+            path,
+            load,
             view=str(row.get("view") or "default"),
             keys={k: str(v) for k, v in row.items() if k not in known and not pd.isna(v)},
             labels=labels,

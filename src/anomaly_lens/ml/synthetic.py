@@ -79,7 +79,9 @@ class SyntheticConfig:
             raise ValueError("at least one anomaly type must be common")
         shapes = {t.name for t in self.anomaly_types} - set(RENDERERS)
         if shapes:
-            raise ValueError(f"no renderer for anomaly types {sorted(shapes)}; known: {sorted(RENDERERS)}")
+            raise ValueError(
+                f"no renderer for anomaly types {sorted(shapes)}; known: {sorted(RENDERERS)}"
+            )
         unknown = {v for t in self.anomaly_types for v in t.views} - set(self.views)
         if unknown:
             raise ValueError(f"anomaly types name unknown views: {sorted(unknown)}")
@@ -138,6 +140,7 @@ def _hotspot(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarra
 def _crack(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Dark branching crack: a random walk with side branches."""
     mask = np.zeros((size, size), dtype=bool)
+
     def walk(y: float, x: float, heading: float, steps: int, branch: bool) -> None:
         for _ in range(steps):
             heading += rng.normal(0, 0.35)
@@ -238,8 +241,15 @@ def generate(config: SyntheticConfig) -> SyntheticDataset:
                     annotations.append((f"{image_id}.png", name, rle.encode(mask)))
                     ys, xs = np.nonzero(mask)
                     objects.append(
-                        (f"{image_id}.png", name, xs.min(), ys.min(), xs.max() + 1, ys.max() + 1,
-                         int(mask.sum()))
+                        (
+                            f"{image_id}.png",
+                            name,
+                            xs.min(),
+                            ys.min(),
+                            xs.max() + 1,
+                            ys.max() + 1,
+                            int(mask.sum()),
+                        )
                     )
             samples.append((specimen_id, condition, ",".join(labels), missing or ""))
 

@@ -39,7 +39,10 @@ def collect_records(
     if layout == "voc":
         voc = params["voc"]
         return layouts.from_voc(
-            raw_images, raw_annotations, voc["label_source"], voc["prefix_pattern"],
+            raw_images,
+            raw_annotations,
+            voc["label_source"],
+            voc["prefix_pattern"],
             params["filename_pattern"],
         )
     if layout == "manifest_csv":
@@ -95,6 +98,9 @@ def summarise_quality(
     """Counts per reason, class and view, and quality-metric quantiles per view."""
     labels = manifest[["view", "labels"]].explode("labels").dropna(subset=["labels"])
     by_class_view = labels.groupby(["labels", "view"]).size()
+    without_mask = manifest.apply(
+        lambda row: sum(not row.get(f"has_mask_{c}", False) for c in row["labels"]), axis=1
+    )
     quantiles = manifest.groupby("view")[list(QUALITY_METRICS)].quantile([0, 0.05, 0.5, 0.95, 1])
     report = {
         "n_images": int(len(manifest)),
@@ -110,10 +116,14 @@ def summarise_quality(
             for c, group in by_class_view.groupby(level=0)
         },
         "mask_sources": _counts(manifest["mask_source"]),
+        # Labels kept for classification whose image has no mask pixels for that class.
+        "labelled_images_without_mask": int((without_mask > 0).sum()),
         "quality_quantiles_by_view": {
             metric: {
-                str(view): {f"q{int(q * 100)}": float(quantiles.loc[(view, q), metric])
-                            for q in (0, 0.05, 0.5, 0.95, 1)}
+                str(view): {
+                    f"q{int(q * 100)}": float(quantiles.loc[(view, q), metric])
+                    for q in (0, 0.05, 0.5, 0.95, 1)
+                }
                 for view in manifest["view"].unique()
             }
             for metric in QUALITY_METRICS

@@ -22,7 +22,9 @@ def generate_raw_dataset(
     data = synthetic.generate(synthetic.SyntheticConfig.from_params(params))
     logger.info(
         "Synthetic dataset: %d samples, %d images, %d annotated objects",
-        data.metadata["n_samples"], data.metadata["n_images"], len(data.objects),
+        data.metadata["n_samples"],
+        data.metadata["n_images"],
+        len(data.objects),
     )
     images = {image_id: imaging.encode_png(pixels) for image_id, pixels in data.images.items()}
     return images, data.annotations, data.objects, data.metadata

@@ -1,0 +1,47 @@
+"""Shared fixtures: MLflow goes to a temporary SQLite file, telemetry is off."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from kedro.framework.startup import bootstrap_project
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+MAGNETIC_TILE_DIR = Path(
+    os.environ.get(
+        "MAGNETIC_TILE_DIR", PROJECT_ROOT.parent / "shared" / "datasets" / "magnetic_tile"
+    )
+)
+
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_to_tmp(tmp_path_factory, monkeypatch):
+    db = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+
+
+@pytest.fixture
+def magnetic_tile_dir() -> Path:
+    """The real Magnetic Tile dataset; tests using it skip where it is absent."""
+    if not MAGNETIC_TILE_DIR.is_dir():
+        pytest.skip(f"Magnetic Tile dataset not found at {MAGNETIC_TILE_DIR}")
+    return MAGNETIC_TILE_DIR
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A throw-away project folder: the real conf and pyproject, an empty data tree."""
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", tmp_path)
+    shutil.copytree(
+        PROJECT_ROOT / "conf", tmp_path / "conf", ignore=shutil.ignore_patterns("local")
+    )
+    (tmp_path / "conf" / "local").mkdir()
+    (tmp_path / "src").mkdir()  # the package itself is imported from the installed project
+    bootstrap_project(tmp_path)
+    return tmp_path

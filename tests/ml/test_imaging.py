@@ -1,0 +1,84 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from anomaly_lens.ml import imaging
+
+
+def png(pixels: np.ndarray, mode: str | None = None) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, mode=mode).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_decode_reports_mode_and_size():
+    decoded = imaging.decode_image(png(np.full((5, 7), 9, dtype=np.uint8)))
+    assert (decoded.width, decoded.height, decoded.mode) == (7, 5, "L")
+
+
+def test_zero_byte_file():
+    with pytest.raises(imaging.ImageProblem) as err:
+        imaging.decode_image(b"")
+    assert err.value.reason == "zero_byte"
+
+
+def test_not_an_image():
+    with pytest.raises(imaging.ImageProblem) as err:
+        imaging.decode_image(b"this is a text file, not a PNG")
+    assert err.value.reason == "unreadable"
+
+
+def test_truncated_image():
+    content = png(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8))
+    with pytest.raises(imaging.ImageProblem) as err:
+        imaging.decode_image(content[: len(content) // 2])
+    assert err.value.reason == "truncated"
+
+
+def test_quality_metrics_separate_sharp_from_flat():
+    flat = imaging.quality_metrics(np.full((32, 32), 100, dtype=np.uint8))
+    checker = imaging.quality_metrics((np.indices((32, 32)).sum(0) % 2 * 255).astype(np.uint8))
+    assert flat == {"sharpness": 0.0, "brightness": 100.0, "contrast": 0.0, "resolution": 1024.0}
+    assert checker["sharpness"] > 1000
+    assert checker["contrast"] == pytest.approx(127.5)
+
+
+def test_soft_mask_edges_are_binarised_at_the_threshold():
+    values = np.array([[0, 20, 127], [128, 200, 255]], dtype=np.uint8)
+    mask = imaging.binarize_mask(png(values), 2, 3)
+    assert mask.tolist() == [[False, False, False], [True, True, True]]
+
+
+def test_strict_rule_rejects_soft_masks():
+    values = np.array([[0, 20], [255, 255]], dtype=np.uint8)
+    with pytest.raises(imaging.ImageProblem) as err:
+        imaging.binarize_mask(png(values), 2, 2, strict=True)
+    assert err.value.reason == "mask_values"
+    assert imaging.binarize_mask(png(np.array([[0, 255]], dtype=np.uint8)), 1, 2, strict=True).any()
+
+
+def test_faint_mask_without_foreground_is_rejected():
+    with pytest.raises(imaging.ImageProblem) as err:
+        imaging.binarize_mask(png(np.array([[0, 40]], dtype=np.uint8)), 1, 2)
+    assert err.value.reason == "mask_values"
+
+
+def test_colour_mask_is_rejected():
+    rgb = np.zeros((2, 2, 3), dtype=np.uint8)
+    with pytest.raises(imaging.ImageProblem) as err:
+        imaging.binarize_mask(png(rgb), 2, 2)
+    assert err.value.reason == "mask_values"
+
+
+def test_mask_of_another_size_is_rejected():
+    with pytest.raises(imaging.ImageProblem) as err:
+        imaging.binarize_mask(png(np.zeros((4, 4), dtype=np.uint8)), 4, 5)
+    assert err.value.reason == "mask_size_mismatch"
+
+
+def test_unreadable_mask_has_a_mask_reason():
+    with pytest.raises(imaging.ImageProblem) as err:
+        imaging.binarize_mask(b"", 4, 4)
+    assert err.value.reason == "mask_zero_byte"

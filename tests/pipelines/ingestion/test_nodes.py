@@ -1,0 +1,339 @@
+"""Ingestion nodes on tiny crafted inputs; one test per kind of bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from anomaly_lens.pipelines.ingestion.nodes import (
+    DataQualityError,
+    collect_records,
+    inspect_raw_records,
+    plot_quality,
+    summarise_quality,
+)
+
+from .conftest import encode, load_synthetic, partitions, textured, write
+
+
+def ingest(images, annotations, params):
+    records = collect_records(images, annotations, params)
+    return inspect_raw_records(records, params)
+
+
+def reasons(quarantine: pd.DataFrame) -> dict[str, str]:
+    return dict(zip(quarantine["image_id"], quarantine["reason"], strict=True))
+
+
+# ------------------------------------------------------------------ good input
+
+
+def test_good_synthetic_input_fills_the_manifest(synthetic_root, params):
+    manifest, masks, boxes, quarantine, classes = ingest(*load_synthetic(synthetic_root), params)
+    assert quarantine.empty and boxes.empty
+    assert classes == ["plume"]
+    assert len(manifest) == 4
+    row = manifest.set_index("image_id").loc["co2/S0001_c0"]
+    assert (row.view, row.specimen_id, row.condition) == ("co2", "S0001", "c0")
+    assert (row.width, row.height, row["mode"]) == (16, 16, "L")
+    assert list(row.labels) == ["plume"] and row.has_mask_plume and row.mask_area_plume == 16
+    assert row.path.endswith("images/co2/S0001_c0.png")
+    assert len(row.sha256) == 64 and row.sharpness > 0 and row.resolution == 256
+    assert masks[["image_id", "class", "area", "weak_mask"]].values.tolist() == [
+        ["co2/S0001_c0", "plume", 16, False]
+    ]
+
+
+# ------------------------------------------------------------------ bad image files
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "zero_byte"),
+        (b"not an image at all", "unreadable"),
+        (encode(textured(99, 64))[:200], "truncated"),
+    ],
+)
+def test_broken_image_file_is_quarantined(synthetic_root, params, content, reason):
+    write(synthetic_root / "images" / "ch4" / "S0002_c0.png", content)
+    manifest, _, _, quarantine, _ = ingest(*load_synthetic(synthetic_root), params)
+    assert reasons(quarantine) == {"ch4/S0002_c0": reason}
+    assert len(manifest) == 3  # the run goes on with the good rows
+    assert quarantine["path"].iloc[0].endswith("ch4/S0002_c0.png")
+
+
+def test_file_name_outside_the_pattern_is_quarantined(synthetic_root, params):
+    write(synthetic_root / "images" / "co2" / "holiday_photo.png", encode(textured(5)))
+    _, _, _, quarantine, _ = ingest(*load_synthetic(synthetic_root), params)
+    assert reasons(quarantine) == {"co2/holiday_photo": "unrecognised_name"}
+
+
+def test_exact_duplicate_keeps_the_first_and_names_it(synthetic_root, params):
+    original = (synthetic_root / "images" / "co2" / "S0001_c0.png").read_bytes()
+    write(synthetic_root / "images" / "co2" / "S0003_c0.png", original)
+    manifest, _, _, quarantine, _ = ingest(*load_synthetic(synthetic_root), params)
+    row = quarantine.iloc[0]
+    assert (row.image_id, row.reason, row.duplicate_of) == (
+        "co2/S0003_c0",
+        "duplicate",
+        "co2/S0001_c0",
+    )
+    assert "co2/S0001_c0" in set(manifest["image_id"])
+
+
+# ------------------------------------------------------------------ bad annotations
+
+
+def add_annotation(root, image_id, cls, encoded):
+    table = pd.read_csv(root / "annotations.csv")
+    table.loc[len(table)] = [image_id, cls, encoded]
+    table.to_csv(root / "annotations.csv", index=False)
+
+
+def test_rle_run_outside_the_image_is_quarantined(synthetic_root, params):
+    add_annotation(synthetic_root, "ch4/S0002_c0.png", "plume", "250 10")  # 16x16 = 256 pixels
+    _, _, _, quarantine, _ = ingest(*load_synthetic(synthetic_root), params)
+    assert reasons(quarantine) == {"ch4/S0002_c0": "rle_out_of_bounds"}
+
+
+def test_malformed_rle_is_quarantined(synthetic_root, params):
+    add_annotation(synthetic_root, "ch4/S0002_c0.png", "plume", "3 4 5")
+    _, _, _, quarantine, _ = ingest(*load_synthetic(synthetic_root), params)
+    assert reasons(quarantine) == {"ch4/S0002_c0": "rle_malformed"}
+
+
+def test_annotation_without_image_is_quarantined(synthetic_root, params):
+    add_annotation(synthetic_root, "co2/S0009_c0.png", "plume", "1 3")
+    _, _, _, quarantine, _ = ingest(*load_synthetic(synthetic_root), params)
+    assert reasons(quarantine) == {"co2/S0009_c0": "missing_image"}
+
+
+def test_label_outside_the_class_list_is_quarantined(synthetic_root, params):
+    add_annotation(synthetic_root, "ch4/S0002_c0.png", "smudge", "1 3")
+    params["classes"] = ["plume"]
+    _, _, _, quarantine, classes = ingest(*load_synthetic(synthetic_root), params)
+    assert reasons(quarantine) == {"ch4/S0002_c0": "unknown_label"}
+    assert classes == ["plume"]
+
+
+def test_empty_class_list_takes_the_classes_found(synthetic_root, params):
+    add_annotation(synthetic_root, "ch4/S0002_c0.png", "smudge", "1 3")
+    manifest, _, _, quarantine, classes = ingest(*load_synthetic(synthetic_root), params)
+    assert quarantine.empty and classes == ["plume", "smudge"]
+    assert "has_mask_smudge" in manifest.columns
+
+
+# ------------------------------------------------------------------ error policy
+
+
+def test_on_error_fail_stops_before_writing_and_names_the_reasons(synthetic_root, params):
+    write(synthetic_root / "images" / "ch4" / "S0002_c0.png", b"")
+    params["on_error"] = "fail"
+    with pytest.raises(DataQualityError, match=r"zero_byte"):
+        ingest(*load_synthetic(synthetic_root), params)
+
+
+def test_unknown_layout_is_a_clear_error(synthetic_root, params):
+    params["layout"] = "tiff_stack"
+    with pytest.raises(ValueError, match="Unknown ingestion layout 'tiff_stack'"):
+        collect_records(*load_synthetic(synthetic_root), params)
+
+
+# ------------------------------------------------------------------ class-folder layout
+
+
+@pytest.fixture
+def class_folder_root(tmp_path):
+    """Magnetic-Tile-like folders: MT_<Class>/Imgs/<stem>.jpg with <stem>.png masks."""
+    defect = np.zeros((20, 30), dtype=np.uint8)
+    defect[5:10, 5:15] = 255
+    defect[5, 4] = 90  # a soft edge pixel, as in the real masks
+    write(tmp_path / "MT_Crack/Imgs/exp1_num_10.jpg", encode(textured(1, 30)[:20], "JPEG"))
+    write(tmp_path / "MT_Crack/Imgs/exp1_num_10.png", encode(defect))
+    write(tmp_path / "MT_Free/Imgs/exp2_num_11.jpg", encode(textured(2, 30)[:20], "JPEG"))
+    write(tmp_path / "MT_Free/Imgs/exp2_num_11.png", encode(np.zeros((20, 30), np.uint8)))
+    return tmp_path
+
+
+@pytest.fixture
+def class_folder_params(params):
+    return {
+        **params,
+        "layout": "class_folders",
+        "normal_class": "Free",
+        "filename_pattern": r"MT_(?P<class_folder>[^/]+)/Imgs/(?P<view>exp\d+)_num_(?P<num>\d+)",
+    }
+
+
+def load_folders(root):
+    return partitions(root, ".jpg"), partitions(root, ".png")
+
+
+def test_class_folders_give_labels_views_and_masks(class_folder_root, class_folder_params):
+    manifest, masks, _, quarantine, classes = ingest(
+        *load_folders(class_folder_root), class_folder_params
+    )
+    assert quarantine.empty and classes == ["Crack"]
+    by_id = manifest.set_index("image_id")
+    crack = by_id.loc["MT_Crack/Imgs/exp1_num_10"]
+    assert list(crack.labels) == ["Crack"] and crack.view == "exp1" and crack.num == "10"
+    assert crack.mask_area_Crack == 50  # 5x10 core; the soft edge pixel (90) is background
+    assert list(by_id.loc["MT_Free/Imgs/exp2_num_11"].labels) == []
+    assert masks["class"].tolist() == ["Crack"]
+
+
+def test_mask_of_another_size_is_quarantined(class_folder_root, class_folder_params):
+    write(class_folder_root / "MT_Crack/Imgs/exp1_num_10.png", encode(np.zeros((10, 10), np.uint8)))
+    _, _, _, quarantine, _ = ingest(*load_folders(class_folder_root), class_folder_params)
+    assert reasons(quarantine) == {"MT_Crack/Imgs/exp1_num_10": "mask_size_mismatch"}
+
+
+def test_mask_without_foreground_at_the_threshold_is_quarantined(
+    class_folder_root, class_folder_params
+):
+    faint = np.zeros((20, 30), np.uint8)
+    faint[3:6, 3:6] = 60
+    write(class_folder_root / "MT_Crack/Imgs/exp1_num_10.png", encode(faint))
+    _, _, _, quarantine, _ = ingest(*load_folders(class_folder_root), class_folder_params)
+    assert reasons(quarantine) == {"MT_Crack/Imgs/exp1_num_10": "mask_values"}
+
+
+def test_strict_masks_reject_soft_edges(class_folder_root, class_folder_params):
+    class_folder_params["strict_binary_masks"] = True
+    _, _, _, quarantine, _ = ingest(*load_folders(class_folder_root), class_folder_params)
+    assert reasons(quarantine) == {"MT_Crack/Imgs/exp1_num_10": "mask_values"}
+
+
+def test_defect_pixels_on_a_normal_image_are_quarantined(class_folder_root, class_folder_params):
+    spot = np.zeros((20, 30), np.uint8)
+    spot[1:3, 1:3] = 255
+    write(class_folder_root / "MT_Free/Imgs/exp2_num_11.png", encode(spot))
+    _, _, _, quarantine, _ = ingest(*load_folders(class_folder_root), class_folder_params)
+    assert reasons(quarantine) == {"MT_Free/Imgs/exp2_num_11": "mask_label_conflict"}
+
+
+def test_mask_without_image_is_quarantined(class_folder_root, class_folder_params):
+    write(class_folder_root / "MT_Crack/Imgs/exp3_num_12.png", encode(np.zeros((20, 30), np.uint8)))
+    _, _, _, quarantine, _ = ingest(*load_folders(class_folder_root), class_folder_params)
+    assert reasons(quarantine) == {"MT_Crack/Imgs/exp3_num_12": "missing_image"}
+
+
+# ------------------------------------------------------------------ Pascal VOC layout
+
+
+def voc_xml(*objects: tuple[str, int, int, int, int]) -> str:
+    body = "".join(
+        f"<object><name>{n}</name><bndbox><xmin>{a}</xmin><ymin>{b}</ymin>"
+        f"<xmax>{c}</xmax><ymax>{d}</ymax></bndbox></object>"
+        for n, a, b, c, d in objects
+    )
+    return f"<annotation><size><width>16</width><height>16</height></size>{body}</annotation>"
+
+
+@pytest.fixture
+def voc_root(tmp_path):
+    write(tmp_path / "JPEGImages/batch1/scratch_1.png", encode(textured(1)))
+    write(tmp_path / "JPEGImages/batch2/dent_2.png", encode(textured(2)))
+    write(
+        tmp_path / "Annotations/scratch_1.xml",
+        voc_xml(("scratch", 1, 1, 4, 4), ("dent", 8, 8, 16, 16)),
+    )
+    write(tmp_path / "Annotations/nested/dent_2.xml", voc_xml(("dent", 2, 2, 6, 6)))
+    return tmp_path
+
+
+@pytest.fixture
+def voc_params(params):
+    return {**params, "layout": "voc", "filename_pattern": r"(?P<stem>.+)"}
+
+
+def load_voc(root):
+    return partitions(root / "JPEGImages"), partitions(root / "Annotations", ".xml")
+
+
+def test_voc_boxes_become_labels_and_weak_masks(voc_root, voc_params):
+    manifest, masks, boxes, quarantine, classes = ingest(*load_voc(voc_root), voc_params)
+    assert quarantine.empty and classes == ["dent", "scratch"]
+    labels = dict(zip(manifest["image_id"], manifest["labels"].map(list), strict=True))
+    assert labels == {"batch1/scratch_1": ["dent", "scratch"], "batch2/dent_2": ["dent"]}
+    first = boxes[boxes["image_id"] == "batch1/scratch_1"].sort_values("class")
+    assert first[["class", "x0", "y0", "x1", "y1"]].values.tolist() == [
+        ["dent", 7, 7, 16, 16],
+        ["scratch", 0, 0, 4, 4],
+    ]
+    assert masks["weak_mask"].all()
+    assert set(masks.query("image_id == 'batch1/scratch_1'")["area"]) == {16, 81}
+
+
+def test_voc_labels_from_file_name_prefix(voc_root, voc_params):
+    voc_params["voc"]["label_source"] = "filename_prefix"
+    manifest, *_ = ingest(*load_voc(voc_root), voc_params)
+    labels = dict(zip(manifest["image_id"], manifest["labels"].map(list), strict=True))
+    assert labels == {"batch1/scratch_1": ["scratch"], "batch2/dent_2": ["dent"]}
+
+
+def test_voc_box_outside_the_image_is_quarantined(voc_root, voc_params):
+    write(voc_root / "Annotations/nested/dent_2.xml", voc_xml(("dent", 2, 2, 40, 6)))
+    _, _, _, quarantine, _ = ingest(*load_voc(voc_root), voc_params)
+    assert reasons(quarantine) == {"batch2/dent_2": "box_out_of_bounds"}
+
+
+def test_voc_image_without_xml_is_quarantined(voc_root, voc_params):
+    write(voc_root / "JPEGImages/crack_3.png", encode(textured(3)))
+    _, _, _, quarantine, _ = ingest(*load_voc(voc_root), voc_params)
+    assert reasons(quarantine) == {"crack_3": "missing_annotation"}
+
+
+def test_voc_xml_without_image_is_quarantined(voc_root, voc_params):
+    write(voc_root / "Annotations/crack_4.xml", voc_xml(("crack", 1, 1, 2, 2)))
+    _, _, _, quarantine, _ = ingest(*load_voc(voc_root), voc_params)
+    assert reasons(quarantine) == {"crack_4": "missing_image"}
+
+
+def test_voc_unparsable_xml_is_quarantined(voc_root, voc_params):
+    write(voc_root / "Annotations/nested/dent_2.xml", "<annotation><object>")
+    _, _, _, quarantine, _ = ingest(*load_voc(voc_root), voc_params)
+    assert reasons(quarantine) == {"batch2/dent_2": "annotation_unreadable"}
+
+
+# ------------------------------------------------------------------ manifest CSV layout
+
+
+def test_manifest_csv_with_masks_and_a_missing_file(tmp_path, params):
+    mask = np.zeros((16, 16), np.uint8)
+    mask[2:4, 2:6] = 255
+    write(tmp_path / "imgs/a.png", encode(textured(1)))
+    write(tmp_path / "imgs/b.png", encode(textured(2)))
+    write(tmp_path / "masks/a.png", encode(mask))
+    table = pd.DataFrame(
+        {
+            "path": ["imgs/a.png", "imgs/b.png", "imgs/gone.png"],
+            "labels": ["scratch", "", "scratch;dent"],
+            "mask_path": ["masks/a.png", None, None],
+            "lot": ["L1", "L1", "L2"],
+        }
+    )
+    params = {**params, "layout": "manifest_csv"}
+    manifest, masks, _, quarantine, _ = ingest(partitions(tmp_path), table, params)
+    assert reasons(quarantine) == {"imgs/gone": "missing_image"}
+    a = manifest.set_index("image_id").loc["imgs/a"]
+    assert a.lot == "L1" and list(a.labels) == ["scratch"] and a.mask_area_scratch == 8
+
+
+# ------------------------------------------------------------------ report
+
+
+def test_quality_report_counts_reasons_classes_and_views(synthetic_root, params):
+    write(synthetic_root / "images" / "ch4" / "S0002_c0.png", b"")
+    manifest, _, _, quarantine, classes = ingest(*load_synthetic(synthetic_root), params)
+    report = summarise_quality(manifest, quarantine, classes, params)
+    assert report["n_images"] == 3 and report["n_quarantined"] == 1
+    assert report["quarantine_by_reason"] == {"zero_byte": 1}
+    assert report["images_by_view"] == {"ch4": 1, "co2": 2}
+    assert report["labels_by_class_and_view"] == {"plume": {"co2": 1}}
+    assert report["classes_from"] == "data" and report["normal_images"] == 2
+    assert set(report["quality_quantiles_by_view"]["sharpness"]) == {"co2", "ch4"}
+    assert isinstance(plot_quality(manifest, quarantine), Figure)

@@ -24,8 +24,8 @@ def latest(folder: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_synthetic_and_ingestion_session(project):
-    run(project, ["synthetic", "ingestion"], synthetic={"n_specimens": 5, "image_size": 64})
+def test_main_command_runs_the_whole_chain(project):
+    run(project, ["__default__"], synthetic={"n_specimens": 5, "image_size": 64})
     raw = project / "data/01_raw/synthetic"
     assert (
         len(list((raw / "images").rglob("*.png")))
@@ -39,6 +39,10 @@ def test_synthetic_and_ingestion_session(project):
     )
     assert report["n_images"] == len(manifest)
     assert latest(project / "data/08_reporting/synthetic/data_quality.png").stat().st_size > 0
+    splits = pd.read_parquet(latest(project / "data/05_model_input/synthetic/splits.parquet"))
+    assert len(splits) == 20 and splits.groupby("group_id")["split"].nunique().max() == 1
+    for report in ("bbox_previews.png", "pairing_report.json", "split_distribution.png"):
+        assert latest(project / "data/08_reporting/synthetic" / report).stat().st_size > 0
 
     # One MLflow run with the parameters and the reports.
     runs = mlflow.search_runs(experiment_names=["anomaly_lens"])
@@ -47,7 +51,11 @@ def test_synthetic_and_ingestion_session(project):
     artifacts = {
         a.path for a in mlflow.MlflowClient().list_artifacts(runs.iloc[0].run_id, "reports")
     }
-    assert {"reports/data_quality_report.json", "reports/quarantine.csv"} <= artifacts
+    assert {
+        "reports/data_quality_report.json",
+        "reports/quarantine.csv",
+        "reports/split_report.json",
+    } <= artifacts
 
 
 @pytest.mark.slow
@@ -59,8 +67,13 @@ def test_a_second_run_adds_versions_instead_of_overwriting(project):
 
 
 @pytest.mark.real_data
-def test_ingests_the_whole_magnetic_tile_dataset(project, magnetic_tile_dir):
-    run(project, ["ingestion"], env="mtd", raw_dir=str(magnetic_tile_dir))
+def test_prepares_the_whole_magnetic_tile_dataset(project, magnetic_tile_dir):
+    run(
+        project,
+        ["ingestion", "bbox", "pairing", "split"],
+        env="mtd",
+        raw_dir=str(magnetic_tile_dir),
+    )
     folder = project / "data/02_intermediate/magnetic_tile"
     manifest = pd.read_parquet(latest(folder / "manifest.parquet"))
     assert len(manifest) == 1344
@@ -84,3 +97,26 @@ def test_ingests_the_whole_magnetic_tile_dataset(project, magnetic_tile_dir):
     # A handful of real defect masks are all zero: kept as labels, counted in the report.
     assert with_mask.sum() == 388
     assert report["labelled_images_without_mask"] == len(defects) - 388
+
+    # Tiles recovered from capture numbers (max_gap 300): 248 tiles + 3 exp0 leftovers.
+    primary = project / "data/03_primary/magnetic_tile"
+    samples = pd.read_parquet(latest(primary / "samples.parquet"))
+    assert len(samples) == 251 and samples["in_sequence"].sum() == 248
+    assert samples["complete"].sum() == 201
+    assert samples["n_views"].sum() == 1344  # every image is in exactly one sample
+    assert (samples["class_folder"].value_counts() > 0).all()
+
+    # Zero leakage, and the balance bar for classes with >= 50 samples.
+    splits = pd.read_parquet(latest(project / "data/05_model_input/magnetic_tile/splits.parquet"))
+    assert splits.groupby("group_id")["split"].nunique().max() == 1
+    table = pd.read_csv(latest(project / "data/08_reporting/magnetic_tile/split_table.csv"))
+    counts = samples.filter(like="label_").sum().rename(lambda c: c.removeprefix("label_"))
+    counts["normal"] = int((samples["labels"].map(len) == 0).sum())
+    large = counts[counts >= 50].index
+    assert len(large) >= 1
+    assert table[table["class"].isin(large)]["deviation_pp"].abs().max() <= 3
+    # Re-captured tiles (near-identical images in different tiles) are split together.
+    report = json.loads(
+        latest(project / "data/08_reporting/magnetic_tile/split_report.json").read_text()
+    )
+    assert report["units_after_joining_shared_content"] < report["groups"] == 251

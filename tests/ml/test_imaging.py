@@ -82,3 +82,15 @@ def test_unreadable_mask_has_a_mask_reason():
     with pytest.raises(imaging.ImageProblem) as err:
         imaging.binarize_mask(b"", 4, 4)
     assert err.value.reason == "mask_zero_byte"
+
+
+def test_difference_hash_is_robust_to_small_changes_and_separates_unrelated_images():
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (64, 64), dtype=np.uint8)
+    brighter = np.clip(base.astype(int) + 10, 0, 255).astype(np.uint8)
+    other = rng.integers(0, 255, (64, 64), dtype=np.uint8)
+    hashes = [imaging.difference_hash(x) for x in (base, brighter, other)]
+    assert len(hashes[0]) == 64  # 256 bits as hex
+    assert imaging.hamming_pairs(hashes, max_bits=12) == [(0, 1)]
+    assert imaging.hamming_pairs(hashes, max_bits=256, chunk=1) == [(0, 1), (0, 2), (1, 2)]
+    assert imaging.hamming_pairs([], 5) == []

@@ -119,3 +119,31 @@ def encode_png(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def difference_hash(pixels: np.ndarray, size: int = 16) -> str:
+    """Perceptual difference hash (``size``² bits, hex): near-identical images differ in few bits.
+
+    Each bit says whether a pixel of the ``size`` x ``size+1`` thumbnail is brighter than
+    its left neighbour; re-captures of one object under similar light stay within a few
+    bits, unrelated images differ in about half of them.
+    """
+    thumb = cv2.resize(to_gray(pixels), (size + 1, size), interpolation=cv2.INTER_AREA)
+    bits = (thumb[:, 1:] > thumb[:, :-1]).ravel()
+    return np.packbits(bits).tobytes().hex()
+
+
+def hamming_pairs(hashes: list[str], max_bits: int, chunk: int = 512) -> list[tuple[int, int]]:
+    """Index pairs ``(i, j)``, ``i < j``, of hex hashes that differ in at most ``max_bits``."""
+    if not hashes:
+        return []
+    packed = np.array([np.frombuffer(bytes.fromhex(h), dtype=np.uint8) for h in hashes])
+    popcount = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(1)
+    pairs = []
+    for start in range(0, len(packed), chunk):
+        block = packed[start : start + chunk]
+        distance = popcount[block[:, None, :] ^ packed[None, :, :]].sum(-1)
+        for i, j in zip(*np.nonzero(distance <= max_bits), strict=True):
+            if start + i < j:
+                pairs.append((int(start + i), int(j)))
+    return pairs

@@ -127,6 +127,7 @@ def _inspect(record: RawRecord, classes: Sequence[str], rule: MaskRule) -> tuple
         "height": image.height,
         "mode": image.mode,
         "sha256": imaging.sha256(content),
+        "dhash": imaging.difference_hash(image.pixels),
         "labels": sorted(record.labels),
         "mask_source": _mask_source(record),
         **imaging.quality_metrics(image.pixels),

@@ -1,0 +1,162 @@
+"""Group-aware, multi-label stratified train/val/test (and k-fold) splits without leakage."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from iterstrat.ml_stratifiers import MultilabelStratifiedKFold, MultilabelStratifiedShuffleSplit
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+class LeakageError(AssertionError):
+    """A group or a content hash was found in two splits."""
+
+
+def _union_find(items):
+    parent = {x: x for x in items}
+
+    def find(x):
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def union(a, b):
+        parent[find(a)] = find(b)
+
+    return find, union
+
+
+def merge_groups_sharing_content(
+    group_of_sample: pd.Series,
+    hashes_of_sample: pd.Series,
+    near_duplicates: Sequence[tuple[int, int]] = (),
+) -> pd.Series:
+    """Unit of splitting per sample: groups joined when their images share content.
+
+    ``hashes_of_sample`` holds a list of exact content hashes per sample (same index);
+    ``near_duplicates`` are pairs of sample positions whose images look the same (e.g. a
+    tile re-captured). Joined groups always land in the same split.
+    """
+    groups = group_of_sample.tolist()
+    find, union = _union_find(set(groups))
+    owner: dict[str, str] = {}
+    for group, hashes in zip(groups, hashes_of_sample, strict=True):
+        for digest in hashes:
+            union(group, owner.setdefault(digest, group))
+    for i, j in near_duplicates:
+        union(groups[i], groups[j])
+    return pd.Series([find(g) for g in groups], index=group_of_sample.index)
+
+
+def _stratified_holdout(
+    labels: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (kept, held out) with the held-out share of each label close to ``fraction``."""
+    splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
+    kept, held = next(splitter.split(np.zeros(len(labels)), labels))
+    return kept, held
+
+
+def _split_units(matrix: np.ndarray, ratios: Sequence[float], seed: int, folds: int):
+    """One stratified assignment of units: (split, fold) arrays, one entry per unit."""
+    train, val, test = ratios
+    rest, held_test = _stratified_holdout(matrix, test, seed)
+    split = np.full(len(matrix), "train", dtype=object)
+    fold = np.full(len(matrix), -1, dtype=int)
+    split[held_test] = "test"
+    if folds > 1:
+        kfold = MultilabelStratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        for number, (_, part) in enumerate(kfold.split(np.zeros(len(rest)), matrix[rest])):
+            fold[rest[part]] = number
+    elif val > 0:
+        _, held_val = _stratified_holdout(matrix[rest], val / (train + val), seed + 1)
+        split[rest[held_val]] = "val"
+    return split, fold
+
+
+def share_deviation(label_matrix: np.ndarray, parts: np.ndarray) -> float:
+    """Largest gap (percentage points) between a class's share in a part and overall."""
+    overall = label_matrix.mean(axis=0)
+    return max(
+        float(np.abs(label_matrix[parts == part].mean(axis=0) - overall).max() * 100)
+        for part in np.unique(parts)
+    )
+
+
+def assign_splits(
+    units: pd.Series,
+    label_matrix: np.ndarray,
+    ratios: Sequence[float],
+    seed: int,
+    *,
+    folds: int = 0,
+    candidates: int = 1,
+) -> pd.DataFrame:
+    """Split whole units (groups) stratified on their aggregated multi-hot labels.
+
+    ``label_matrix`` is one multi-hot row per sample (same order as ``units``); a unit
+    carries a class when any of its samples does, and a "no label" column keeps normal
+    samples stratified too. ``ratios`` are train/val/test shares. With ``folds > 1`` the
+    test share is held out first and the rest gets fold numbers (``split`` = ``train``,
+    each fold serves as validation in turn). Since units hold several samples, the
+    unit-level stratification is drawn ``candidates`` times (seeds ``seed, seed+1, ...``)
+    and the draw whose sample-level class shares deviate least from the whole is kept.
+    Returns ``split`` and ``fold`` per sample, in the input order.
+    """
+    ratios = tuple(float(r) for r in ratios)
+    if len(ratios) != 3 or not np.isclose(sum(ratios), 1.0) or min(ratios[0], ratios[2]) <= 0:
+        raise ValueError(f"ratios must be three shares summing to 1 with train, test > 0: {ratios}")
+    if candidates < 1:
+        raise ValueError("candidates must be at least 1")
+    sample_matrix = np.column_stack([label_matrix, label_matrix.sum(axis=1) == 0]).astype(float)
+    unit_frame = pd.DataFrame(sample_matrix, index=units.values).groupby(level=0, sort=True).max()
+    position = pd.Series(np.arange(len(unit_frame)), index=unit_frame.index).loc[units].to_numpy()
+    best = None
+    for draw in range(candidates):
+        split, fold = _split_units(unit_frame.to_numpy(), ratios, seed + draw, folds)
+        parts = np.char.add(split[position].astype(str), fold[position].astype(str))
+        score = share_deviation(sample_matrix, parts)
+        if best is None or score < best[0]:
+            best = (score, split, fold)
+    _, split, fold = best
+    return pd.DataFrame({"split": split[position], "fold": fold[position]})
+
+
+def assert_no_leakage(frame: pd.DataFrame, column: str, splits: Sequence[str] = SPLITS) -> None:
+    """Raise ``LeakageError`` when a value of ``column`` occurs in two of ``splits``.
+
+    ``column`` may hold scalars (a group) or lists (content hashes of a sample).
+    """
+    values = frame.loc[frame["split"].isin(splits), [column, "split"]].explode(column)
+    spread = values.dropna().groupby(column)["split"].nunique()
+    leaked = spread[spread > 1]
+    if len(leaked):
+        raise LeakageError(
+            f"{len(leaked)} values of {column!r} occur in two splits, e.g. {leaked.index[:3].tolist()}"
+        )
+
+
+def missing_classes(frame: pd.DataFrame, classes: Sequence[str], units: pd.Series) -> list[str]:
+    """Warnings for classes absent from a split although enough units carry them."""
+    used = [s for s in SPLITS if (frame["split"] == s).any()]
+    warnings = []
+    for cls in classes:
+        carriers = units[frame[f"label_{cls}"].to_numpy() == 1].nunique()
+        for split in used:
+            present = frame.loc[frame["split"] == split, f"label_{cls}"].sum()
+            if present == 0 and carriers >= len(used):
+                warnings.append(
+                    f"class {cls!r} has no sample in {split} ({carriers} groups carry it)"
+                )
+            elif present == 0:
+                warnings.append(
+                    f"class {cls!r} is missing from {split}: only {carriers} group(s) carry it"
+                )
+    return warnings

@@ -1,0 +1,89 @@
+"""Nodes of the ``pairing`` pipeline: one row per sample across its views."""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+
+from anomaly_lens.ml.pairing import SAMPLE_ID_SEPARATOR, pair_views, recover_tiles
+
+logger = logging.getLogger(__name__)
+
+
+def key_samples(manifest: pd.DataFrame, params: dict) -> pd.DataFrame:
+    """The manifest with ``sample_key`` and ``group_key`` columns.
+
+    With ``tiles`` set (Magnetic Tile), the tile recovered from the capture numbers is both
+    key and group; images outside any sequence (``exp0``) become single-image samples.
+    """
+    frame = manifest.copy()
+    tiles = params.get("tiles")
+    if tiles:
+        tile = recover_tiles(frame, tiles["folder"], "view", tiles["number"], tiles["max_gap"])
+        frame["tile_id"] = tile.fillna(frame["image_id"])
+        frame["in_sequence"] = tile.notna()
+    key = list(params["key"])
+    missing = sorted(set(key + [params["group"]]) - set(frame.columns))
+    if missing:
+        raise ValueError(f"pairing key/group columns {missing} are not in the manifest")
+    frame["sample_key"] = frame[key].astype(str).agg(SAMPLE_ID_SEPARATOR.join, axis=1)
+    frame["group_key"] = frame[params["group"]].astype(str)
+    return frame
+
+
+def pair_samples(
+    keyed: pd.DataFrame, class_names: list[str], params: dict
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``samples`` (one row per sample) and the table of resolved label conflicts."""
+    keep = [c for c in list(params["key"]) + list(params.get("keep", [])) if c in keyed.columns]
+    if "in_sequence" in keyed.columns:
+        keep.append("in_sequence")
+    samples, conflicts = pair_views(
+        keyed.drop(columns=["sample_key", "group_key"]),
+        keyed["sample_key"],
+        keyed["group_key"],
+        params["views"],
+        class_names,
+        keep_columns=keep,
+    )
+    logger.info(
+        "Paired %d images into %d samples (%d complete); %d label conflicts resolved by union",
+        len(keyed),
+        len(samples),
+        int(samples["complete"].sum()),
+        len(conflicts),
+    )
+    return samples, conflicts
+
+
+def summarise_pairing(samples: pd.DataFrame, conflicts: pd.DataFrame, params: dict) -> dict:
+    """Complete vs partial samples, presence per view, per class; conflict counts."""
+    views = [c.removeprefix("image_") for c in samples.columns if c.startswith("image_")]
+    classes = [c.removeprefix("label_") for c in samples.columns if c.startswith("label_")]
+    partial = samples.loc[~samples["complete"]]
+    report = {
+        "n_samples": int(len(samples)),
+        "n_groups": int(samples["group_id"].nunique()),
+        "complete_samples": int(samples["complete"].sum()),
+        "partial_samples": int(len(partial)),
+        "extra_views": [v for v in views if v not in params["views"]],
+        "samples_by_number_of_views": {
+            str(k): int(v) for k, v in samples["n_views"].value_counts().sort_index().items()
+        },
+        "images_by_view": {v: int(samples[f"image_{v}"].notna().sum()) for v in views},
+        "missing_by_view": {v: int(samples[f"image_{v}"].isna().sum()) for v in params["views"]},
+        "samples_by_class": {c: int(samples[f"label_{c}"].sum()) for c in classes},
+        "complete_by_class": {
+            c: int(samples.loc[samples[f"label_{c}"] == 1, "complete"].sum()) for c in classes
+        },
+        "normal_samples": int((samples["labels"].map(len) == 0).sum()),
+        "label_conflicts": int(len(conflicts)),
+        "label_conflicts_by_class": {
+            str(k): int(v) for k, v in conflicts["class"].value_counts().sort_index().items()
+        },
+        "conflict_rule": "a sample carries every label seen in any of its views (union)",
+    }
+    if "in_sequence" in samples.columns:
+        report["single_image_samples_outside_sequences"] = int((~samples["in_sequence"]).sum())
+    return report

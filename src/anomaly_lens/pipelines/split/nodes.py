@@ -1,0 +1,167 @@
+"""Nodes of the ``split`` pipeline: leak-free, group-aware, multi-label stratified splits."""
+
+from __future__ import annotations
+
+import logging
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from anomaly_lens.ml.imaging import hamming_pairs  # noqa: E402
+from anomaly_lens.ml.splitting import (  # noqa: E402
+    SPLITS,
+    LeakageError,
+    assert_no_leakage,
+    assign_splits,
+    merge_groups_sharing_content,
+    missing_classes,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def _sample_images(samples: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
+    """One row per (sample position, image) with the image's exact and perceptual hash."""
+    image_columns = [c for c in samples.columns if c.startswith("image_")]
+    images = (
+        samples[image_columns]
+        .reset_index(drop=True)
+        .stack()
+        .dropna()
+        .rename("image_id")
+        .reset_index()
+    )
+    images = images.rename(columns={"level_0": "position"})[["position", "image_id"]]
+    return images.merge(manifest[["image_id", "sha256", "dhash"]], on="image_id", how="left")
+
+
+def _near_duplicate_samples(images: pd.DataFrame, max_bits: int) -> list[tuple[int, int]]:
+    """Pairs of sample positions whose images differ in at most ``max_bits`` hash bits."""
+    if max_bits < 0:
+        return []
+    positions = images["position"].to_numpy()
+    pairs = hamming_pairs(images["dhash"].tolist(), max_bits)
+    return sorted({(positions[i], positions[j]) for i, j in pairs if positions[i] != positions[j]})
+
+
+def split_samples(
+    samples: pd.DataFrame, manifest: pd.DataFrame, class_names: list[str], params: dict
+) -> tuple[pd.DataFrame, dict]:
+    """``splits`` (``sample_id``, ``group_id``, ``unit_id``, ``split``, ``fold``) and content facts.
+
+    Whole groups go to one split. Groups whose images share exact content (sha256), or
+    look the same (difference hashes within ``near_duplicate_bits``; -1 turns this off),
+    are joined into one unit first. The node asserts that no group, no content hash and
+    no near-duplicate pair is in two of train/val/test. An optional ``holdout`` sends
+    every sample with a given column value to ``shift``.
+    """
+    frame = samples[["sample_id", "group_id"]].reset_index(drop=True)
+    images = _sample_images(samples, manifest)
+    frame["hashes"] = images.groupby("position")["sha256"].agg(list).reindex(frame.index).values
+    near = _near_duplicate_samples(images, params["near_duplicate_bits"])
+    labels = samples[[f"label_{c}" for c in class_names]].to_numpy()
+    shift = np.zeros(len(samples), dtype=bool)
+    holdout = params.get("holdout")
+    if holdout:
+        shift = samples[holdout["column"]].astype(str).isin(map(str, holdout["values"])).to_numpy()
+    frame["unit_id"] = merge_groups_sharing_content(frame["group_id"], frame["hashes"], near)
+    frame["split"], frame["fold"] = "shift", -1
+    inside = ~shift
+    assigned = assign_splits(
+        frame.loc[inside, "unit_id"],
+        labels[inside],
+        params["ratios"],
+        params["seed"],
+        folds=params["folds"],
+        candidates=params["candidates"],
+    )
+    frame.loc[inside, "split"] = assigned["split"].values
+    frame.loc[inside, "fold"] = assigned["fold"].values
+    assert_no_leakage(frame, "group_id")
+    assert_no_leakage(frame, "hashes")
+    core = frame["split"].isin(SPLITS).to_numpy()
+    crossing = [
+        (i, j)
+        for i, j in near
+        if core[i] and core[j] and frame.at[i, "split"] != frame.at[j, "split"]
+    ]
+    if crossing:
+        raise LeakageError(f"{len(crossing)} near-duplicate sample pairs are in two splits")
+    for warning in missing_classes(
+        samples.reset_index(drop=True).assign(split=frame["split"]), class_names, frame["unit_id"]
+    ):
+        logger.warning("Split: %s", warning)
+    facts = {
+        "near_duplicate_bits": params["near_duplicate_bits"],
+        "near_duplicate_sample_pairs": len(near),
+        "groups": int(frame["group_id"].nunique()),
+        "units_after_joining_shared_content": int(frame["unit_id"].nunique()),
+    }
+    logger.info("Split units: %s", facts)
+    return frame.drop(columns="hashes"), facts
+
+
+def summarise_split(
+    splits: pd.DataFrame, facts: dict, samples: pd.DataFrame, class_names: list[str], params: dict
+) -> tuple[dict, pd.DataFrame]:
+    """Class shares per split against the whole, largest deviation (percentage points)."""
+    frame = samples.merge(splits[["sample_id", "split", "fold"]], on="sample_id")
+    frame["label_normal"] = (frame["labels"].map(len) == 0).astype(int)
+    columns = [f"label_{c}" for c in class_names] + ["label_normal"]
+    evaluated = frame.loc[frame["split"] != "shift"]
+    overall = evaluated[columns].mean() * 100
+    rows = []
+    for split, group in frame.groupby("split"):
+        share = group[columns].mean() * 100
+        for column in columns:
+            rows.append(
+                {
+                    "split": split,
+                    "class": column.removeprefix("label_"),
+                    "samples": int(group[column].sum()),
+                    "share_pct": float(share[column]),
+                    "overall_pct": float(overall[column]),
+                    "deviation_pp": float(share[column] - overall[column]),
+                }
+            )
+    table = pd.DataFrame(rows)
+    core = table[table["split"] != "shift"]
+    shift_groups = set(frame.loc[frame["split"] == "shift", "group_id"])
+    core_groups = frame.loc[frame["split"] != "shift", ["group_id", "split"]]
+    report = {
+        "ratios": list(params["ratios"]),
+        "folds": params["folds"],
+        "seed": params["seed"],
+        "candidates": params["candidates"],
+        "samples_by_split": {str(k): int(v) for k, v in frame["split"].value_counts().items()},
+        "groups_by_split": {
+            str(k): int(v) for k, v in frame.groupby("split")["group_id"].nunique().items()
+        },
+        "max_abs_deviation_pp": float(core["deviation_pp"].abs().max()),
+        "max_abs_deviation_pp_by_class": {
+            str(k): float(v)
+            for k, v in core.groupby("class")["deviation_pp"].apply(lambda d: d.abs().max()).items()
+        },
+        "groups_in_two_splits": int((core_groups.groupby("group_id")["split"].nunique() > 1).sum()),
+        "shift_groups_also_in_train_val_test": len(
+            shift_groups & set(frame.loc[frame["split"] != "shift", "group_id"])
+        ),
+        **facts,
+    }
+    return report, table
+
+
+def plot_split(table: pd.DataFrame) -> Figure:
+    """Class share per split next to the overall share."""
+    pivot = table.pivot(index="class", columns="split", values="share_pct")
+    overall = table.groupby("class")["overall_pct"].first()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    pivot.assign(overall=overall).plot.bar(ax=ax)
+    ax.set(ylabel="% of samples", title="class share per split")
+    fig.tight_layout()
+    return fig

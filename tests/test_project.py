@@ -5,11 +5,13 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from kedro.framework.session import KedroSession
 
 from tests.conftest import PROJECT_ROOT
 
@@ -61,3 +63,50 @@ def test_kedro_viz_build_shows_the_lineage(project):
     assert ("inspect_raw_records", "manifest") in edges
     assert {"raw", "intermediate", "reporting"} <= set(graph["layers"])
     assert (project / "build" / "index.html").is_file()
+
+
+@pytest.mark.slow
+def test_kedro_jupyter_kernel_runs_the_exploration_notebook(project, tmp_path):
+    env = {
+        **os.environ,
+        "KEDRO_DISABLE_TELEMETRY": "true",
+        "JUPYTER_DATA_DIR": str(tmp_path / "jupyter"),
+    }
+    bin_dir = Path(sys.executable).parent
+    with KedroSession.create(
+        project_path=project, runtime_params={"synthetic": {"n_specimens": 4, "image_size": 48}}
+    ) as session:
+        session.run(pipeline_names=["__default__"])
+    subprocess.run(
+        [str(bin_dir / "kedro"), "jupyter", "setup"],
+        cwd=project,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    notebook = project / "notebooks" / "explore_data.ipynb"
+    notebook.parent.mkdir()
+    shutil.copy(PROJECT_ROOT / "notebooks" / "explore_data.ipynb", notebook)
+    subprocess.run(
+        [
+            str(bin_dir / "jupyter"),
+            "nbconvert",
+            "--to",
+            "notebook",
+            "--execute",
+            "--inplace",
+            str(notebook),
+        ],
+        cwd=notebook.parent,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    executed = json.loads(notebook.read_text())
+    printed = "".join(
+        "".join(out["text"])
+        for out in executed["cells"][1]["outputs"]
+        if out.get("name") == "stdout"
+    )
+    assert "16 samples" in printed

@@ -1,0 +1,52 @@
+"""Multi-scale timm encoders, optionally with CBAM after chosen stages."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from anomaly_lens.ml.models.cbam import CBAM
+
+
+class Encoder(nn.Module):
+    """A timm backbone with ``features_only``: one feature map per stage, finest first.
+
+    ``pretrained`` loads the backbone's published weights (needs a download);
+    ``weights_path`` loads them from a local file instead (timm adapts the first
+    convolution to ``in_chans``). ``cbam_stages`` are stage indices (negative counts from
+    the end) after which a CBAM block is inserted.
+    """
+
+    def __init__(
+        self,
+        backbone: str,
+        in_chans: int,
+        pretrained: bool = False,
+        weights_path: str | None = None,
+        cbam_stages: Sequence[int] = (-2, -1),
+    ):
+        super().__init__()
+        kwargs = {}
+        if weights_path:
+            if not Path(weights_path).is_file():
+                raise FileNotFoundError(f"backbone weights file not found: {weights_path}")
+            pretrained, kwargs["pretrained_cfg_overlay"] = True, {"file": str(weights_path)}
+        self.backbone = timm.create_model(
+            backbone, pretrained=pretrained, features_only=True, in_chans=in_chans, **kwargs
+        )
+        self.channels: list[int] = list(self.backbone.feature_info.channels())
+        self.reductions: list[int] = list(self.backbone.feature_info.reduction())
+        stages = len(self.channels)
+        chosen = sorted({s % stages for s in cbam_stages})
+        self.attention = nn.ModuleDict({str(s): CBAM(self.channels[s]) for s in chosen})
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        features = self.backbone(x)
+        return [
+            self.attention[str(i)](f) if str(i) in self.attention else f
+            for i, f in enumerate(features)
+        ]

@@ -1,0 +1,125 @@
+"""One model API for every task and fusion, and the registry behind ``create_model``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from anomaly_lens.ml.batch import Batch
+from anomaly_lens.ml.models.fusion import FUSIONS
+from anomaly_lens.ml.models.heads import SEGMENTATION_HEADS, ClassificationHead
+
+TASKS = ("classification", "segmentation", "multitask")
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a model (saved beside its weights)."""
+
+    num_classes: int
+    views: list[str] = field(default_factory=lambda: ["image"])
+    task: str = "classification"
+    label_type: str = "multilabel"  # or "multiclass"
+    backbone: str = "resnet18"
+    in_chans: int = 1
+    pretrained: bool = False
+    weights_path: str | None = None
+    cbam_stages: list[int] = field(default_factory=lambda: [-2, -1])
+    fusion: str = "late"
+    fusion_options: dict[str, Any] = field(default_factory=dict)
+    segmentation_head: str = "fpn"
+    decoder_channels: int = 64
+    dropout: float = 0.2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ModelOutput:
+    """What a model returns; absent parts are None."""
+
+    logits: torch.Tensor | None  # (B, K)
+    seg_logits: torch.Tensor | None  # (B, K, H, W)
+    attention: torch.Tensor | None = None
+
+
+class AnomalyModel(nn.Module):
+    """Fusion encoder plus classification and/or segmentation head."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        if config.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, not {config.task!r}")
+        if config.fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {config.fusion!r}; registered: {sorted(FUSIONS)}")
+        if config.segmentation_head not in SEGMENTATION_HEADS:
+            raise ValueError(
+                f"unknown segmentation head {config.segmentation_head!r}; "
+                f"registered: {sorted(SEGMENTATION_HEADS)}"
+            )
+        self.config = config
+        self.fusion = FUSIONS[config.fusion](
+            n_views=len(config.views),
+            in_chans=config.in_chans,
+            backbone=config.backbone,
+            pretrained=config.pretrained,
+            weights_path=config.weights_path,
+            cbam_stages=config.cbam_stages,
+            **config.fusion_options,
+        )
+        channels = self.fusion.channels
+        self.classifier = (
+            ClassificationHead(channels[-1], config.num_classes, config.dropout)
+            if config.task in ("classification", "multitask")
+            else None
+        )
+        head_args = {"decoder_channels": config.decoder_channels}
+        if config.segmentation_head == "deeplabv3plus":
+            head_args["reductions"] = self.fusion.reductions
+        self.segmenter = (
+            SEGMENTATION_HEADS[config.segmentation_head](channels, config.num_classes, **head_args)
+            if config.task in ("segmentation", "multitask")
+            else None
+        )
+
+    def encode(self, images: torch.Tensor, view_mask: torch.Tensor) -> list[torch.Tensor]:
+        """Fused feature pyramid (finest first): the features OOD detection and XAI use."""
+        return self.fusion(images, view_mask)[0]
+
+    def forward(self, images: torch.Tensor, view_mask: torch.Tensor) -> ModelOutput:
+        pyramid, attention = self.fusion(images, view_mask)
+        return ModelOutput(
+            logits=self.classifier(pyramid) if self.classifier else None,
+            seg_logits=self.segmenter(pyramid, images.shape[-2:]) if self.segmenter else None,
+            attention=attention,
+        )
+
+    def predict_batch(self, batch: Batch) -> ModelOutput:
+        return self(batch.images, batch.view_mask)
+
+
+MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {"anomaly": AnomalyModel}
+
+
+def register_model(name: str):
+    """Decorator adding a model builder (``ModelConfig -> nn.Module``) to the registry."""
+
+    def add(builder):
+        MODELS[name] = builder
+        return builder
+
+    return add
+
+
+def create_model(config: ModelConfig | Mapping[str, Any], name: str = "anomaly") -> nn.Module:
+    """Build a registered model from a ``ModelConfig`` or a plain mapping of its fields."""
+    if not isinstance(config, ModelConfig):
+        config = ModelConfig(**dict(config))
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; registered: {sorted(MODELS)}")
+    return MODELS[name](config)

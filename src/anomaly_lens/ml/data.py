@@ -1,0 +1,249 @@
+"""Training data: a decode-once image cache, a multi-view torch Dataset and its transforms.
+
+The cache holds every sample's views decoded and resized once, as uint8, with per-class
+masks (the union over the sample's views) and multi-hot labels. Epochs and later runs read
+the arrays; a fingerprint of the inputs tells when the cache no longer matches them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import albumentations as A
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset, WeightedRandomSampler
+
+from anomaly_lens.ml import imaging, rle
+from anomaly_lens.ml.batch import Batch
+
+AUGMENTATION_PRESETS = ("none", "light", "medium", "heavy")
+
+
+@dataclass
+class ImageCache:
+    """Decoded, resized samples: arrays indexed by sample position."""
+
+    sample_ids: np.ndarray  # (N,) str
+    images: np.ndarray  # (N, V, S, S) uint8
+    view_mask: np.ndarray  # (N, V) bool
+    labels: np.ndarray  # (N, K) uint8 multi-hot
+    masks: np.ndarray  # (N, K, S, S) uint8 0/1
+    views: list[str]
+    classes: list[str]
+    fingerprint: str
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Everything as arrays (for ``np.savez``); ``from_arrays`` reverses it."""
+        meta = json.dumps(
+            {"views": self.views, "classes": self.classes, "fingerprint": self.fingerprint}
+        )
+        return {
+            "sample_ids": self.sample_ids.astype(str),
+            "images": self.images,
+            "view_mask": self.view_mask,
+            "labels": self.labels,
+            "masks": self.masks,
+            "meta": np.array(meta),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays) -> ImageCache:
+        meta = json.loads(str(arrays["meta"]))
+        return cls(
+            sample_ids=np.asarray(arrays["sample_ids"]),
+            images=np.asarray(arrays["images"]),
+            view_mask=np.asarray(arrays["view_mask"]),
+            labels=np.asarray(arrays["labels"]),
+            masks=np.asarray(arrays["masks"]),
+            **meta,
+        )
+
+    def positions(self, sample_ids: Sequence[str]) -> np.ndarray:
+        """Cache positions of the given samples, in their order."""
+        index = {s: i for i, s in enumerate(self.sample_ids)}
+        missing = [s for s in sample_ids if s not in index]
+        if missing:
+            raise KeyError(f"{len(missing)} samples are not in the image cache, e.g. {missing[:3]}")
+        return np.array([index[s] for s in sample_ids], dtype=np.int64)
+
+
+def cache_fingerprint(
+    samples: pd.DataFrame,
+    manifest: pd.DataFrame,
+    views: Sequence[str],
+    classes: Sequence[str],
+    image_size: int,
+) -> str:
+    """Hash of what the cache is made of: sample ids, image contents, views, classes, size."""
+    digest = manifest.set_index("image_id")["sha256"]
+    parts = [json.dumps([list(views), list(classes), image_size])]
+    for row in samples[["sample_id", *[f"image_{v}" for v in views]]].itertuples(index=False):
+        parts.append(row[0] + ":" + ",".join("-" if pd.isna(i) else digest[i] for i in row[1:]))
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _resize(pixels: np.ndarray, size: int, interpolation: int) -> np.ndarray:
+    return cv2.resize(pixels, (size, size), interpolation=interpolation)
+
+
+def build_image_cache(
+    samples: pd.DataFrame,
+    manifest: pd.DataFrame,
+    masks: pd.DataFrame,
+    load_image: Callable[[str], bytes],
+    views: Sequence[str],
+    classes: Sequence[str],
+    image_size: int,
+) -> ImageCache:
+    """Decode every view of every sample once, as grayscale resized to ``image_size``.
+
+    ``load_image`` returns the bytes of a manifest ``partition_id``. Masks are decoded
+    from RLE at the image's size, resized with nearest neighbours, and joined over views.
+    """
+    info = manifest.set_index("image_id")
+    rle_of = masks.set_index(["image_id", "class"])["encoded_pixels"]
+    class_index = {c: k for k, c in enumerate(classes)}
+    n, v, k = len(samples), len(views), len(classes)
+    images = np.zeros((n, v, image_size, image_size), dtype=np.uint8)
+    view_mask = np.zeros((n, v), dtype=bool)
+    pixel_masks = np.zeros((n, k, image_size, image_size), dtype=np.uint8)
+    labels = samples[[f"label_{c}" for c in classes]].to_numpy(dtype=np.uint8)
+    for i, row in enumerate(samples.itertuples(index=False)):
+        for j, view in enumerate(views):
+            image_id = getattr(row, f"image_{view}")
+            if pd.isna(image_id):
+                continue
+            pixels = imaging.to_gray(
+                imaging.decode_image(load_image(info.at[image_id, "partition_id"])).pixels
+            )
+            images[i, j] = _resize(pixels, image_size, cv2.INTER_AREA)
+            view_mask[i, j] = True
+            height, width = pixels.shape
+            for cls in info.at[image_id, "labels"]:
+                if cls in class_index and (image_id, cls) in rle_of.index:
+                    full = rle.decode(rle_of.at[(image_id, cls)], height, width).astype(np.uint8)
+                    pixel_masks[i, class_index[cls]] |= _resize(full, image_size, cv2.INTER_NEAREST)
+    return ImageCache(
+        sample_ids=samples["sample_id"].to_numpy(dtype=str),
+        images=images,
+        view_mask=view_mask,
+        labels=labels,
+        masks=pixel_masks,
+        views=list(views),
+        classes=list(classes),
+        fingerprint=cache_fingerprint(samples, manifest, views, classes, image_size),
+    )
+
+
+def augmentation(
+    preset: str, n_views: int, clahe: bool = False, seed: int | None = None
+) -> A.Compose:
+    """An albumentations pipeline applying the same random geometry to every view and mask."""
+    if preset not in AUGMENTATION_PRESETS:
+        raise ValueError(
+            f"augmentation preset must be one of {AUGMENTATION_PRESETS}, not {preset!r}"
+        )
+    steps: list[A.BasicTransform] = [A.CLAHE(clip_limit=2.0, p=1.0)] if clahe else []
+    if preset in ("light", "medium", "heavy"):
+        steps += [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)]
+    if preset in ("medium", "heavy"):
+        steps += [
+            A.Affine(translate_percent=(-0.06, 0.06), scale=(0.9, 1.1), rotate=(-15, 15), p=0.7),
+            A.RandomBrightnessContrast(0.15, 0.15, p=0.5),
+        ]
+    if preset == "heavy":
+        steps += [
+            A.GaussNoise(std_range=(0.02, 0.06), p=0.4),
+            A.GridDistortion(p=0.3),
+            A.CoarseDropout(
+                num_holes_range=(1, 4),
+                hole_height_range=(0.05, 0.12),
+                hole_width_range=(0.05, 0.12),
+                p=0.3,
+            ),
+        ]
+    targets = {f"view_{j}": "image" for j in range(1, n_views)}
+    return A.Compose(steps, additional_targets=targets, seed=seed)
+
+
+class MultiViewDataset(Dataset):
+    """Samples of an ``ImageCache`` as tensors; views and masks augmented together.
+
+    ``modality_dropout``: in training, each present view is dropped with this
+    probability, never the last one present.
+    """
+
+    def __init__(
+        self,
+        cache: ImageCache,
+        positions: np.ndarray,
+        transform: A.Compose | None = None,
+        modality_dropout: float = 0.0,
+        seed: int = 0,
+    ):
+        self.cache, self.positions = cache, np.asarray(positions)
+        self.transform, self.modality_dropout = transform, modality_dropout
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, index: int) -> dict:
+        i = self.positions[index]
+        views, present = self.cache.images[i], self.cache.view_mask[i].copy()
+        masks = self.cache.masks[i]
+        if self.transform is not None:
+            out = self.transform(
+                image=views[0],
+                masks=list(masks),
+                **{f"view_{j}": views[j] for j in range(1, len(views))},
+            )
+            views = np.stack([out["image"]] + [out[f"view_{j}"] for j in range(1, len(views))])
+            masks = np.stack(out["masks"]) if len(masks) else masks
+        if self.modality_dropout > 0 and present.sum() > 1:
+            for j in self.rng.permutation(np.flatnonzero(present)):
+                if present.sum() > 1 and self.rng.random() < self.modality_dropout:
+                    present[j] = False
+        images = torch.from_numpy(np.ascontiguousarray(views)).float().div_(255.0).unsqueeze(1)
+        images = images * torch.from_numpy(present).view(-1, 1, 1, 1)
+        return {
+            "images": images,
+            "view_mask": torch.from_numpy(present),
+            "labels": torch.from_numpy(self.cache.labels[i].astype(np.float32)),
+            "masks": torch.from_numpy(np.ascontiguousarray(masks).astype(np.float32)),
+            "sample_id": str(self.cache.sample_ids[i]),
+        }
+
+
+def collate(items: list[dict]) -> Batch:
+    """Stack dataset items into a ``Batch``."""
+    return Batch(
+        images=torch.stack([x["images"] for x in items]),
+        view_mask=torch.stack([x["view_mask"] for x in items]),
+        labels=torch.stack([x["labels"] for x in items]),
+        masks=torch.stack([x["masks"] for x in items]),
+        sample_ids=[x["sample_id"] for x in items],
+    )
+
+
+def balanced_sampler(labels: np.ndarray, seed: int = 0) -> WeightedRandomSampler:
+    """Draws samples so rare classes (and normal samples) come up about as often as common ones.
+
+    A sample's weight is the inverse frequency of its rarest label ("normal" counts as a label).
+    """
+    with_normal = np.column_stack([labels, labels.sum(1) == 0]).astype(bool)
+    inverse = 1.0 / with_normal.sum(0).clip(min=1)
+    weights = np.where(with_normal, inverse, 0).max(1)
+    generator = torch.Generator().manual_seed(seed)
+    return WeightedRandomSampler(
+        torch.as_tensor(weights, dtype=torch.double),
+        len(weights),
+        replacement=True,
+        generator=generator,
+    )

@@ -30,4 +30,12 @@ def prepared():
 @pytest.fixture(scope="session")
 def cache(prepared):
     samples, manifest, masks, raw, classes = prepared
-    return build_image_cache(samples, manifest, masks, raw.__getitem__, ["co2", "ch4"], classes, 32)
+    return build_image_cache(
+        samples,
+        manifest,
+        masks,
+        raw.__getitem__,
+        views=["co2", "ch4"],
+        classes=classes,
+        image_size=32,
+    )

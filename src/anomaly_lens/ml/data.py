@@ -97,6 +97,7 @@ def build_image_cache(
     manifest: pd.DataFrame,
     masks: pd.DataFrame,
     load_image: Callable[[str], bytes],
+    *,
     views: Sequence[str],
     classes: Sequence[str],
     image_size: int,

@@ -24,7 +24,13 @@ def test_cache_holds_every_sample_decoded_once(prepared, cache):
     ).all()
     calls = []
     build_image_cache(
-        samples, manifest, masks, lambda p: calls.append(p) or raw[p], ["co2", "ch4"], classes, 32
+        samples,
+        manifest,
+        masks,
+        lambda p: calls.append(p) or raw[p],
+        views=["co2", "ch4"],
+        classes=classes,
+        image_size=32,
     )
     assert sorted(calls) == sorted(manifest["partition_id"])  # each image decoded once
 

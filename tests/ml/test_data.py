@@ -3,10 +3,11 @@ import pytest
 import torch
 
 from anomaly_lens.ml.data import (
+    EpochSampler,
     ImageCache,
     MultiViewDataset,
     augmentation,
-    balanced_sampler,
+    balanced_weights,
     build_image_cache,
     cache_fingerprint,
     collate,
@@ -62,8 +63,8 @@ def test_augmentation_moves_views_and_masks_together():
     )
     dataset = MultiViewDataset(cache, np.array([0]), augmentation("heavy", n_views=2, seed=3))
     moved = 0
-    for _ in range(10):
-        item = dataset[0]
+    for epoch in range(10):
+        item = dataset[(0, epoch)]
         first, second, mask = item["images"][0, 0], item["images"][1, 0], item["masks"][0] > 0
         assert torch.equal(first, second)  # same random geometry and intensity for both views
         assert first[mask].mean() > first[~mask].mean() + 0.3  # the mask still covers the block
@@ -92,7 +93,26 @@ def test_collate_makes_a_typed_batch(cache):
     assert batch.images.max() <= 1.0 and len(batch.sample_ids) == 4
 
 
-def test_balanced_sampler_draws_rare_classes_more_often():
+def test_balanced_sampling_draws_rare_classes_more_often():
     labels = np.array([[1, 0]] * 90 + [[0, 1]] * 10)
-    drawn = labels[list(balanced_sampler(labels, seed=0))]
+    drawn = labels[[i for i, _ in EpochSampler(100, seed=0, weights=balanced_weights(labels))]]
     assert drawn[:, 1].mean() > 0.3  # 10 % in the data
+
+
+def test_epoch_sampler_depends_on_seed_and_epoch_only():
+    sampler = EpochSampler(20, seed=1)
+    first = list(sampler)
+    sampler.set_epoch(3)
+    third = list(sampler)
+    fresh = EpochSampler(20, seed=1)
+    fresh.set_epoch(3)
+    assert list(fresh) == third != first
+    assert sorted(i for i, _ in third) == list(range(20)) and {e for _, e in third} == {3}
+
+
+def test_items_are_reproducible_per_epoch(cache):
+    dataset = MultiViewDataset(
+        cache, np.arange(4), augmentation("heavy", 2), modality_dropout=0.5, seed=7
+    )
+    assert torch.equal(dataset[(2, 5)]["images"], dataset[(2, 5)]["images"])
+    assert not torch.equal(dataset[(2, 5)]["images"], dataset[(2, 6)]["images"])

@@ -1,5 +1,6 @@
 """Kedro datasets the catalog needs beyond kedro-datasets."""
 
 from anomaly_lens.datasets.binary_dataset import BinaryDataset
+from anomaly_lens.datasets.torch_model_dataset import TorchModelDataset
 
-__all__ = ["BinaryDataset"]
+__all__ = ["BinaryDataset", "TorchModelDataset"]

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset, WeightedRandomSampler
+from torch.utils.data import Dataset, Sampler
 
 from anomaly_lens.ml import imaging, rle
 from anomaly_lens.ml.batch import Batch
@@ -173,11 +173,64 @@ def augmentation(
     return A.Compose(steps, additional_targets=targets, seed=seed)
 
 
+def reseed(transform: A.Compose, seed: int) -> None:
+    """Give the pipeline and each of its steps its own seed derived from ``seed``.
+
+    (``Compose.set_random_seed`` hands every step the same seed, so their first random
+    draws coincide and the steps fire together or not at all.)
+    """
+    states = np.random.SeedSequence(seed).generate_state(len(transform.transforms) + 1)
+    transform.set_random_seed(int(states[0]))
+    for step, state in zip(transform.transforms, states[1:], strict=True):
+        step.set_random_seed(int(state))
+
+
+class EpochSampler(Sampler):
+    """Shuffled (or, with ``weights``, weighted) order drawn from ``(seed, epoch)`` alone.
+
+    Yields ``(index, epoch)`` keys so the dataset can seed its own randomness per item:
+    an epoch then looks the same whether or not training was interrupted before it.
+    Lightning calls ``set_epoch`` before every epoch.
+    """
+
+    def __init__(self, size: int, seed: int, weights: np.ndarray | None = None):
+        self.size, self.seed, self.epoch = size, seed, 0
+        self.weights = None if weights is None else np.asarray(weights, float) / np.sum(weights)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        rng = np.random.default_rng((self.seed, self.epoch))
+        if self.weights is None:
+            order = rng.permutation(self.size)
+        else:
+            order = rng.choice(self.size, self.size, p=self.weights)
+        return iter([(int(i), self.epoch) for i in order])
+
+
+def balanced_weights(labels: np.ndarray) -> np.ndarray:
+    """Sample weights so rare classes (and normal samples) come up about as often as common ones.
+
+    A sample's weight is the inverse frequency of its rarest label ("normal" counts as a label).
+    """
+    with_normal = np.column_stack([labels, labels.sum(1) == 0]).astype(bool)
+    inverse = 1.0 / with_normal.sum(0).clip(min=1)
+    return np.where(with_normal, inverse, 0).max(1)
+
+
 class MultiViewDataset(Dataset):
     """Samples of an ``ImageCache`` as tensors; views and masks augmented together.
 
     ``modality_dropout``: in training, each present view is dropped with this
-    probability, never the last one present.
+    probability, never the last one present. ``targets`` (one row per cache position)
+    replace the cache's multi-hot labels, e.g. one-hot with a normal class;
+    ``view_index`` selects and orders views (a single-view model on a multi-view cache).
+    Indexed by position, or by the ``(position, epoch)`` keys of ``EpochSampler``;
+    random choices are seeded by ``(seed, epoch, position)``.
     """
 
     def __init__(
@@ -187,19 +240,28 @@ class MultiViewDataset(Dataset):
         transform: A.Compose | None = None,
         modality_dropout: float = 0.0,
         seed: int = 0,
+        targets: np.ndarray | None = None,
+        view_index: Sequence[int] | None = None,
     ):
         self.cache, self.positions = cache, np.asarray(positions)
-        self.transform, self.modality_dropout = transform, modality_dropout
-        self.rng = np.random.default_rng(seed)
+        self.transform, self.modality_dropout, self.seed = transform, modality_dropout, seed
+        self.targets = (
+            cache.labels.astype(np.float32) if targets is None else targets.astype(np.float32)
+        )
+        self.view_index = list(range(len(cache.views))) if view_index is None else list(view_index)
 
     def __len__(self) -> int:
         return len(self.positions)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        index, epoch = key if isinstance(key, tuple) else (key, 0)
+        rng = np.random.default_rng((self.seed, epoch, int(index)))
         i = self.positions[index]
-        views, present = self.cache.images[i], self.cache.view_mask[i].copy()
+        views = self.cache.images[i][self.view_index]
+        present = self.cache.view_mask[i][self.view_index].copy()
         masks = self.cache.masks[i]
         if self.transform is not None:
+            reseed(self.transform, int(rng.integers(2**31)))
             out = self.transform(
                 image=views[0],
                 masks=list(masks),
@@ -208,15 +270,15 @@ class MultiViewDataset(Dataset):
             views = np.stack([out["image"]] + [out[f"view_{j}"] for j in range(1, len(views))])
             masks = np.stack(out["masks"]) if len(masks) else masks
         if self.modality_dropout > 0 and present.sum() > 1:
-            for j in self.rng.permutation(np.flatnonzero(present)):
-                if present.sum() > 1 and self.rng.random() < self.modality_dropout:
+            for j in rng.permutation(np.flatnonzero(present)):
+                if present.sum() > 1 and rng.random() < self.modality_dropout:
                     present[j] = False
         images = torch.from_numpy(np.ascontiguousarray(views)).float().div_(255.0).unsqueeze(1)
         images = images * torch.from_numpy(present).view(-1, 1, 1, 1)
         return {
             "images": images,
             "view_mask": torch.from_numpy(present),
-            "labels": torch.from_numpy(self.cache.labels[i].astype(np.float32)),
+            "labels": torch.from_numpy(self.targets[i]),
             "masks": torch.from_numpy(np.ascontiguousarray(masks).astype(np.float32)),
             "sample_id": str(self.cache.sample_ids[i]),
         }
@@ -230,21 +292,4 @@ def collate(items: list[dict]) -> Batch:
         labels=torch.stack([x["labels"] for x in items]),
         masks=torch.stack([x["masks"] for x in items]),
         sample_ids=[x["sample_id"] for x in items],
-    )
-
-
-def balanced_sampler(labels: np.ndarray, seed: int = 0) -> WeightedRandomSampler:
-    """Draws samples so rare classes (and normal samples) come up about as often as common ones.
-
-    A sample's weight is the inverse frequency of its rarest label ("normal" counts as a label).
-    """
-    with_normal = np.column_stack([labels, labels.sum(1) == 0]).astype(bool)
-    inverse = 1.0 / with_normal.sum(0).clip(min=1)
-    weights = np.where(with_normal, inverse, 0).max(1)
-    generator = torch.Generator().manual_seed(seed)
-    return WeightedRandomSampler(
-        torch.as_tensor(weights, dtype=torch.double),
-        len(weights),
-        replacement=True,
-        generator=generator,
     )

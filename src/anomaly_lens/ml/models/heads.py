@@ -34,16 +34,34 @@ def _conv(in_channels: int, out_channels: int, kernel: int = 3, dilation: int = 
     )
 
 
-class ClassificationHead(nn.Module):
-    """Global average pooling of the last level, dropout, one logit per class."""
+POOLINGS = ("avg", "max", "avgmax")
 
-    def __init__(self, channels: int, num_classes: int, dropout: float = 0.2):
+
+class ClassificationHead(nn.Module):
+    """Global pooling of the last level, dropout, one logit per class.
+
+    ``avgmax`` concatenates average and max pooling: the max keeps a small defect's
+    response from being diluted by the background.
+    """
+
+    def __init__(
+        self, channels: int, num_classes: int, dropout: float = 0.2, pooling: str = "avgmax"
+    ):
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
+        self.pooling = pooling
         self.dropout = nn.Dropout(dropout)
-        self.linear = nn.Linear(channels, num_classes)
+        self.linear = nn.Linear(channels * (2 if pooling == "avgmax" else 1), num_classes)
 
     def forward(self, pyramid: list[torch.Tensor]) -> torch.Tensor:
-        return self.linear(self.dropout(pyramid[-1].mean(dim=(2, 3))))
+        x = pyramid[-1]
+        pooled = {
+            "avg": lambda: x.mean(dim=(2, 3)),
+            "max": lambda: x.amax(dim=(2, 3)),
+            "avgmax": lambda: torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], 1),
+        }[self.pooling]()
+        return self.linear(self.dropout(pooled))
 
 
 @register_segmentation_head("fpn")

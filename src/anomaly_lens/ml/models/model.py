@@ -34,6 +34,7 @@ class ModelConfig:
     segmentation_head: str = "fpn"
     decoder_channels: int = 64
     dropout: float = 0.2
+    pooling: str = "avgmax"  # avg | max | avgmax (classification head)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,7 +75,7 @@ class AnomalyModel(nn.Module):
         )
         channels = self.fusion.channels
         self.classifier = (
-            ClassificationHead(channels[-1], config.num_classes, config.dropout)
+            ClassificationHead(channels[-1], config.num_classes, config.dropout, config.pooling)
             if config.task in ("classification", "multitask")
             else None
         )

@@ -1,0 +1,131 @@
+"""Evaluation metrics (torchmetrics) for multi-label / multi-class classification and masks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+import torchmetrics.functional.classification as tmc
+
+
+def _per_class(values: torch.Tensor, classes: Sequence[str]) -> dict[str, float]:
+    return {c: float(v) for c, v in zip(classes, values.tolist(), strict=True)}
+
+
+def classification_metrics(
+    probs: torch.Tensor,
+    targets: torch.Tensor,
+    classes: Sequence[str],
+    label_type: str = "multilabel",
+    threshold: float = 0.5,
+) -> dict:
+    """Per-class precision/recall/F1/AP/AUROC, macro/micro/weighted F1, balanced accuracy,
+    Hamming loss, and a confusion matrix (multi-class) or per-class confusion (multi-label).
+
+    ``probs``: (N, K) sigmoid (multi-label) or softmax (multi-class) outputs; ``targets``:
+    (N, K) multi-hot or one-hot.
+    """
+    k = len(classes)
+    targets = targets.int()
+    if label_type == "multiclass":
+        labels = targets.argmax(1)
+        args = {"num_classes": k}
+        per = {
+            name: fn(probs, labels, average=None, **args)
+            for name, fn in (
+                ("precision", tmc.multiclass_precision),
+                ("recall", tmc.multiclass_recall),
+                ("f1", tmc.multiclass_f1_score),
+                ("ap", tmc.multiclass_average_precision),
+                ("auroc", tmc.multiclass_auroc),
+            )
+        }
+        f1 = {
+            avg: float(tmc.multiclass_f1_score(probs, labels, average=avg, **args))
+            for avg in ("macro", "micro", "weighted")
+        }
+        confusion = tmc.multiclass_confusion_matrix(probs, labels, **args).tolist()
+        balanced = float(tmc.multiclass_recall(probs, labels, average="macro", **args))
+        hamming = float(tmc.multiclass_hamming_distance(probs, labels, average="micro", **args))
+    elif label_type == "multilabel":
+        args = {"num_labels": k, "threshold": threshold}
+        per = {
+            name: fn(probs, targets, average=None, **args)
+            for name, fn in (
+                ("precision", tmc.multilabel_precision),
+                ("recall", tmc.multilabel_recall),
+                ("f1", tmc.multilabel_f1_score),
+            )
+        }
+        per["ap"] = tmc.multilabel_average_precision(probs, targets, num_labels=k, average=None)
+        per["auroc"] = tmc.multilabel_auroc(probs, targets, num_labels=k, average=None)
+        f1 = {
+            avg: float(tmc.multilabel_f1_score(probs, targets, average=avg, **args))
+            for avg in ("macro", "micro", "weighted")
+        }
+        stats = tmc.multilabel_stat_scores(
+            probs, targets, average=None, **args
+        )  # tp fp tn fn support
+        confusion = {
+            c: dict(zip(("tp", "fp", "tn", "fn"), map(int, row[:4]), strict=True))
+            for c, row in zip(classes, stats, strict=True)
+        }
+        recall = per["recall"]
+        specificity = tmc.multilabel_specificity(probs, targets, average=None, **args)
+        balanced = float(((recall + specificity) / 2).mean())
+        hamming = float(tmc.multilabel_hamming_distance(probs, targets, average="micro", **args))
+    else:
+        raise ValueError(f"label_type must be 'multilabel' or 'multiclass', not {label_type!r}")
+    return {
+        "macro_f1": f1["macro"],
+        "micro_f1": f1["micro"],
+        "weighted_f1": f1["weighted"],
+        "balanced_accuracy": balanced,
+        "hamming_loss": hamming,
+        "per_class": {
+            c: {name: float(values[i]) for name, values in per.items()}
+            for i, c in enumerate(classes)
+        },
+        "confusion": confusion,
+        "support": _per_class(targets.sum(0), classes),
+    }
+
+
+def segmentation_metrics(
+    seg_probs: torch.Tensor, masks: torch.Tensor, classes: Sequence[str], threshold: float = 0.5
+) -> dict:
+    """IoU and Dice per class (over all pixels of the set) and their means, pixel accuracy."""
+    k = len(classes)
+    preds = seg_probs.permute(0, 2, 3, 1).reshape(-1, k)
+    target = masks.permute(0, 2, 3, 1).reshape(-1, k).int()
+    stats = tmc.multilabel_stat_scores(
+        preds, target, num_labels=k, threshold=threshold, average=None
+    ).double()
+    tp, fp, tn, fn = stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3]
+    present = (tp + fn) > 0
+    iou = tp / (tp + fp + fn).clamp_min(1)
+    dice = 2 * tp / (2 * tp + fp + fn).clamp_min(1)
+    return {
+        "mean_iou": float(iou[present].mean()) if present.any() else float("nan"),
+        "mean_dice": float(dice[present].mean()) if present.any() else float("nan"),
+        "pixel_accuracy": float(((tp + tn) / (tp + fp + tn + fn)).mean()),
+        "per_class": {
+            c: {"iou": float(iou[i]), "dice": float(dice[i])} for i, c in enumerate(classes)
+        },
+    }
+
+
+def bootstrap_interval(
+    metric: Callable[[np.ndarray], float],
+    n: int,
+    rounds: int = 200,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``metric(indices)`` over resampled sample indices."""
+    rng = np.random.default_rng(seed)
+    values = [metric(rng.integers(0, n, n)) for _ in range(rounds)]
+    values = [v for v in values if np.isfinite(v)]
+    tail = (1 - level) / 2 * 100
+    return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))

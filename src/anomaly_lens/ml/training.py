@@ -1,0 +1,116 @@
+"""Lightning glue around the pure ``nn.Module``: loop, optimiser, schedule, validation metric."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import lightning as L
+import torch
+import torchmetrics.functional.classification as tmc
+
+from anomaly_lens.ml.batch import Batch
+from anomaly_lens.ml.losses import MultiTaskLoss, create_loss
+from anomaly_lens.ml.models import ModelConfig, ModelOutput, create_model
+
+
+def warmup_cosine(step: int, warmup: int, total: int) -> float:
+    """Learning-rate factor: linear warm-up to 1 over ``warmup`` steps, then cosine to 0."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(total - warmup, 1)
+    return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def probabilities(logits: torch.Tensor, label_type: str) -> torch.Tensor:
+    """Sigmoid per class (multi-label) or softmax over classes (multi-class)."""
+    return torch.softmax(logits, 1) if label_type == "multiclass" else torch.sigmoid(logits)
+
+
+class AnomalyModule(L.LightningModule):
+    """Trains an ``AnomalyModel``; logs ``train_loss``, ``val_loss`` and ``val_macro_f1``.
+
+    ``freeze_encoder_epochs``: the encoder is frozen for that many first epochs (only the
+    heads and fusion layers learn), then unfrozen. Torch's random state is reseeded from
+    ``(seed, epoch)`` at every epoch, so a resumed run repeats the epochs it missed exactly.
+    """
+
+    def __init__(
+        self,
+        model: dict,
+        loss: dict,
+        optimizer: dict,
+        class_frequencies: Sequence[float],
+        freeze_encoder_epochs: int = 0,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = create_model(ModelConfig(**model))
+        self.label_type = self.model.config.label_type
+        options = {**loss.get("options", {}), "class_frequencies": list(class_frequencies)}
+        self.criterion = MultiTaskLoss(
+            create_loss(loss["classification"], **options) if self.model.classifier else None,
+            create_loss(loss["segmentation"], **options) if self.model.segmenter else None,
+            loss.get("classification_weight", 1.0),
+            loss.get("segmentation_weight", 1.0),
+        )
+        self._val_probs: list[torch.Tensor] = []
+        self._val_targets: list[torch.Tensor] = []
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        return self.model(batch.images, batch.view_mask)
+
+    def _encoder_parameters(self):
+        fusion = self.model.fusion
+        encoders = fusion.views.encoders if hasattr(fusion, "views") else [fusion.encoder]
+        return [p for e in encoders for p in e.parameters()]
+
+    def on_train_epoch_start(self) -> None:
+        torch.manual_seed(self.hparams.seed * 1000 + self.current_epoch)
+        frozen = self.current_epoch < self.hparams.freeze_encoder_epochs
+        for parameter in self._encoder_parameters():
+            parameter.requires_grad_(not frozen)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        losses = self.criterion(self(batch), batch)
+        for name, value in losses.items():
+            self.log(f"train_{name}", value, batch_size=batch.size, prog_bar=name == "loss")
+        return losses["loss"]
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        output = self(batch)
+        self.log(
+            "val_loss", self.criterion(output, batch)["loss"], batch_size=batch.size, sync_dist=True
+        )
+        if output.logits is not None:
+            self._val_probs.append(probabilities(output.logits, self.label_type).detach().cpu())
+            self._val_targets.append(batch.labels.detach().cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_probs:
+            return
+        probs, targets = torch.cat(self._val_probs), torch.cat(self._val_targets).int()
+        self._val_probs.clear()
+        self._val_targets.clear()
+        if self.label_type == "multiclass":
+            score = tmc.multiclass_f1_score(
+                probs, targets.argmax(1), num_classes=probs.shape[1], average="macro"
+            )
+        else:
+            score = tmc.multilabel_f1_score(
+                probs, targets, num_labels=probs.shape[1], average="macro"
+            )
+        self.log("val_macro_f1", score, prog_bar=True, sync_dist=True)
+
+    def configure_optimizers(self):
+        options = self.hparams.optimizer
+        optimizer = torch.optim.AdamW(
+            self.parameters(), lr=options["lr"], weight_decay=options["weight_decay"]
+        )
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        warmup = max(int(total * options["warmup_fraction"]), 1)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: warmup_cosine(s, warmup, total)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

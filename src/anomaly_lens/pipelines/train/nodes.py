@@ -1,0 +1,314 @@
+"""Nodes of the ``train`` pipeline."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import lightning as L
+import matplotlib
+import mlflow
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+
+from anomaly_lens.ml.data import (  # noqa: E402
+    EpochSampler,
+    ImageCache,
+    MultiViewDataset,
+    augmentation,
+    balanced_weights,
+    build_image_cache,
+    cache_fingerprint,
+    collate,
+)
+from anomaly_lens.ml.metrics import (  # noqa: E402
+    bootstrap_interval,
+    classification_metrics,
+    segmentation_metrics,
+)
+from anomaly_lens.ml.models import ModelConfig, create_model  # noqa: E402
+from anomaly_lens.ml.training import AnomalyModule, probabilities  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+
+def cache_images(
+    samples: pd.DataFrame,
+    manifest: pd.DataFrame,
+    masks: pd.DataFrame,
+    raw_images: Mapping[str, Callable[[], bytes]],
+    class_names: list[str],
+    views: list[str],
+    params: dict,
+) -> dict[str, np.ndarray]:
+    """Decode and resize every sample's views once; later runs reuse the arrays."""
+    cache = build_image_cache(
+        samples,
+        manifest,
+        masks,
+        lambda pid: raw_images[pid](),
+        views=views,
+        classes=class_names,
+        image_size=params["image_size"],
+    )
+    logger.info(
+        "Image cache: %s samples x %s views at %d px", *cache.images.shape[:2], params["image_size"]
+    )
+    return cache.arrays()
+
+
+def _label_type(labels: np.ndarray, requested: str) -> str:
+    """``multilabel`` when any sample has two labels, else ``multiclass`` (``auto``)."""
+    if requested != "auto":
+        return requested
+    return "multilabel" if (labels.sum(1) > 1).any() else "multiclass"
+
+
+def _targets(labels: np.ndarray, label_type: str) -> np.ndarray:
+    """Multi-hot targets, or one-hot with a leading ``normal`` class for multi-class data."""
+    if label_type == "multilabel":
+        return labels.astype(np.float32)
+    return np.column_stack([labels.sum(1) == 0, labels]).astype(np.float32)
+
+
+def _loaders(
+    cache: ImageCache, splits: pd.DataFrame, params: dict, targets: np.ndarray, views: list[str]
+):
+    view_index = [cache.views.index(v) for v in views]
+    settings = params["augmentation"]
+    loaders = {}
+    for split in ("train", "val", "test"):
+        ids = splits.loc[splits["split"] == split, "sample_id"].tolist()
+        positions = cache.positions(ids)
+        training = split == "train"
+        dataset = MultiViewDataset(
+            cache,
+            positions,
+            targets=targets,
+            view_index=view_index,
+            transform=augmentation(
+                settings["preset"] if training else "none",
+                len(view_index),
+                settings["clahe"],
+                seed=params["seed"],
+            ),
+            modality_dropout=settings["modality_dropout"] if training else 0.0,
+            seed=params["seed"],
+        )
+        sampler = None
+        if training:
+            weights = balanced_weights(targets[positions]) if params["balanced_sampler"] else None
+            sampler = EpochSampler(len(positions), params["seed"], weights)
+        loaders[split] = DataLoader(
+            dataset,
+            batch_size=params["trainer"]["batch_size"],
+            sampler=sampler,
+            collate_fn=collate,
+            num_workers=params["trainer"]["num_workers"],
+        )
+    return loaders
+
+
+def train_model(
+    image_cache: dict,
+    samples: pd.DataFrame,
+    manifest: pd.DataFrame,
+    splits: pd.DataFrame,
+    class_names: list[str],
+    views: list[str],
+    params: dict,
+) -> tuple[dict, pd.DataFrame]:
+    """Fit with Lightning; return the best checkpoint's model bundle and the epoch history."""
+    cache = ImageCache.from_arrays(image_cache)
+    expected = cache_fingerprint(samples, manifest, views, class_names, params["image_size"])
+    if cache.fingerprint != expected:
+        raise ValueError(
+            "The image cache was built from other inputs: run the `train` pipeline "
+            "from its start (the cache_images node) to rebuild it"
+        )
+    L.seed_everything(params["seed"], workers=True)
+    label_type = _label_type(cache.labels, params["label_type"])
+    targets = _targets(cache.labels, label_type)
+    classes = (["normal"] if label_type == "multiclass" else []) + list(cache.classes)
+    model_views = params["views"] or list(cache.views)
+    loaders = _loaders(cache, splits, params, targets, model_views)
+    train_positions = loaders["train"].dataset.positions
+    frequencies = targets[train_positions].mean(0).clip(1e-3, 1 - 1e-3).tolist()
+    model_config = {
+        **params["model"],
+        "num_classes": len(classes),
+        "views": model_views,
+        "label_type": label_type,
+    }
+    module = AnomalyModule(
+        model_config,
+        params["loss"],
+        params["optimizer"],
+        frequencies,
+        params["freeze_encoder_epochs"],
+        params["seed"],
+    )
+    trainer_params = params["trainer"]
+    checkpoints = Path(trainer_params["checkpoint_dir"])
+    resume = (
+        checkpoints / "last.ckpt"
+        if params["resume"] and (checkpoints / "last.ckpt").exists()
+        else None
+    )
+    if resume is None:  # a fresh run: the checkpoints of an earlier run are not its own
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    checkpoint = ModelCheckpoint(
+        dirpath=checkpoints,
+        monitor=trainer_params["monitor"],
+        mode=trainer_params["mode"],
+        save_last=True,
+        filename="best",
+    )
+    trainer = L.Trainer(
+        max_epochs=trainer_params["max_epochs"],
+        accelerator="auto",
+        devices=trainer_params["devices"],
+        strategy=trainer_params["strategy"],
+        precision="16-mixed" if torch.cuda.is_available() and trainer_params["amp"] else "32-true",
+        gradient_clip_val=trainer_params["gradient_clip_val"],
+        accumulate_grad_batches=trainer_params["accumulate_grad_batches"],
+        callbacks=[
+            checkpoint,
+            EarlyStopping(
+                trainer_params["monitor"],
+                mode=trainer_params["mode"],
+                patience=trainer_params["patience"],
+            ),
+        ],
+        deterministic=True,
+        enable_progress_bar=trainer_params["progress_bar"],
+        logger=False,
+        default_root_dir=checkpoints,
+        log_every_n_steps=1,
+    )
+    history = _History()
+    trainer.callbacks.append(history)
+    trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=resume)
+    best = AnomalyModule.load_from_checkpoint(checkpoint.best_model_path, weights_only=False)
+    bundle = {
+        "config": model_config,
+        "state_dict": best.model.state_dict(),
+        "classes": classes,
+        "label_type": label_type,
+        "best_epoch": int(torch.load(checkpoint.best_model_path, weights_only=False)["epoch"]),
+        "n_parameters": sum(p.numel() for p in best.model.parameters()),
+    }
+    return bundle, pd.DataFrame(history.rows)
+
+
+class _History(L.Callback):
+    """Per-epoch metrics as rows, also logged to the active MLflow run with the epoch as step."""
+
+    def __init__(self):
+        self.rows: list[dict] = []
+
+    def on_train_epoch_end(self, trainer, module):  # runs after the epoch's validation
+        row = {"epoch": trainer.current_epoch}
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        self.rows.append(row | metrics)
+        if mlflow.active_run() is not None and trainer.is_global_zero:
+            mlflow.log_metrics(metrics, step=trainer.current_epoch)
+
+
+def load_model(bundle: dict) -> torch.nn.Module:
+    """The saved model, rebuilt from its config, in eval mode."""
+    model = create_model(ModelConfig(**bundle["config"]))
+    model.load_state_dict(bundle["state_dict"])
+    return model.eval()
+
+
+@torch.no_grad()
+def _predict(model, loader, tta: bool):
+    probs, targets, seg_probs, masks = [], [], [], []
+    for batch in loader:
+        output = model(batch.images, batch.view_mask)
+        logits, seg = output.logits, output.seg_logits
+        if tta:
+            flipped = model(batch.images.flip(-1), batch.view_mask)
+            logits = None if logits is None else (logits + flipped.logits) / 2
+            seg = None if seg is None else (seg + flipped.seg_logits.flip(-1)) / 2
+        if logits is not None:
+            probs.append(probabilities(logits, model.config.label_type))
+            targets.append(batch.labels)
+        if seg is not None:
+            seg_probs.append(torch.sigmoid(seg))
+            masks.append(batch.masks)
+    cat = lambda xs: torch.cat(xs) if xs else None  # noqa: E731
+    return cat(probs), cat(targets), cat(seg_probs), cat(masks)
+
+
+def _split_metrics(probs, targets, seg, masks, classes, label_type, params) -> dict:
+    """Classification and segmentation metrics of one split, with bootstrap intervals."""
+    rounds, seed = params["bootstrap_rounds"], params["seed"]
+    part: dict = {}
+    if probs is not None:
+        part.update(classification_metrics(probs, targets, classes, label_type))
+        part["macro_f1_ci95"] = bootstrap_interval(
+            lambda i: classification_metrics(probs[i], targets[i], classes, label_type)["macro_f1"],
+            len(probs),
+            rounds=rounds,
+            seed=seed,
+        )
+    if seg is not None:
+        seg_classes = [c for c in classes if c != "normal"]
+        part["segmentation"] = segmentation_metrics(seg, masks, seg_classes)
+        part["segmentation"]["mean_iou_ci95"] = bootstrap_interval(
+            lambda i: segmentation_metrics(seg[i], masks[i], seg_classes)["mean_iou"],
+            len(seg),
+            rounds=rounds,
+            seed=seed,
+        )
+    return part
+
+
+def evaluate_model(
+    model_bundle: dict, image_cache: dict, splits: pd.DataFrame, params: dict
+) -> dict:
+    """Metrics on val and test (bootstrap 95 % intervals for macro-F1 and mean IoU)."""
+    cache = ImageCache.from_arrays(image_cache)
+    model = load_model(model_bundle)
+    label_type, classes = model_bundle["label_type"], model_bundle["classes"]
+    targets = _targets(cache.labels, label_type)
+    loaders = _loaders(cache, splits, params, targets, model.config.views)
+    report = {
+        "best_epoch": model_bundle["best_epoch"],
+        "n_parameters": model_bundle["n_parameters"],
+        "label_type": label_type,
+        "classes": classes,
+        "views": model.config.views,
+    }
+    for split in ("val", "test"):
+        predictions = _predict(model, loaders[split], params["tta"])
+        report[split] = {
+            "n_samples": len(loaders[split].dataset),
+            **_split_metrics(*predictions, classes, label_type, params),
+        }
+    return report
+
+
+def plot_training_curves(history: pd.DataFrame) -> Figure:
+    """Losses and validation macro-F1 per epoch."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for column in [c for c in history.columns if c.endswith("loss") and "step" not in c]:
+        left.plot(history["epoch"], history[column], label=column)
+    left.set(xlabel="epoch", title="loss")
+    left.legend(fontsize="small")
+    if "val_macro_f1" in history:
+        right.plot(history["epoch"], history["val_macro_f1"], marker="o")
+    right.set(xlabel="epoch", title="validation macro-F1", ylim=(0, 1.02))
+    fig.tight_layout()
+    return fig

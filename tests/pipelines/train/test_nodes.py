@@ -1,0 +1,109 @@
+"""A tiny end-to-end training run: 1 epoch at 32x32 through the train and evaluate nodes."""
+
+from __future__ import annotations
+
+import copy
+
+import pandas as pd
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from anomaly_lens.datasets import TorchModelDataset
+from anomaly_lens.ml import imaging, layouts, synthetic
+from anomaly_lens.ml.data import ImageCache, MultiViewDataset, collate
+from anomaly_lens.ml.inspection import MaskRule, inspect_records
+from anomaly_lens.ml.pairing import pair_views
+from anomaly_lens.ml.splitting import assign_splits
+from anomaly_lens.pipelines.train.nodes import (
+    cache_images,
+    evaluate_model,
+    load_model,
+    plot_training_curves,
+    train_model,
+)
+from tests.pipelines.test_chain import base_parameters
+
+VIEWS = ["co2", "ch4"]
+
+
+@pytest.fixture(scope="module")
+def prepared():
+    data = synthetic.generate(synthetic.SyntheticConfig(n_specimens=12, image_size=32, seed=2))
+    encoded = {k: imaging.encode_png(v) for k, v in data.images.items()}
+    raw = {k: (lambda c=c: c) for k, c in encoded.items()}
+    pattern = base_parameters()["ingestion"]["filename_pattern"]
+    result = inspect_records(layouts.from_synthetic(raw, data.annotations, pattern), [], MaskRule())
+    manifest = result.manifest
+    samples, _ = pair_views(
+        manifest,
+        manifest["specimen_id"] + "|" + manifest["condition"],
+        manifest["specimen_id"],
+        VIEWS,
+        result.classes,
+    )
+    labels = samples[[f"label_{c}" for c in result.classes]].to_numpy()
+    splits = samples[["sample_id", "group_id"]].assign(
+        **assign_splits(samples["group_id"], labels, (0.6, 0.2, 0.2), seed=0)
+    )
+    return samples, manifest, result.masks, raw, result.classes, splits
+
+
+def params(tmp_path, **model) -> dict:
+    p = copy.deepcopy(base_parameters()["train"])
+    p["image_size"] = 32
+    p["model"].update(model)
+    p["trainer"].update(
+        max_epochs=1, batch_size=8, progress_bar=False, checkpoint_dir=str(tmp_path / "ckpt")
+    )
+    p["bootstrap_rounds"] = 20
+    return p
+
+
+@pytest.mark.parametrize("task", ["classification", "multitask"])
+def test_one_epoch_train_evaluate_and_reload(prepared, tmp_path, task):
+    samples, manifest, masks, raw, classes, splits = prepared
+    p = params(tmp_path, task=task)
+    cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, p)
+    bundle, history = train_model(cache, samples, manifest, splits, classes, VIEWS, p)
+    assert list(history["epoch"]) == [0] and history["val_macro_f1"].notna().all()
+    assert isinstance(plot_training_curves(history), Figure)
+
+    metrics = evaluate_model(bundle, cache, splits, p)
+    assert {"val", "test", "best_epoch", "n_parameters"} <= set(metrics)
+    test = metrics["test"]
+    assert 0 <= test["macro_f1"] <= 1 and set(test["per_class"]) == set(classes)
+    assert test["macro_f1_ci95"][0] <= test["macro_f1_ci95"][1]
+    assert {"precision", "recall", "f1", "ap", "auroc"} <= set(test["per_class"][classes[0]])
+    if task == "multitask":
+        assert 0 <= test["segmentation"]["mean_iou"] <= 1
+
+    # Saved through the catalog dataset and reloaded: identical outputs.
+    store = TorchModelDataset(filepath=str(tmp_path / "model.pt"))
+    store.save(bundle)
+    original, reloaded = load_model(bundle), load_model(store.load())
+    image_cache = ImageCache.from_arrays(cache)
+    batch = collate([MultiViewDataset(image_cache, [i])[0] for i in range(4)])
+    with torch.no_grad():
+        a, b = original(batch.images, batch.view_mask), reloaded(batch.images, batch.view_mask)
+    assert torch.equal(a.logits, b.logits)
+
+
+def test_a_stale_cache_is_refused(prepared, tmp_path):
+    samples, manifest, masks, raw, classes, splits = prepared
+    p = params(tmp_path)
+    cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, p)
+    with pytest.raises(ValueError, match="other inputs"):
+        train_model(cache, samples, manifest, splits, classes, VIEWS, {**p, "image_size": 48})
+
+
+def test_multiclass_data_gets_a_normal_class(prepared, tmp_path):
+    samples, manifest, masks, raw, classes, splits = prepared
+    single = samples.assign(**{f"label_{c}": 0 for c in classes[1:]})  # at most one label each
+    p = params(tmp_path)
+    cache = cache_images(single, manifest, masks, raw, classes, VIEWS, p)
+    bundle, _ = train_model(cache, single, manifest, splits, classes, VIEWS, p)
+    assert bundle["label_type"] == "multiclass" and bundle["classes"] == ["normal", *classes]
+    metrics = evaluate_model(bundle, cache, splits, p)
+    assert len(metrics["test"]["confusion"]) == len(classes) + 1
+    pd.testing.assert_series_equal(single["sample_id"], samples["sample_id"])

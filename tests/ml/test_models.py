@@ -131,6 +131,22 @@ def test_backbones(backbone):
     assert out.logits.shape == (2, 3) and out.seg_logits.shape == (2, 3, 32, 32)
 
 
+@pytest.mark.parametrize("backbone", ["resnet18", "convnext_atto"])
+def test_cbam_sits_inside_the_chain(backbone):
+    encoder = create_model(
+        tiny(backbone=backbone, views=["co2"], cbam_stages=[-2])
+    ).fusion.views.encoders[0]
+    images = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        before = encoder(images)
+        torch.nn.init.zeros_(encoder.attention[str(len(before) - 2)].spatial.bias)
+        torch.nn.init.constant_(encoder.attention[str(len(before) - 2)].spatial.weight, -50.0)
+        after = encoder(images)  # attention now mutes stage -2 ...
+    assert not torch.allclose(before[-2], after[-2])
+    assert not torch.allclose(before[-1], after[-1])  # ... and the last stage sees it
+    assert torch.allclose(before[0], after[0])
+
+
 def test_encode_returns_the_fused_pyramid_and_cbam_is_where_asked():
     model = create_model(tiny(fusion="late", cbam_stages=[-1]))
     images, view_mask = inputs()

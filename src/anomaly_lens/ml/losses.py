@@ -113,7 +113,7 @@ class FocalDiceLoss(nn.Module):
 
 @register_loss("weighted_ce")
 class WeightedCELoss(nn.Module):
-    """Softmax cross-entropy for multi-class labels (one-hot targets), class-weighted.
+    """Softmax cross-entropy for multi-class labels (one-hot or mixed targets), class-weighted.
 
     Weights are given, or (``class_frequencies`` with no ``weights``) inverse frequencies
     normalised to mean 1.
@@ -132,7 +132,7 @@ class WeightedCELoss(nn.Module):
         self.register_buffer("weights", _as_tensor(weights), persistent=False)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, target.argmax(1), weight=self.weights)
+        return F.cross_entropy(logits, target, weight=self.weights)  # probabilities: MixUp-safe
 
 
 def create_loss(name: str, **options) -> nn.Module:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 import lightning as L
 import torch
@@ -20,6 +21,47 @@ def warmup_cosine(step: int, warmup: int, total: int) -> float:
         return (step + 1) / warmup
     progress = (step - warmup) / max(total - warmup, 1)
     return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+MIXING = ("none", "mixup", "cutmix")
+
+
+def mix_batch(batch: Batch, mode: str, alpha: float, generator: torch.Generator) -> Batch:
+    """MixUp (blend two samples) or CutMix (paste a box of one into another).
+
+    Labels and masks are mixed in the same proportion as the pixels; a view counts as
+    present when either sample has it.
+    """
+    if mode == "none" or batch.size < 2:
+        return batch
+    if mode not in MIXING:
+        raise ValueError(f"mixing must be one of {MIXING}, not {mode!r}")
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    perm = torch.randperm(batch.size, generator=generator)
+    images, masks = batch.images.clone(), batch.masks.clone()
+    if mode == "mixup":
+        images = lam * images + (1 - lam) * batch.images[perm]
+        masks = lam * masks + (1 - lam) * batch.masks[perm]
+    else:
+        h, w = images.shape[-2:]
+        cut_h, cut_w = int(h * (1 - lam) ** 0.5), int(w * (1 - lam) ** 0.5)
+        y0 = int(torch.randint(0, h - cut_h + 1, (1,), generator=generator))
+        x0 = int(torch.randint(0, w - cut_w + 1, (1,), generator=generator))
+        images[..., y0 : y0 + cut_h, x0 : x0 + cut_w] = batch.images[perm][
+            ..., y0 : y0 + cut_h, x0 : x0 + cut_w
+        ]
+        masks[..., y0 : y0 + cut_h, x0 : x0 + cut_w] = batch.masks[perm][
+            ..., y0 : y0 + cut_h, x0 : x0 + cut_w
+        ]
+        lam = 1 - cut_h * cut_w / (h * w)
+    labels = lam * batch.labels + (1 - lam) * batch.labels[perm]
+    return replace(
+        batch,
+        images=images,
+        masks=masks,
+        labels=labels,
+        view_mask=batch.view_mask | batch.view_mask[perm],
+    )
 
 
 def probabilities(logits: torch.Tensor, label_type: str) -> torch.Tensor:
@@ -43,6 +85,8 @@ class AnomalyModule(L.LightningModule):
         class_frequencies: Sequence[float],
         freeze_encoder_epochs: int = 0,
         seed: int = 0,
+        mixing: dict | None = None,
+        channels_last: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -55,6 +99,9 @@ class AnomalyModule(L.LightningModule):
             loss.get("classification_weight", 1.0),
             loss.get("segmentation_weight", 1.0),
         )
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.mixing = mixing or {"mode": "none", "alpha": 0.4}
         self._val_probs: list[torch.Tensor] = []
         self._val_targets: list[torch.Tensor] = []
 
@@ -73,6 +120,8 @@ class AnomalyModule(L.LightningModule):
             parameter.requires_grad_(not frozen)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(self.hparams.seed * 1000 + self.global_step)
+        batch = mix_batch(batch, self.mixing["mode"], self.mixing["alpha"], generator)
         losses = self.criterion(self(batch), batch)
         for name, value in losses.items():
             self.log(f"train_{name}", value, batch_size=batch.size, prog_bar=name == "loss")

@@ -8,6 +8,7 @@ from anomaly_lens.ml.models.model import (
     ModelConfig,
     ModelOutput,
     create_model,
+    load_matching_weights,
     register_model,
 )
 
@@ -19,6 +20,7 @@ __all__ = [
     "ModelConfig",
     "ModelOutput",
     "create_model",
+    "load_matching_weights",
     "register_fusion",
     "register_model",
     "register_segmentation_head",

@@ -23,3 +23,7 @@ class CBAM(nn.Module):
         x = x * torch.sigmoid(avg + peak)
         pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
         return x * torch.sigmoid(self.spatial(pooled))
+
+    def hook(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        """Forward hook: replaces a stage's output, so the next stage sees the attended map."""
+        return self(output)

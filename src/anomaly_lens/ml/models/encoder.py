@@ -18,7 +18,8 @@ class Encoder(nn.Module):
     ``pretrained`` loads the backbone's published weights (needs a download);
     ``weights_path`` loads them from a local file instead (timm adapts the first
     convolution to ``in_chans``). ``cbam_stages`` are stage indices (negative counts from
-    the end) after which a CBAM block is inserted.
+    the end) after which a CBAM block is inserted into the chain: the following stages
+    and the returned feature map both see its output.
     """
 
     def __init__(
@@ -43,10 +44,16 @@ class Encoder(nn.Module):
         stages = len(self.channels)
         chosen = sorted({s % stages for s in cbam_stages})
         self.attention = nn.ModuleDict({str(s): CBAM(self.channels[s]) for s in chosen})
+        names = self.backbone.feature_info.module_name()
+        for stage in chosen:
+            self._stage_module(names[stage]).register_forward_hook(self.attention[str(stage)].hook)
+
+    def _stage_module(self, name: str) -> nn.Module:
+        """The module whose output is a stage's feature map (timm flattens some names)."""
+        try:
+            return self.backbone.get_submodule(name)
+        except AttributeError:
+            return self.backbone.get_submodule(name.replace(".", "_"))
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        features = self.backbone(x)
-        return [
-            self.attention[str(i)](f) if str(i) in self.attention else f
-            for i, f in enumerate(features)
-        ]
+        return self.backbone(x)

@@ -117,6 +117,19 @@ def register_model(name: str):
     return add
 
 
+def load_matching_weights(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor]
+) -> dict[str, list[str]]:
+    """Copy the tensors whose name and shape match (fine-tuning with a new head or classes).
+
+    Returns the names ``loaded`` and the ``skipped`` ones (absent or of another shape).
+    """
+    own = model.state_dict()
+    matching = {k: v for k, v in state_dict.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(matching, strict=False)
+    return {"loaded": sorted(matching), "skipped": sorted(set(own) - set(matching))}
+
+
 def create_model(config: ModelConfig | Mapping[str, Any], name: str = "anomaly") -> nn.Module:
     """Build a registered model from a ``ModelConfig`` or a plain mapping of its fields."""
     if not isinstance(config, ModelConfig):

@@ -35,7 +35,7 @@ from anomaly_lens.ml.metrics import (  # noqa: E402
     classification_metrics,
     segmentation_metrics,
 )
-from anomaly_lens.ml.models import ModelConfig, create_model  # noqa: E402
+from anomaly_lens.ml.models import ModelConfig, create_model, load_matching_weights  # noqa: E402
 from anomaly_lens.ml.training import AnomalyModule, probabilities  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -156,7 +156,19 @@ def train_model(
         frequencies,
         params["freeze_encoder_epochs"],
         params["seed"],
+        params["mixing"],
+        params["channels_last"],
     )
+    if params["init_from"]:
+        source = torch.load(params["init_from"], map_location="cpu", weights_only=True)
+        copied = load_matching_weights(module.model, source["state_dict"])
+        logger.info(
+            "Fine-tuning from %s: %d tensors loaded, %d new (%s)",
+            params["init_from"],
+            len(copied["loaded"]),
+            len(copied["skipped"]),
+            ", ".join(copied["skipped"][:6]),
+        )
     trainer_params = params["trainer"]
     checkpoints = Path(trainer_params["checkpoint_dir"])
     resume = (
@@ -170,8 +182,15 @@ def train_model(
         dirpath=checkpoints,
         monitor=trainer_params["monitor"],
         mode=trainer_params["mode"],
-        save_last=True,
         filename="best",
+        enable_version_counter=False,
+    )
+    # Lightning's save_last follows the monitored saves only; resume needs every epoch.
+    latest = ModelCheckpoint(
+        dirpath=checkpoints,
+        filename="last",
+        enable_version_counter=False,
+        save_on_train_epoch_end=False,
     )
     trainer = L.Trainer(
         max_epochs=trainer_params["max_epochs"],
@@ -183,10 +202,12 @@ def train_model(
         accumulate_grad_batches=trainer_params["accumulate_grad_batches"],
         callbacks=[
             checkpoint,
+            latest,
             EarlyStopping(
                 trainer_params["monitor"],
                 mode=trainer_params["mode"],
                 patience=trainer_params["patience"],
+                check_on_train_epoch_end=False,  # after validation, also when resuming
             ),
         ],
         deterministic=True,

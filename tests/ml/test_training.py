@@ -1,0 +1,48 @@
+import pytest
+import torch
+
+from anomaly_lens.ml.batch import Batch
+from anomaly_lens.ml.models import ModelConfig, create_model, load_matching_weights
+from anomaly_lens.ml.training import mix_batch, warmup_cosine
+
+
+def batch():
+    images = torch.stack([torch.zeros(1, 1, 8, 8), torch.ones(1, 1, 8, 8)])
+    return Batch(
+        images,
+        torch.tensor([[True], [False]]),
+        labels=torch.tensor([[1.0, 0.0], [0.0, 1.0]]),
+        masks=torch.stack([torch.zeros(2, 8, 8), torch.ones(2, 8, 8)]),
+    )
+
+
+@pytest.mark.parametrize("mode", ["mixup", "cutmix"])
+def test_mixing_mixes_labels_as_much_as_pixels(mode):
+    mixed = mix_batch(batch(), mode, alpha=1.0, generator=torch.Generator().manual_seed(1))
+    pixel_share = mixed.images.mean(dim=(1, 2, 3, 4))  # share of the all-ones sample
+    assert torch.allclose(mixed.labels[:, 1], pixel_share, atol=1e-6)
+    assert torch.allclose(mixed.masks.mean(dim=(2, 3))[:, 0], pixel_share, atol=1e-6)
+    assert mixed.view_mask.all()  # sample 1's missing view is present in the mix
+
+
+def test_no_mixing_and_unknown_mode():
+    b = batch()
+    assert mix_batch(b, "none", 0.4, torch.Generator()) is b
+    with pytest.raises(ValueError, match="mixing"):
+        mix_batch(b, "mosaic", 0.4, torch.Generator())
+
+
+def test_warmup_then_cosine():
+    assert warmup_cosine(0, 10, 100) == pytest.approx(0.1)
+    assert warmup_cosine(9, 10, 100) == pytest.approx(1.0)
+    assert warmup_cosine(55, 10, 100) == pytest.approx(0.5)
+    assert warmup_cosine(100, 10, 100) == pytest.approx(0.0)
+
+
+def test_fine_tuning_keeps_the_encoder_and_renews_the_head():
+    old = create_model(ModelConfig(num_classes=3, views=["a"]))
+    new = create_model(ModelConfig(num_classes=5, views=["a"]))
+    copied = load_matching_weights(new, old.state_dict())
+    assert copied["skipped"] == ["classifier.linear.bias", "classifier.linear.weight"]
+    name = "fusion.views.encoders.0.backbone.conv1.weight"
+    assert torch.equal(new.state_dict()[name], old.state_dict()[name])

@@ -1,0 +1,70 @@
+"""Resume after an interruption ends where an uninterrupted run ends; DDP with 2 processes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from anomaly_lens.pipelines.train import nodes
+from anomaly_lens.pipelines.train.nodes import cache_images, train_model
+
+from .test_nodes import VIEWS, params, prepared  # noqa: F401  (fixture)
+
+
+class Interrupted(RuntimeError):
+    pass
+
+
+def last_state(folder):
+    checkpoint = torch.load(folder / "last.ckpt", map_location="cpu", weights_only=False)
+    return checkpoint["epoch"], checkpoint["state_dict"], checkpoint["optimizer_states"][0]["state"]
+
+
+@pytest.mark.slow
+def test_resumed_run_ends_in_the_same_state(prepared, tmp_path, monkeypatch):  # noqa: F811
+    samples, manifest, masks, raw, classes, splits = prepared
+    straight = params(tmp_path / "straight")
+    straight["trainer"].update(max_epochs=3, patience=10)
+    straight["model"].update(dropout=0.5)  # randomness in the model too
+    straight["augmentation"].update(preset="medium", modality_dropout=0.3)
+    cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, straight)
+    train_model(cache, samples, manifest, splits, classes, VIEWS, straight)
+
+    broken = {
+        **straight,
+        "trainer": {**straight["trainer"], "checkpoint_dir": str(tmp_path / "broken")},
+    }
+    original = nodes._History.on_train_epoch_end
+
+    def crash_after_second_epoch(self, trainer, module):
+        original(self, trainer, module)
+        if trainer.current_epoch == 1:
+            raise Interrupted("power cut")
+
+    monkeypatch.setattr(nodes._History, "on_train_epoch_end", crash_after_second_epoch)
+    with pytest.raises(Interrupted):
+        train_model(cache, samples, manifest, splits, classes, VIEWS, broken)
+    monkeypatch.setattr(nodes._History, "on_train_epoch_end", original)
+    # Epoch 1 was checkpointed after its validation, then the run died.
+    assert last_state(tmp_path / "broken")[0] == 1
+    train_model(cache, samples, manifest, splits, classes, VIEWS, {**broken, "resume": True})
+
+    epoch_a, weights_a, optim_a = last_state(tmp_path / "straight" / "ckpt")
+    epoch_b, weights_b, optim_b = last_state(tmp_path / "broken")
+    assert epoch_a == epoch_b == 2  # the last of 3 epochs
+    for name in weights_a:
+        assert torch.allclose(weights_a[name].float(), weights_b[name].float(), atol=1e-6), name
+    assert all(
+        torch.allclose(optim_a[k]["exp_avg"], optim_b[k]["exp_avg"], atol=1e-6) for k in optim_a
+    )
+
+
+@pytest.mark.slow
+def test_ddp_with_two_cpu_processes(prepared, tmp_path):  # noqa: F811
+    samples, manifest, masks, raw, classes, splits = prepared
+    p = params(tmp_path)
+    p["trainer"].update(strategy="ddp_spawn", devices=2)
+    cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, p)
+    bundle, _ = train_model(cache, samples, manifest, splits, classes, VIEWS, p)
+    assert bundle["best_epoch"] == 0 and bundle["n_parameters"] > 0
+    assert (tmp_path / "ckpt" / "best.ckpt").is_file()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import mlflow
 import pandas as pd
+import torch
 from kedro.framework.hooks import hook_impl
 from matplotlib.figure import Figure
 
@@ -18,7 +21,8 @@ class ReportLoggingHook:
 
     Local copies stay versioned by the catalog; MLflow gets one copy per run, so the
     reports of a run sit beside its parameters (kedro-mlflow's artifact dataset cannot wrap
-    a versioned entry). Figures become PNG, dicts JSON, data frames CSV.
+    a versioned entry). Figures become PNG, model bundles (dicts with a ``state_dict``) a
+    ``.pt`` file, other dicts JSON, data frames CSV.
     """
 
     def __init__(self) -> None:
@@ -39,6 +43,11 @@ class ReportLoggingHook:
         folder = metadata.get("mlflow_folder", "reports")
         if isinstance(data, Figure):
             mlflow.log_figure(data, f"{folder}/{dataset_name}.png")
+        elif isinstance(data, dict) and "state_dict" in data:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / f"{dataset_name}.pt"
+                torch.save(data, path)
+                mlflow.log_artifact(str(path), folder)
         elif isinstance(data, dict):
             mlflow.log_dict(data, f"{folder}/{dataset_name}.json")
         elif isinstance(data, pd.DataFrame):

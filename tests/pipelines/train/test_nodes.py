@@ -17,6 +17,7 @@ from anomaly_lens.ml.pairing import pair_views
 from anomaly_lens.ml.splitting import assign_splits
 from anomaly_lens.pipelines.train.nodes import (
     cache_images,
+    evaluate_baseline,
     evaluate_model,
     load_model,
     plot_training_curves,
@@ -107,3 +108,14 @@ def test_multiclass_data_gets_a_normal_class(prepared, tmp_path):
     metrics = evaluate_model(bundle, cache, splits, p)
     assert len(metrics["test"]["confusion"]) == len(classes) + 1
     pd.testing.assert_series_equal(single["sample_id"], samples["sample_id"])
+
+
+def test_random_forest_baseline_is_scored_like_the_model(prepared, tmp_path):
+    samples, manifest, masks, raw, classes, splits = prepared
+    p = {**params(tmp_path), "baseline_trees": 30}
+    cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, p)
+    report = evaluate_baseline(cache, splits, p)
+    assert report["model"] == "random_forest" and report["classes"] == classes
+    for split in ("val", "test"):
+        assert 0 <= report[split]["macro_f1"] <= 1
+        assert set(report[split]["per_class"]) == set(classes)

@@ -1,50 +1,59 @@
-"""The ``train`` pipeline: cache images, fit, evaluate."""
+"""The ``train`` pipeline: cache images, fit, evaluate (model and random-forest baseline)."""
 
 from kedro.pipeline import Node, Pipeline
 
 from anomaly_lens.pipelines import evaluate
-from anomaly_lens.pipelines.train.nodes import cache_images, plot_training_curves, train_model
+from anomaly_lens.pipelines.train.nodes import (
+    cache_images,
+    evaluate_baseline,
+    plot_training_curves,
+    train_model,
+)
+
+PREPARED = ["samples", "manifest"]
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return (
-        Pipeline(
-            [
-                Node(
-                    cache_images,
-                    inputs=[
-                        "samples",
-                        "manifest",
-                        "masks",
-                        "raw_images",
-                        "class_names",
-                        "params:pairing.views",
-                        "params:train",
-                    ],
-                    outputs="image_cache",
-                    name="cache_images",
-                ),
-                Node(
-                    train_model,
-                    inputs=[
-                        "image_cache",
-                        "samples",
-                        "manifest",
-                        "splits",
-                        "class_names",
-                        "params:pairing.views",
-                        "params:train",
-                    ],
-                    outputs=["model", "training_history"],
-                    name="train_model",
-                ),
-                Node(
-                    plot_training_curves,
-                    inputs="training_history",
-                    outputs="training_curves",
-                    name="plot_training_curves",
-                ),
-            ]
-        )
-        + evaluate.create_pipeline()
+    training = Pipeline(
+        [
+            Node(
+                cache_images,
+                inputs=[
+                    *PREPARED,
+                    "masks",
+                    "raw_images",
+                    "class_names",
+                    "params:pairing.views",
+                    "params:train",
+                ],
+                outputs="image_cache",
+                name="cache_images",
+            ),
+            Node(
+                train_model,
+                inputs=[
+                    "image_cache",
+                    *PREPARED,
+                    "splits",
+                    "class_names",
+                    "params:pairing.views",
+                    "params:train",
+                ],
+                outputs=["model", "training_history"],
+                name="train_model",
+            ),
+            Node(
+                plot_training_curves,
+                inputs="training_history",
+                outputs="training_curves",
+                name="plot_training_curves",
+            ),
+            Node(
+                evaluate_baseline,
+                inputs=["image_cache", "splits", "params:train"],
+                outputs="baseline_metrics",
+                name="evaluate_baseline",
+            ),
+        ]
     )
+    return training + evaluate.create_pipeline()

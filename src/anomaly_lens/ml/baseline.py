@@ -1,0 +1,93 @@
+"""Classical baseline: a random forest on hand-crafted intensity and texture features per view."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy import stats
+from sklearn.ensemble import RandomForestClassifier
+
+FEATURES = (
+    "mean",
+    "std",
+    "min",
+    "p01",
+    "p50",
+    "p99",
+    "max",
+    "skew",
+    "kurtosis",
+    "laplacian_var",
+    "gradient_mean",
+    "gradient_p99",
+    "bright_share",
+    "dark_share",
+)
+
+
+def image_features(image: np.ndarray) -> np.ndarray:
+    """Intensity statistics, sharpness and edge strength, and the share of outlier pixels."""
+    x = image.astype(np.float32)
+    flat = x.ravel()
+    gx, gy = cv2.Sobel(x, cv2.CV_32F, 1, 0), cv2.Sobel(x, cv2.CV_32F, 0, 1)
+    gradient = np.sqrt(gx**2 + gy**2)
+    mean, std = flat.mean(), flat.std() + 1e-6
+    return np.array(
+        [
+            mean,
+            std,
+            flat.min(),
+            *np.percentile(flat, [1, 50, 99]),
+            flat.max(),
+            stats.skew(flat),
+            stats.kurtosis(flat),
+            cv2.Laplacian(x, cv2.CV_32F).var(),
+            gradient.mean(),
+            np.percentile(gradient, 99),
+            (flat > mean + 3 * std).mean(),
+            (flat < mean - 3 * std).mean(),
+        ],
+        dtype=np.float32,
+    )
+
+
+def sample_features(images: np.ndarray, view_mask: np.ndarray) -> np.ndarray:
+    """(N, V * (F + 1)): each view's features (-1 where missing) and its presence flag."""
+    n, v = view_mask.shape
+    out = np.full((n, v, len(FEATURES) + 1), -1.0, dtype=np.float32)
+    for i in range(n):
+        for j in range(v):
+            if view_mask[i, j]:
+                out[i, j, :-1] = image_features(images[i, j])
+                out[i, j, -1] = 1.0
+    return out.reshape(n, -1)
+
+
+def fit_forest(
+    features: np.ndarray, targets: np.ndarray, label_type: str, seed: int, trees: int = 300
+) -> RandomForestClassifier:
+    """A class-balanced forest: one output per class (multi-label) or one multi-class output."""
+    forest = RandomForestClassifier(
+        n_estimators=trees,
+        class_weight="balanced_subsample",
+        random_state=seed,
+        n_jobs=-1,
+        min_samples_leaf=2,
+    )
+    forest.fit(features, targets if label_type == "multilabel" else targets.argmax(1))
+    return forest
+
+
+def forest_probabilities(
+    forest: RandomForestClassifier, features: np.ndarray, label_type: str, n_classes: int
+) -> np.ndarray:
+    """(N, K) probabilities in the class order of the targets."""
+    if label_type == "multiclass":
+        probs = np.zeros((len(features), n_classes), dtype=np.float32)
+        probs[:, forest.classes_] = forest.predict_proba(features)
+        return probs
+    columns = []
+    for k, proba in enumerate(forest.predict_proba(features)):
+        known = list(forest.classes_[k])
+        columns.append(proba[:, known.index(1)] if 1 in known else np.zeros(len(features)))
+    return np.column_stack(columns).astype(np.float32)

@@ -45,3 +45,15 @@ def project(tmp_path: Path) -> Path:
     (tmp_path / "src").mkdir()  # the package itself is imported from the installed project
     bootstrap_project(tmp_path)
     return tmp_path
+
+
+# A whole default run kept small: few specimens, one short epoch.
+SMALL_RUN = {
+    "synthetic": {"n_specimens": 8, "image_size": 48},
+    "train": {
+        "image_size": 32,
+        "bootstrap_rounds": 10,
+        "baseline_trees": 20,
+        "trainer": {"max_epochs": 1, "batch_size": 8, "progress_bar": False},
+    },
+}

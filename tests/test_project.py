@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from kedro.framework.session import KedroSession
 
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, SMALL_RUN
 
 ML_PACKAGE = PROJECT_ROOT / "src" / "anomaly_lens" / "ml"
 
@@ -73,9 +73,7 @@ def test_kedro_jupyter_kernel_runs_the_exploration_notebook(project, tmp_path):
         "JUPYTER_DATA_DIR": str(tmp_path / "jupyter"),
     }
     bin_dir = Path(sys.executable).parent
-    with KedroSession.create(
-        project_path=project, runtime_params={"synthetic": {"n_specimens": 4, "image_size": 48}}
-    ) as session:
+    with KedroSession.create(project_path=project, runtime_params=SMALL_RUN) as session:
         session.run(pipeline_names=["__default__"])
     subprocess.run(
         [str(bin_dir / "kedro"), "jupyter", "setup"],
@@ -109,4 +107,4 @@ def test_kedro_jupyter_kernel_runs_the_exploration_notebook(project, tmp_path):
         for out in executed["cells"][1]["outputs"]
         if out.get("name") == "stdout"
     )
-    assert "16 samples" in printed
+    assert "32 samples" in printed

@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 from kedro.framework.session import KedroSession
 
+from tests.conftest import SMALL_RUN
+
 
 def run(project: Path, pipelines: list[str], env: str | None = None, **runtime_params) -> None:
     with KedroSession.create(
@@ -25,14 +27,14 @@ def latest(folder: Path) -> Path:
 
 @pytest.mark.slow
 def test_main_command_runs_the_whole_chain(project):
-    run(project, ["__default__"], synthetic={"n_specimens": 5, "image_size": 64})
+    run(project, ["__default__"], **SMALL_RUN)
     raw = project / "data/01_raw/synthetic"
     assert (
         len(list((raw / "images").rglob("*.png")))
         == json.loads((raw / "metadata.json").read_text())["n_images"]
     )
     manifest = pd.read_parquet(latest(project / "data/02_intermediate/synthetic/manifest.parquet"))
-    assert manifest["specimen_id"].nunique() == 5
+    assert manifest["specimen_id"].nunique() == 8
     assert set(manifest["view"]) == {"co2", "ch4"}
     report = json.loads(
         latest(project / "data/08_reporting/synthetic/data_quality_report.json").read_text()
@@ -40,14 +42,25 @@ def test_main_command_runs_the_whole_chain(project):
     assert report["n_images"] == len(manifest)
     assert latest(project / "data/08_reporting/synthetic/data_quality.png").stat().st_size > 0
     splits = pd.read_parquet(latest(project / "data/05_model_input/synthetic/splits.parquet"))
-    assert len(splits) == 20 and splits.groupby("group_id")["split"].nunique().max() == 1
-    for report in ("bbox_previews.png", "pairing_report.json", "split_distribution.png"):
+    assert len(splits) == 32 and splits.groupby("group_id")["split"].nunique().max() == 1
+    for report in (
+        "bbox_previews.png",
+        "pairing_report.json",
+        "split_distribution.png",
+        "training_curves.png",
+        "baseline_metrics.json",
+    ):
         assert latest(project / "data/08_reporting/synthetic" / report).stat().st_size > 0
+    metrics = json.loads(
+        latest(project / "data/08_reporting/synthetic/evaluation_metrics.json").read_text()
+    )
+    assert {"val", "test", "best_epoch", "n_parameters"} <= set(metrics)
+    assert latest(project / "data/06_models/synthetic/model.pt").stat().st_size > 1e6
 
     # One MLflow run with the parameters and the reports.
     runs = mlflow.search_runs(experiment_names=["anomaly_lens"])
     assert len(runs) == 1
-    assert runs.iloc[0]["params.synthetic.n_specimens"] == "5"
+    assert runs.iloc[0]["params.synthetic.n_specimens"] == "8"
     artifacts = {
         a.path for a in mlflow.MlflowClient().list_artifacts(runs.iloc[0].run_id, "reports")
     }

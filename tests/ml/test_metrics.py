@@ -2,7 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from anomaly_lens.ml.metrics import bootstrap_interval, classification_metrics, segmentation_metrics
+from anomaly_lens.ml.metrics import (
+    bootstrap_interval,
+    classification_metrics,
+    json_safe,
+    segmentation_metrics,
+)
 
 CLASSES = ["a", "b"]
 
@@ -47,3 +52,11 @@ def test_bootstrap_interval_brackets_the_estimate():
     values = np.random.default_rng(0).normal(10, 1, 500)
     low, high = bootstrap_interval(lambda idx: float(values[idx].mean()), len(values), rounds=300)
     assert low < values.mean() < high and high - low < 0.5
+
+
+def test_json_safe_reports():
+    assert json_safe({"a": [float("nan"), 1.0], "b": {"c": float("inf")}, "d": "x"}) == {
+        "a": [None, 1.0],
+        "b": {"c": None},
+        "d": "x",
+    }

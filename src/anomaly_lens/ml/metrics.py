@@ -129,3 +129,14 @@ def bootstrap_interval(
     values = [v for v in values if np.isfinite(v)]
     tail = (1 - level) / 2 * 100
     return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
+
+
+def json_safe(value):
+    """The same nested report with NaN and infinities (e.g. AP of an absent class) as None."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value

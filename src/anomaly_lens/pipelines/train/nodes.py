@@ -34,6 +34,7 @@ from anomaly_lens.ml.data import (  # noqa: E402
 from anomaly_lens.ml.metrics import (  # noqa: E402
     bootstrap_interval,
     classification_metrics,
+    json_safe,
     segmentation_metrics,
 )
 from anomaly_lens.ml.models import ModelConfig, create_model, load_matching_weights  # noqa: E402
@@ -319,7 +320,7 @@ def evaluate_model(
             "n_samples": len(loaders[split].dataset),
             **_split_metrics(*predictions, classes, label_type, params),
         }
-    return report
+    return json_safe(report)
 
 
 def plot_training_curves(history: pd.DataFrame) -> Figure:
@@ -374,4 +375,4 @@ def evaluate_baseline(image_cache: dict, splits: pd.DataFrame, params: dict) -> 
                 probs, torch.from_numpy(targets[rows]), None, None, classes, label_type, params
             ),
         }
-    return report
+    return json_safe(report)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from kedro.framework.startup import bootstrap_project
+from omegaconf import OmegaConf
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MAGNETIC_TILE_DIR = Path(
@@ -24,6 +25,12 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 def _mlflow_to_tmp(tmp_path_factory, monkeypatch):
     db = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+
+
+def base_parameters() -> dict:
+    """The parameters of conf/base, merged as Kedro merges them (a fresh copy each call)."""
+    files = sorted((PROJECT_ROOT / "conf" / "base").glob("parameters_*.yml"))
+    return OmegaConf.to_container(OmegaConf.merge(*(OmegaConf.load(f) for f in files)))
 
 
 @pytest.fixture

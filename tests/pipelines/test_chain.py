@@ -6,16 +6,10 @@ from kedro.framework.project import configure_project, find_pipelines
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 from kedro_datasets.pandas import ParquetDataset
-from omegaconf import OmegaConf
 
 from anomaly_lens.pipelines import bbox, ingestion, pairing, split
 from anomaly_lens.pipelines.synthetic.nodes import generate_raw_dataset
-from tests.conftest import PROJECT_ROOT
-
-
-def base_parameters() -> dict:
-    files = sorted((PROJECT_ROOT / "conf" / "base").glob("parameters_*.yml"))
-    return OmegaConf.to_container(OmegaConf.merge(*(OmegaConf.load(f) for f in files)))
+from tests.conftest import base_parameters
 
 
 def test_data_preparation_chain_in_memory(tmp_path):

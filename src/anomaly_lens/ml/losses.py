@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -10,18 +10,10 @@ from torch import nn
 
 from anomaly_lens.ml.batch import Batch
 from anomaly_lens.ml.models import ModelOutput
+from anomaly_lens.ml.registry import Registry
 
-LOSSES: dict[str, Callable[..., nn.Module]] = {}
-
-
-def register_loss(name: str):
-    """Class decorator adding a loss (``(logits, target) -> scalar``) to the registry."""
-
-    def add(cls):
-        LOSSES[name] = cls
-        return cls
-
-    return add
+LOSSES = Registry("loss")
+register_loss = LOSSES.register
 
 
 def _as_tensor(values: Sequence[float] | None) -> torch.Tensor | None:
@@ -137,9 +129,7 @@ class WeightedCELoss(nn.Module):
 
 def create_loss(name: str, **options) -> nn.Module:
     """Build a registered loss by name with its options."""
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; registered: {sorted(LOSSES)}")
-    return LOSSES[name](**options)
+    return LOSSES.lookup(name)(**options)
 
 
 class MultiTaskLoss(nn.Module):

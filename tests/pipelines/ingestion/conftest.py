@@ -12,8 +12,7 @@ from kedro_datasets.partitions import PartitionedDataset
 from PIL import Image
 
 from anomaly_lens.ml import rle
-
-SYNTHETIC_PATTERN = r"(?P<view>[^/]+)/(?P<specimen_id>S\d+)_(?P<condition>[^/]+)"
+from tests.conftest import base_parameters
 
 
 def encode(pixels: np.ndarray, fmt: str = "PNG") -> bytes:
@@ -39,17 +38,8 @@ def partitions(path: Path, suffix: str = "") -> dict:
 
 @pytest.fixture
 def params() -> dict:
-    return {
-        "layout": "synthetic",
-        "classes": [],
-        "on_error": "quarantine",
-        "mask_threshold": 128,
-        "strict_binary_masks": False,
-        "filename_pattern": SYNTHETIC_PATTERN,
-        "normal_class": None,
-        "label_separator": ";",
-        "voc": {"label_source": "objects", "prefix_pattern": r"(?P<label>.+?)_\d+$"},
-    }
+    """The ingestion parameters of conf/base (synthetic layout)."""
+    return base_parameters()["ingestion"]
 
 
 @pytest.fixture

@@ -7,24 +7,14 @@ from kedro.runner import SequentialRunner
 from kedro_datasets.pandas import CSVDataset, ParquetDataset
 
 from anomaly_lens.pipelines import ingestion, synthetic
-
-from .conftest import SYNTHETIC_PATTERN
+from tests.conftest import base_parameters
 
 
 def test_synthetic_then_ingestion_in_memory(tmp_path):
+    params = base_parameters()
     params = {
         "synthetic": {"n_specimens": 4, "image_size": 48, "seed": 3},
-        "ingestion": {
-            "layout": "synthetic",
-            "classes": [],
-            "on_error": "quarantine",
-            "mask_threshold": 128,
-            "strict_binary_masks": False,
-            "filename_pattern": SYNTHETIC_PATTERN,
-            "normal_class": None,
-            "label_separator": ";",
-            "voc": {},
-        },
+        "ingestion": params["ingestion"],
     }
     catalog = DataCatalog(
         {f"params:{k}": MemoryDataset(v) for k, v in params.items()}

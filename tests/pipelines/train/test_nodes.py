@@ -23,7 +23,7 @@ from anomaly_lens.pipelines.train.nodes import (
     plot_training_curves,
     train_model,
 )
-from tests.pipelines.test_chain import base_parameters
+from tests.conftest import base_parameters
 
 VIEWS = ["co2", "ch4"]
 

@@ -7,24 +7,14 @@ their features are excluded by masking. One view is the single-view case of the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import nn
 
 from anomaly_lens.ml.models.encoder import Encoder
+from anomaly_lens.ml.registry import Registry
 
-FUSIONS: dict[str, Callable[..., nn.Module]] = {}
-
-
-def register_fusion(name: str):
-    """Class decorator adding a fusion to the registry under ``name``."""
-
-    def add(cls):
-        FUSIONS[name] = cls
-        return cls
-
-    return add
+FUSIONS = Registry("fusion")
+register_fusion = FUSIONS.register
 
 
 def masked_mean(features: torch.Tensor, view_mask: torch.Tensor) -> torch.Tensor:

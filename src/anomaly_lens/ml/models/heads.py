@@ -6,17 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-SEGMENTATION_HEADS: dict[str, type[nn.Module]] = {}
+from anomaly_lens.ml.registry import Registry
 
-
-def register_segmentation_head(name: str):
-    """Class decorator adding a segmentation head to the registry under ``name``."""
-
-    def add(cls):
-        SEGMENTATION_HEADS[name] = cls
-        return cls
-
-    return add
+SEGMENTATION_HEADS = Registry("segmentation head")
+register_segmentation_head = SEGMENTATION_HEADS.register
 
 
 def _conv(in_channels: int, out_channels: int, kernel: int = 3, dilation: int = 1) -> nn.Sequential:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -12,6 +12,7 @@ from torch import nn
 from anomaly_lens.ml.batch import Batch
 from anomaly_lens.ml.models.fusion import FUSIONS
 from anomaly_lens.ml.models.heads import SEGMENTATION_HEADS, ClassificationHead
+from anomaly_lens.ml.registry import Registry
 
 TASKS = ("classification", "segmentation", "multitask")
 
@@ -56,15 +57,10 @@ class AnomalyModel(nn.Module):
         super().__init__()
         if config.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, not {config.task!r}")
-        if config.fusion not in FUSIONS:
-            raise ValueError(f"unknown fusion {config.fusion!r}; registered: {sorted(FUSIONS)}")
-        if config.segmentation_head not in SEGMENTATION_HEADS:
-            raise ValueError(
-                f"unknown segmentation head {config.segmentation_head!r}; "
-                f"registered: {sorted(SEGMENTATION_HEADS)}"
-            )
+        fusion = FUSIONS.lookup(config.fusion)
+        segmentation_head = SEGMENTATION_HEADS.lookup(config.segmentation_head)
         self.config = config
-        self.fusion = FUSIONS[config.fusion](
+        self.fusion = fusion(
             n_views=len(config.views),
             in_chans=config.in_chans,
             backbone=config.backbone,
@@ -83,7 +79,7 @@ class AnomalyModel(nn.Module):
         if config.segmentation_head == "deeplabv3plus":
             head_args["reductions"] = self.fusion.reductions
         self.segmenter = (
-            SEGMENTATION_HEADS[config.segmentation_head](channels, config.num_classes, **head_args)
+            segmentation_head(channels, config.num_classes, **head_args)
             if config.task in ("segmentation", "multitask")
             else None
         )
@@ -104,17 +100,9 @@ class AnomalyModel(nn.Module):
         return self(batch.images, batch.view_mask)
 
 
-MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {"anomaly": AnomalyModel}
-
-
-def register_model(name: str):
-    """Decorator adding a model builder (``ModelConfig -> nn.Module``) to the registry."""
-
-    def add(builder):
-        MODELS[name] = builder
-        return builder
-
-    return add
+MODELS = Registry("model")
+MODELS["anomaly"] = AnomalyModel
+register_model = MODELS.register
 
 
 def load_matching_weights(
@@ -134,6 +122,4 @@ def create_model(config: ModelConfig | Mapping[str, Any], name: str = "anomaly")
     """Build a registered model from a ``ModelConfig`` or a plain mapping of its fields."""
     if not isinstance(config, ModelConfig):
         config = ModelConfig(**dict(config))
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; registered: {sorted(MODELS)}")
-    return MODELS[name](config)
+    return MODELS.lookup(name)(config)

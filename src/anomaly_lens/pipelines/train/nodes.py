@@ -75,6 +75,13 @@ def _label_type(labels: np.ndarray, requested: str) -> str:
     return "multilabel" if (labels.sum(1) > 1).any() else "multiclass"
 
 
+def _task(cache: ImageCache, params: dict) -> tuple[str, np.ndarray, list[str]]:
+    """Label type, targets per cache position and class names of the task the data pose."""
+    label_type = _label_type(cache.labels, params["label_type"])
+    classes = (["normal"] if label_type == "multiclass" else []) + list(cache.classes)
+    return label_type, _targets(cache.labels, label_type), classes
+
+
 def _targets(labels: np.ndarray, label_type: str) -> np.ndarray:
     """Multi-hot targets, or one-hot with a leading ``normal`` class for multi-class data."""
     if label_type == "multilabel":
@@ -138,9 +145,7 @@ def train_model(
             "from its start (the cache_images node) to rebuild it"
         )
     L.seed_everything(params["seed"], workers=True)
-    label_type = _label_type(cache.labels, params["label_type"])
-    targets = _targets(cache.labels, label_type)
-    classes = (["normal"] if label_type == "multiclass" else []) + list(cache.classes)
+    label_type, targets, classes = _task(cache, params)
     model_views = params["views"] or list(cache.views)
     loaders = _loaders(cache, splits, params, targets, model_views)
     train_positions = loaders["train"].dataset.positions
@@ -340,9 +345,7 @@ def plot_training_curves(history: pd.DataFrame) -> Figure:
 def evaluate_baseline(image_cache: dict, splits: pd.DataFrame, params: dict) -> dict:
     """Random forest on hand-crafted per-view features, fitted on train, scored like the model."""
     cache = ImageCache.from_arrays(image_cache)
-    label_type = _label_type(cache.labels, params["label_type"])
-    targets = _targets(cache.labels, label_type)
-    classes = (["normal"] if label_type == "multiclass" else []) + list(cache.classes)
+    label_type, targets, classes = _task(cache, params)
     views = params["views"] or list(cache.views)
     view_index = [cache.views.index(v) for v in views]
     features = baseline.sample_features(cache.images[:, view_index], cache.view_mask[:, view_index])

@@ -226,14 +226,18 @@ def train_model(
     history = _History()
     trainer.callbacks.append(history)
     trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=resume)
-    best = AnomalyModule.load_from_checkpoint(checkpoint.best_model_path, weights_only=False)
+    best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)
     bundle = {
         "config": model_config,
-        "state_dict": best.model.state_dict(),
+        "state_dict": {
+            name.removeprefix("model."): tensor
+            for name, tensor in best["state_dict"].items()
+            if name.startswith("model.")
+        },
         "classes": classes,
         "label_type": label_type,
-        "best_epoch": int(torch.load(checkpoint.best_model_path, weights_only=False)["epoch"]),
-        "n_parameters": sum(p.numel() for p in best.model.parameters()),
+        "best_epoch": int(best["epoch"]),
+        "n_parameters": sum(p.numel() for p in module.model.parameters()),
     }
     return bundle, pd.DataFrame(history.rows)
 

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
-
-from anomaly_lens.ml import imaging, rle  # noqa: E402
-from anomaly_lens.ml.boxes import find_components  # noqa: E402
+from anomaly_lens.ml import imaging, rle
+from anomaly_lens.ml.boxes import find_components
 
 BOX_COLUMNS = [
     "image_id",
@@ -87,14 +83,14 @@ def summarise_boxes(boxes: pd.DataFrame, specks: pd.DataFrame, params: dict) -> 
 
 def plot_box_sizes(boxes: pd.DataFrame) -> Figure:
     """Box width against height per class."""
-    fig, ax = plt.subplots(figsize=(6, 5))
+    fig = Figure(figsize=(6, 5), layout="tight")
+    ax = fig.subplots()
     for cls, group in boxes.groupby("class"):
         ax.scatter(
             group["x1"] - group["x0"], group["y1"] - group["y0"], s=8, alpha=0.6, label=str(cls)
         )
     ax.set(xlabel="box width (px)", ylabel="box height (px)", title=f"{len(boxes)} boxes")
     ax.legend(fontsize="small")
-    fig.tight_layout()
     return fig
 
 
@@ -108,12 +104,9 @@ def render_previews(
     """A few images per class with their boxes and the mask contour drawn over them."""
     per_class = params["previews_per_class"]
     classes = sorted(boxes["class"].unique())
-    fig, axes = plt.subplots(
-        max(len(classes), 1),
-        per_class,
-        figsize=(3 * per_class, 3 * max(len(classes), 1)),
-        squeeze=False,
-    )
+    rows = max(len(classes), 1)
+    fig = Figure(figsize=(3 * per_class, 3 * rows), layout="tight")
+    axes = fig.subplots(rows, per_class, squeeze=False)
     info = manifest.set_index("image_id")
     for ax in axes.flat:
         ax.axis("off")
@@ -139,5 +132,4 @@ def render_previews(
                     )
                 )
             ax.set_title(f"{cls}\n{image_id}", fontsize=7)
-    fig.tight_layout()
     return fig

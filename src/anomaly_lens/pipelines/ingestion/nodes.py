@@ -6,15 +6,11 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from anomaly_lens.ml import layouts  # noqa: E402
-from anomaly_lens.ml.inspection import Inspection, MaskRule, inspect_records  # noqa: E402
+from anomaly_lens.ml import layouts
+from anomaly_lens.ml.inspection import Inspection, MaskRule, inspect_records
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +132,8 @@ def summarise_quality(
 
 def plot_quality(manifest: pd.DataFrame, quarantine: pd.DataFrame) -> Figure:
     """Quality-metric distributions per view, labels per class, quarantine reasons."""
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+    fig = Figure(figsize=(15, 8), layout="tight")
+    axes = fig.subplots(2, 3)
     for ax, metric in zip(axes.flat, QUALITY_METRICS, strict=False):
         for view, group in manifest.groupby("view"):
             ax.hist(group[metric], bins=30, alpha=0.5, label=str(view))
@@ -149,5 +146,4 @@ def plot_quality(manifest: pd.DataFrame, quarantine: pd.DataFrame) -> Figure:
     reasons = quarantine["reason"].value_counts()
     axes.flat[5].barh(reasons.index.astype(str), reasons.values)
     axes.flat[5].set_title(f"quarantined: {len(quarantine)}")
-    fig.tight_layout()
     return fig

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import logging
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from anomaly_lens.ml.imaging import hamming_pairs  # noqa: E402
-from anomaly_lens.ml.splitting import (  # noqa: E402
+from anomaly_lens.ml.imaging import hamming_pairs
+from anomaly_lens.ml.splitting import (
     SPLITS,
     LeakageError,
     assert_no_leakage,
@@ -160,8 +156,8 @@ def plot_split(table: pd.DataFrame) -> Figure:
     """Class share per split next to the overall share."""
     pivot = table.pivot(index="class", columns="split", values="share_pct")
     overall = table.groupby("class")["overall_pct"].first()
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig = Figure(figsize=(8, 4), layout="tight")
+    ax = fig.subplots()
     pivot.assign(overall=overall).plot.bar(ax=ax)
     ax.set(ylabel="% of samples", title="class share per split")
-    fig.tight_layout()
     return fig

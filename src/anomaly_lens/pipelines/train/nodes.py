@@ -8,20 +8,16 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import lightning as L
-import matplotlib
 import mlflow
+import numpy as np
+import pandas as pd
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from matplotlib.figure import Figure
+from torch.utils.data import DataLoader
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
-
-from anomaly_lens.ml import baseline  # noqa: E402
-from anomaly_lens.ml.data import (  # noqa: E402
+from anomaly_lens.ml import baseline
+from anomaly_lens.ml.data import (
     EpochSampler,
     ImageCache,
     MultiViewDataset,
@@ -31,14 +27,14 @@ from anomaly_lens.ml.data import (  # noqa: E402
     cache_fingerprint,
     collate,
 )
-from anomaly_lens.ml.metrics import (  # noqa: E402
+from anomaly_lens.ml.metrics import (
     bootstrap_interval,
     classification_metrics,
     json_safe,
     segmentation_metrics,
 )
-from anomaly_lens.ml.models import ModelConfig, create_model, load_matching_weights  # noqa: E402
-from anomaly_lens.ml.training import AnomalyModule, probabilities  # noqa: E402
+from anomaly_lens.ml.models import ModelConfig, create_model, load_matching_weights
+from anomaly_lens.ml.training import AnomalyModule, probabilities
 
 logger = logging.getLogger(__name__)
 
@@ -334,7 +330,8 @@ def evaluate_model(
 
 def plot_training_curves(history: pd.DataFrame) -> Figure:
     """Losses and validation macro-F1 per epoch."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4), layout="tight")
+    left, right = fig.subplots(1, 2)
     for column in [c for c in history.columns if c.endswith("loss") and "step" not in c]:
         left.plot(history["epoch"], history[column], label=column)
     left.set(xlabel="epoch", title="loss")
@@ -342,7 +339,6 @@ def plot_training_curves(history: pd.DataFrame) -> Figure:
     if "val_macro_f1" in history:
         right.plot(history["epoch"], history["val_macro_f1"], marker="o")
     right.set(xlabel="epoch", title="validation macro-F1", ylim=(0, 1.02))
-    fig.tight_layout()
     return fig
 
 

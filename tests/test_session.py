@@ -48,6 +48,7 @@ def test_main_command_runs_the_whole_chain(project):
         "pairing_report.json",
         "split_distribution.png",
         "training_curves.png",
+        "evaluation_plots.png",
         "baseline_metrics.json",
     ):
         assert latest(project / "data/08_reporting/synthetic" / report).stat().st_size > 0
@@ -56,6 +57,10 @@ def test_main_command_runs_the_whole_chain(project):
     )
     assert {"val", "test", "best_epoch", "n_parameters"} <= set(metrics)
     assert latest(project / "data/06_models/synthetic/model.pt").stat().st_size > 1e6
+    predictions = pd.read_parquet(
+        latest(project / "data/07_model_output/synthetic/evaluation_predictions.parquet")
+    )
+    assert len(predictions) == metrics["val"]["n_samples"] + metrics["test"]["n_samples"]
 
     # One MLflow run with the parameters and the reports.
     runs = mlflow.search_runs(experiment_names=["anomaly_lens"])

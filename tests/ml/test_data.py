@@ -19,10 +19,13 @@ def test_cache_holds_every_sample_decoded_once(prepared, cache):
     assert cache.images.shape == (len(samples), 2, 32, 32) and cache.images.dtype == np.uint8
     assert cache.view_mask.sum() == len(manifest)
     assert cache.labels.tolist() == samples[[f"label_{c}" for c in classes]].to_numpy().tolist()
-    # a class's mask is present exactly when the sample carries that label
-    assert (
-        (cache.masks.reshape(*cache.masks.shape[:2], -1).max(-1) > 0) == (cache.labels > 0)
-    ).all()
+    # each view keeps its own masks; a class has a mask in some view exactly when the
+    # sample carries that label
+    assert cache.masks.shape == (len(samples), 2, len(classes), 32, 32)
+    in_any_view = cache.masks.max(1).reshape(len(samples), len(classes), -1).max(-1)
+    assert ((in_any_view > 0) == (cache.labels > 0)).all()
+    assert (cache.view_shapes[cache.view_mask] == 32).all()
+    assert (cache.view_shapes[~cache.view_mask] == 0).all()
     calls = []
     build_image_cache(
         samples,
@@ -56,7 +59,8 @@ def test_augmentation_moves_views_and_masks_together():
         images=np.stack([image, image])[None],
         view_mask=np.ones((1, 2), bool),
         labels=np.ones((1, 1), np.uint8),
-        masks=(image > 200).astype(np.uint8)[None, None],
+        masks=np.stack([image > 200] * 2).astype(np.uint8)[None, :, None],
+        view_shapes=np.full((1, 2, 2), 32),
         views=["a", "b"],
         classes=["x"],
         fingerprint="",
@@ -72,6 +76,32 @@ def test_augmentation_moves_views_and_masks_together():
     assert moved >= 5
     with pytest.raises(ValueError, match="preset"):
         augmentation("extreme", 2)
+
+
+def test_per_view_items_are_single_views_with_their_own_masks(cache):
+    positions = np.arange(6)
+    dataset = MultiViewDataset(cache, positions, per_view=True)
+    assert len(dataset) == cache.view_mask[positions].sum()
+    for k in range(len(dataset)):
+        item = dataset[k]
+        i, (view,) = dataset.items[k]
+        assert item["images"].shape == (1, 1, 32, 32) and item["view_mask"].tolist() == [True]
+        assert np.array_equal(item["masks"].numpy(), cache.masks[i, view])
+        assert item["sample_id"] == f"{cache.sample_ids[i]}/{cache.views[view]}"
+    fused = MultiViewDataset(cache, positions)[0]  # a sample's mask: the union of its views'
+    assert np.array_equal(fused["masks"].numpy(), cache.masks[0].max(0))
+
+
+def test_views_of_different_sizes_are_found_unregistered(cache):
+    shapes = cache.view_shapes.copy()
+    both = np.flatnonzero(cache.view_mask.all(1))
+    shapes[both[0], 1] = (40, 32)
+    changed = ImageCache.from_arrays({**cache.arrays(), "view_shapes": shapes})
+    assert cache.unregistered([0, 1]).tolist() == []
+    assert changed.unregistered([0, 1]).tolist() == [both[0]]
+    assert changed.unregistered([0]).tolist() == []  # one view: nothing to register
+    with pytest.raises(ValueError, match="older version"):
+        ImageCache.from_arrays({k: v for k, v in cache.arrays().items() if k != "view_shapes"})
 
 
 def test_modality_dropout_never_drops_the_last_view(cache):
@@ -116,3 +146,14 @@ def test_items_are_reproducible_per_epoch(cache):
     )
     assert torch.equal(dataset[(2, 5)]["images"], dataset[(2, 5)]["images"])
     assert not torch.equal(dataset[(2, 5)]["images"], dataset[(2, 6)]["images"])
+
+
+def test_samples_without_the_chosen_view_are_left_out_and_listed(cache):
+    ch4 = cache.views.index("ch4")
+    missing = np.flatnonzero(~cache.view_mask[:, ch4])
+    assert len(missing)  # the synthetic data drop a view here and there
+    positions = np.arange(len(cache.sample_ids))
+    dataset = MultiViewDataset(cache, positions, view_index=[ch4])
+    assert len(dataset) == len(positions) - len(missing)
+    assert dataset.without_views == sorted(cache.sample_ids[missing])
+    assert MultiViewDataset(cache, positions).without_views == []

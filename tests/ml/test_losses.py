@@ -13,7 +13,7 @@ LN2 = math.log(2)
 
 
 def test_registry_has_every_loss():
-    assert set(LOSSES) == {"bce", "focal", "dice", "focal_dice", "weighted_ce"}
+    assert set(LOSSES) == {"bce", "focal", "dice", "focal_dice", "weighted_ce", "ce"}
     with pytest.raises(ValueError, match="unknown loss 'l1'"):
         create_loss("l1")
 
@@ -76,6 +76,10 @@ def test_weighted_ce_by_hand():
     wrong = torch.tensor([[0.0, 1.0], [0.0, 1.0]])  # class 0 is missed: ce = ln(1 + e)
     expected = (0.5 * math.log(1 + math.e) + 1.5 * math.log(1 + math.exp(-1))) / 2.0
     assert loss(wrong, target).item() == pytest.approx(expected)
+    plain = create_loss("ce", class_frequencies=[0.75, 0.25])  # frequencies ignored
+    assert plain(wrong, target).item() == pytest.approx(
+        (math.log(1 + math.e) + math.log(1 + math.exp(-1))) / 2.0
+    )
 
 
 def test_multitask_weighted_sum_over_a_model_output():

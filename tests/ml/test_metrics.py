@@ -7,6 +7,8 @@ from anomaly_lens.ml.metrics import (
     classification_metrics,
     json_safe,
     segmentation_metrics,
+    segmentation_stats,
+    segmentation_summary,
 )
 
 CLASSES = ["a", "b"]
@@ -46,6 +48,21 @@ def test_segmentation_metrics_by_hand():
     assert m["per_class"]["a"]["dice"] == pytest.approx(2 / 3)
     assert m["mean_iou"] == pytest.approx(0.5)  # b has no pixels and is not averaged
     assert m["pixel_accuracy"] == pytest.approx((3 / 4 + 1) / 2)
+    assert m["defect_iou"] == pytest.approx(0.5)
+
+
+def test_defect_iou_ignores_the_class_and_stats_add_up_over_images():
+    masks = torch.zeros(2, 2, 4, 4)
+    masks[0, 0, :2] = 1  # image 0: 8 pixels of class a
+    probs = torch.zeros(2, 2, 4, 4)
+    probs[0, 1, :2] = 0.9  # found, but called b: class IoU 0, defect IoU 1
+    probs[1, 0, 0, :2] = 0.8  # image 1 has no defect: 2 false positives
+    m = segmentation_metrics(probs, masks, CLASSES)
+    assert m["per_class"]["a"]["iou"] == 0 and m["defect_iou"] == pytest.approx(8 / 10)
+    stats = segmentation_stats(probs, masks)
+    assert stats.shape == (2, 3, 4)
+    assert segmentation_summary(stats[[0]], CLASSES)["defect_iou"] == pytest.approx(1.0)
+    assert segmentation_summary(stats, CLASSES) == m
 
 
 def test_bootstrap_interval_brackets_the_estimate():

@@ -60,6 +60,12 @@ def test_forward_backward(fusion, task):
     assert all(torch.isfinite(g).all() for g in grads if g is not None)
 
 
+def test_multiclass_masks_have_no_normal_channel():
+    model = create_model(tiny(task="multitask", label_type="multiclass"))
+    out = model(*inputs())
+    assert out.logits.shape == (2, 3) and out.seg_logits.shape == (2, 2, 32, 32)
+
+
 @pytest.mark.parametrize("fusion", list(FUSION_OPTIONS))
 def test_missing_view_pixels_cannot_change_the_output(fusion):
     model = create_model(

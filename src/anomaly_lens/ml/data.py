@@ -1,7 +1,7 @@
 """Training data: a decode-once image cache, a multi-view torch Dataset and its transforms.
 
-The cache holds every sample's views decoded and resized once, as uint8, with per-class
-masks (the union over the sample's views) and multi-hot labels. Epochs and later runs read
+The cache holds every sample's views decoded and resized once, as uint8, with per-view,
+per-class masks, each view's original size and multi-hot labels. Epochs and later runs read
 the arrays; a fingerprint of the inputs tells when the cache no longer matches them.
 """
 
@@ -33,7 +33,8 @@ class ImageCache:
     images: np.ndarray  # (N, V, S, S) uint8
     view_mask: np.ndarray  # (N, V) bool
     labels: np.ndarray  # (N, K) uint8 multi-hot
-    masks: np.ndarray  # (N, K, S, S) uint8 0/1
+    masks: np.ndarray  # (N, V, K, S, S) uint8 0/1, each view's own masks
+    view_shapes: np.ndarray  # (N, V, 2) int32 (height, width) before resizing; 0 if missing
     views: list[str]
     classes: list[str]
     fingerprint: str
@@ -49,11 +50,18 @@ class ImageCache:
             "view_mask": self.view_mask,
             "labels": self.labels,
             "masks": self.masks,
+            "view_shapes": self.view_shapes,
             "meta": np.array(meta),
         }
 
     @classmethod
     def from_arrays(cls, arrays) -> ImageCache:
+        missing = {"images", "masks", "view_shapes", "meta"} - set(arrays)
+        if missing:
+            raise ValueError(
+                f"The image cache lacks {sorted(missing)} (written by an older version): "
+                "run the `train` pipeline from its start to rebuild it"
+            )
         meta = json.loads(str(arrays["meta"]))
         return cls(
             sample_ids=np.asarray(arrays["sample_ids"]),
@@ -61,6 +69,7 @@ class ImageCache:
             view_mask=np.asarray(arrays["view_mask"]),
             labels=np.asarray(arrays["labels"]),
             masks=np.asarray(arrays["masks"]),
+            view_shapes=np.asarray(arrays["view_shapes"]),
             **meta,
         )
 
@@ -71,6 +80,17 @@ class ImageCache:
         if missing:
             raise KeyError(f"{len(missing)} samples are not in the image cache, e.g. {missing[:3]}")
         return np.array([index[s] for s in sample_ids], dtype=np.int64)
+
+    def unregistered(self, view_index: Sequence[int]) -> np.ndarray:
+        """Samples whose present views (of ``view_index``) had different sizes before resizing.
+
+        Pixels of such views do not correspond, so one mask cannot serve them all.
+        """
+        shapes = self.view_shapes[:, view_index]
+        present = self.view_mask[:, view_index]
+        first = shapes[np.arange(len(shapes)), present.argmax(1)]
+        differs = (shapes != first[:, None]).any(-1) & present
+        return np.flatnonzero(differs.any(1))
 
 
 def cache_fingerprint(
@@ -105,7 +125,7 @@ def build_image_cache(
     """Decode every view of every sample once, as grayscale resized to ``image_size``.
 
     ``load_image`` returns the bytes of a manifest ``partition_id``. Masks are decoded
-    from RLE at the image's size, resized with nearest neighbours, and joined over views.
+    from RLE at the image's size and resized with nearest neighbours, per view.
     """
     info = manifest.set_index("image_id")
     rle_of = masks.set_index(["image_id", "class"])["encoded_pixels"]
@@ -113,7 +133,8 @@ def build_image_cache(
     n, v, k = len(samples), len(views), len(classes)
     images = np.zeros((n, v, image_size, image_size), dtype=np.uint8)
     view_mask = np.zeros((n, v), dtype=bool)
-    pixel_masks = np.zeros((n, k, image_size, image_size), dtype=np.uint8)
+    view_shapes = np.zeros((n, v, 2), dtype=np.int32)
+    pixel_masks = np.zeros((n, v, k, image_size, image_size), dtype=np.uint8)
     labels = samples[[f"label_{c}" for c in classes]].to_numpy(dtype=np.uint8)
     for i, row in enumerate(samples.itertuples(index=False)):
         for j, view in enumerate(views):
@@ -125,17 +146,20 @@ def build_image_cache(
             )
             images[i, j] = _resize(pixels, image_size, cv2.INTER_AREA)
             view_mask[i, j] = True
-            height, width = pixels.shape
+            height, width = view_shapes[i, j] = pixels.shape
             for cls in info.at[image_id, "labels"]:
                 if cls in class_index and (image_id, cls) in rle_of.index:
                     full = rle.decode(rle_of.at[(image_id, cls)], height, width).astype(np.uint8)
-                    pixel_masks[i, class_index[cls]] |= _resize(full, image_size, cv2.INTER_NEAREST)
+                    pixel_masks[i, j, class_index[cls]] = _resize(
+                        full, image_size, cv2.INTER_NEAREST
+                    )
     return ImageCache(
         sample_ids=samples["sample_id"].to_numpy(dtype=str),
         images=images,
         view_mask=view_mask,
         labels=labels,
         masks=pixel_masks,
+        view_shapes=view_shapes,
         views=list(views),
         classes=list(classes),
         fingerprint=cache_fingerprint(samples, manifest, views, classes, image_size),
@@ -225,41 +249,61 @@ def balanced_weights(labels: np.ndarray) -> np.ndarray:
 class MultiViewDataset(Dataset):
     """Samples of an ``ImageCache`` as tensors; views and masks augmented together.
 
+    ``view_index`` selects and orders views (a single-view model on a multi-view cache);
+    samples with none of them present are left out and listed in ``without_views``.
+    ``per_view``: every present view becomes an item of its own, a one-view sample with
+    its sample's labels and its own masks; otherwise an item is a sample and its masks
+    are the union of its present views' (meaningful for registered views).
     ``modality_dropout``: in training, each present view is dropped with this
     probability, never the last one present. ``targets`` (one row per cache position)
-    replace the cache's multi-hot labels, e.g. one-hot with a normal class;
-    ``view_index`` selects and orders views (a single-view model on a multi-view cache).
-    Indexed by position, or by the ``(position, epoch)`` keys of ``EpochSampler``;
-    random choices are seeded by ``(seed, epoch, position)``.
+    replace the cache's multi-hot labels, e.g. one-hot with a normal class.
+    Indexed by item, or by the ``(item, epoch)`` keys of ``EpochSampler``;
+    random choices are seeded by ``(seed, epoch, item)``.
     """
 
     def __init__(
         self,
         cache: ImageCache,
-        positions: np.ndarray,
+        positions: Sequence[int],
         transform: A.Compose | None = None,
         modality_dropout: float = 0.0,
         seed: int = 0,
         targets: np.ndarray | None = None,
         view_index: Sequence[int] | None = None,
+        per_view: bool = False,
     ):
-        self.cache, self.positions = cache, np.asarray(positions)
-        self.transform, self.modality_dropout, self.seed = transform, modality_dropout, seed
+        self.cache, self.transform = cache, transform
+        self.modality_dropout, self.seed, self.per_view = modality_dropout, seed, per_view
         self.targets = (
             cache.labels.astype(np.float32) if targets is None else targets.astype(np.float32)
         )
-        self.view_index = list(range(len(cache.views))) if view_index is None else list(view_index)
+        view_index = list(range(len(cache.views))) if view_index is None else list(view_index)
+        self.items = (
+            [(int(i), [j]) for i in positions for j in view_index if cache.view_mask[i, j]]
+            if per_view
+            else [(int(i), view_index) for i in positions if cache.view_mask[i, view_index].any()]
+        )
+        self.positions = np.array([i for i, _ in self.items], dtype=np.int64)
+        self.without_views = sorted(
+            str(cache.sample_ids[i]) for i in set(map(int, positions)) - set(self.positions)
+        )
 
     def __len__(self) -> int:
-        return len(self.positions)
+        return len(self.items)
+
+    def item_id(self, item: int) -> str:
+        """The sample id, with ``/view`` appended for per-view items."""
+        i, views = self.items[item]
+        sample = str(self.cache.sample_ids[i])
+        return f"{sample}/{self.cache.views[views[0]]}" if self.per_view else sample
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
-        index, epoch = key if isinstance(key, tuple) else (key, 0)
-        rng = np.random.default_rng((self.seed, epoch, int(index)))
-        i = self.positions[index]
-        views = self.cache.images[i][self.view_index]
-        present = self.cache.view_mask[i][self.view_index].copy()
-        masks = self.cache.masks[i]
+        item, epoch = key if isinstance(key, tuple) else (key, 0)
+        rng = np.random.default_rng((self.seed, epoch, int(item)))
+        i, view_index = self.items[item]
+        views = self.cache.images[i][view_index]
+        present = self.cache.view_mask[i][view_index].copy()
+        masks = self.cache.masks[i][view_index][present].max(0, initial=0)
         if self.transform is not None:
             reseed(self.transform, int(rng.integers(2**31)))
             out = self.transform(
@@ -280,7 +324,7 @@ class MultiViewDataset(Dataset):
             "view_mask": torch.from_numpy(present),
             "labels": torch.from_numpy(self.targets[i]),
             "masks": torch.from_numpy(np.ascontiguousarray(masks).astype(np.float32)),
-            "sample_id": str(self.cache.sample_ids[i]),
+            "sample_id": self.item_id(item),
         }
 
 

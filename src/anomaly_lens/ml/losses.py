@@ -127,6 +127,14 @@ class WeightedCELoss(nn.Module):
         return F.cross_entropy(logits, target, weight=self.weights)  # probabilities: MixUp-safe
 
 
+@register_loss("ce")
+class CELoss(WeightedCELoss):
+    """Unweighted softmax cross-entropy (e.g. beside a class-balanced sampler)."""
+
+    def __init__(self, **_: object):
+        super().__init__()
+
+
 def create_loss(name: str, **options) -> nn.Module:
     """Build a registered loss by name with its options."""
     return LOSSES.lookup(name)(**options)

@@ -92,28 +92,49 @@ def classification_metrics(
     }
 
 
-def segmentation_metrics(
-    seg_probs: torch.Tensor, masks: torch.Tensor, classes: Sequence[str], threshold: float = 0.5
-) -> dict:
-    """IoU and Dice per class (over all pixels of the set) and their means, pixel accuracy."""
-    k = len(classes)
-    preds = seg_probs.permute(0, 2, 3, 1).reshape(-1, k)
-    target = masks.permute(0, 2, 3, 1).reshape(-1, k).int()
+def segmentation_stats(
+    seg_probs: torch.Tensor, masks: torch.Tensor, threshold: float = 0.5
+) -> torch.Tensor:
+    """Pixel counts per image: (N, K + 1, 4) true/false positives, true/false negatives for
+    each class and, last, for any defect against background, whatever its class.
+
+    Sums over any subset of images give that subset's scores (``segmentation_summary``),
+    which makes bootstrap rounds cheap.
+    """
+    preds = (seg_probs >= threshold).flatten(2)
+    target = (masks > 0.5).flatten(2)
+    preds = torch.cat([preds, preds.any(1, keepdim=True)], 1).int()
+    target = torch.cat([target, target.any(1, keepdim=True)], 1).int()
     stats = tmc.multilabel_stat_scores(
-        preds, target, num_labels=k, threshold=threshold, average=None
-    ).double()
-    tp, fp, tn, fn = stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3]
-    present = (tp + fn) > 0
+        preds, target, num_labels=preds.shape[1], average=None, multidim_average="samplewise"
+    )
+    return stats.reshape(*preds.shape[:2], -1)[..., :4]  # one image comes back squeezed
+
+
+def segmentation_summary(stats: torch.Tensor, classes: Sequence[str]) -> dict:
+    """IoU and Dice per class (over all pixels of the images) and their means, pixel
+    accuracy, and ``defect_iou`` (any defect against background) from ``segmentation_stats``."""
+    tp, fp, tn, fn = stats.sum(0).double().unbind(-1)
     iou = tp / (tp + fp + fn).clamp_min(1)
     dice = 2 * tp / (2 * tp + fp + fn).clamp_min(1)
+    present = ((tp + fn) > 0)[:-1]
+    defect_seen = bool(tp[-1] + fp[-1] + fn[-1] > 0)
     return {
-        "mean_iou": float(iou[present].mean()) if present.any() else float("nan"),
-        "mean_dice": float(dice[present].mean()) if present.any() else float("nan"),
-        "pixel_accuracy": float(((tp + tn) / (tp + fp + tn + fn)).mean()),
+        "defect_iou": float(iou[-1]) if defect_seen else float("nan"),
+        "mean_iou": float(iou[:-1][present].mean()) if present.any() else float("nan"),
+        "mean_dice": float(dice[:-1][present].mean()) if present.any() else float("nan"),
+        "pixel_accuracy": float(((tp + tn) / (tp + fp + tn + fn))[:-1].mean()),
         "per_class": {
             c: {"iou": float(iou[i]), "dice": float(dice[i])} for i, c in enumerate(classes)
         },
     }
+
+
+def segmentation_metrics(
+    seg_probs: torch.Tensor, masks: torch.Tensor, classes: Sequence[str], threshold: float = 0.5
+) -> dict:
+    """``segmentation_summary`` of (N, K, H, W) mask probabilities against 0/1 masks."""
+    return segmentation_summary(segmentation_stats(seg_probs, masks, threshold), classes)
 
 
 def bootstrap_interval(

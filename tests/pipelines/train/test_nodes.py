@@ -20,6 +20,7 @@ from anomaly_lens.pipelines.train.nodes import (
     evaluate_baseline,
     evaluate_model,
     load_model,
+    plot_evaluation,
     plot_training_curves,
     train_model,
 )
@@ -70,14 +71,18 @@ def test_one_epoch_train_evaluate_and_reload(prepared, tmp_path, task):
     assert list(history["epoch"]) == [0] and history["val_macro_f1"].notna().all()
     assert isinstance(plot_training_curves(history), Figure)
 
-    metrics = evaluate_model(bundle, cache, splits, p)
+    metrics, predictions = evaluate_model(bundle, cache, splits, p)
     assert {"val", "test", "best_epoch", "n_parameters"} <= set(metrics)
     test = metrics["test"]
+    assert len(predictions) == metrics["val"]["n_samples"] + test["n_samples"]
+    assert predictions.filter(like="prob_").shape[1] == len(classes)
+    assert isinstance(plot_evaluation(predictions, metrics), Figure)
     assert 0 <= test["macro_f1"] <= 1 and set(test["per_class"]) == set(classes)
     assert test["macro_f1_ci95"][0] <= test["macro_f1_ci95"][1]
     assert {"precision", "recall", "f1", "ap", "auroc"} <= set(test["per_class"][classes[0]])
     if task == "multitask":
         assert 0 <= test["segmentation"]["mean_iou"] <= 1
+        assert 0 <= test["segmentation"]["defect_iou"] <= 1
 
     # Saved through the catalog dataset and reloaded: identical outputs.
     store = TorchModelDataset(filepath=str(tmp_path / "model.pt"))
@@ -98,16 +103,45 @@ def test_a_stale_cache_is_refused(prepared, tmp_path):
         train_model(cache, samples, manifest, splits, classes, VIEWS, {**p, "image_size": 48})
 
 
-def test_multiclass_data_gets_a_normal_class(prepared, tmp_path):
+@pytest.mark.parametrize("task", ["classification", "multitask"])
+def test_multiclass_data_gets_a_normal_class(prepared, tmp_path, task):
     samples, manifest, masks, raw, classes, splits = prepared
     single = samples.assign(**{f"label_{c}": 0 for c in classes[1:]})  # at most one label each
-    p = params(tmp_path)
+    p = params(tmp_path, task=task)
     cache = cache_images(single, manifest, masks, raw, classes, VIEWS, p)
     bundle, _ = train_model(cache, single, manifest, splits, classes, VIEWS, p)
     assert bundle["label_type"] == "multiclass" and bundle["classes"] == ["normal", *classes]
-    metrics = evaluate_model(bundle, cache, splits, p)
+    metrics, predictions = evaluate_model(bundle, cache, splits, p)
     assert len(metrics["test"]["confusion"]) == len(classes) + 1
+    if task == "multitask":  # masks of the defect classes only, no "normal" mask
+        assert list(metrics["test"]["segmentation"]["per_class"]) == classes
+    assert isinstance(plot_evaluation(predictions, metrics), Figure)
     pd.testing.assert_series_equal(single["sample_id"], samples["sample_id"])
+
+
+def test_per_view_model_is_scored_per_image_and_per_sample(prepared, tmp_path):
+    samples, manifest, masks, raw, classes, splits = prepared
+    p = {**params(tmp_path, task="multitask"), "per_view": True, "baseline_trees": 30}
+    cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, p)
+    bundle, _ = train_model(cache, samples, manifest, splits, classes, VIEWS, p)
+    assert bundle["config"]["views"] == ["any"] and bundle["views"] == VIEWS
+    metrics, predictions = evaluate_model(bundle, cache, splits, p)
+    test = predictions[predictions["split"] == "test"]
+    n_test = splits["split"].eq("test").sum()
+    assert metrics["test"]["n_samples"] == len(test) > n_test  # one item per present view
+    assert metrics["test"]["per_sample"]["n_samples"] == test["sample_id"].nunique() == n_test
+    assert 0 <= metrics["test"]["segmentation"]["defect_iou"] <= 1
+    assert evaluate_baseline(cache, splits, p)["test"]["n_samples"] == len(test)
+
+
+def test_fused_segmentation_of_unregistered_views_is_refused(prepared, tmp_path):
+    samples, manifest, masks, raw, classes, splits = prepared
+    p = params(tmp_path, task="multitask")
+    cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, p)
+    shapes = cache["view_shapes"].copy()
+    shapes[:, 1] += 8  # as if every ch4 image had been cropped differently
+    with pytest.raises(ValueError, match="registered views.*per_view=true"):
+        train_model({**cache, "view_shapes": shapes}, samples, manifest, splits, classes, VIEWS, p)
 
 
 def test_random_forest_baseline_is_scored_like_the_model(prepared, tmp_path):

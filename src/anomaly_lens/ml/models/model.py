@@ -40,13 +40,18 @@ class ModelConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def mask_classes(self) -> int:
+        """Channels of the masks: the classes, less the leading ``normal`` of multi-class."""
+        return self.num_classes - (self.label_type == "multiclass")
+
 
 @dataclass
 class ModelOutput:
     """What a model returns; absent parts are None."""
 
     logits: torch.Tensor | None  # (B, K)
-    seg_logits: torch.Tensor | None  # (B, K, H, W)
+    seg_logits: torch.Tensor | None  # (B, K, H, W); multi-class: K - 1, no "normal" mask
     attention: torch.Tensor | None = None
 
 
@@ -79,7 +84,7 @@ class AnomalyModel(nn.Module):
         if config.segmentation_head == "deeplabv3plus":
             head_args["reductions"] = self.fusion.reductions
         self.segmenter = (
-            segmentation_head(channels, config.num_classes, **head_args)
+            segmentation_head(channels, config.mask_classes, **head_args)
             if config.task in ("segmentation", "multitask")
             else None
         )

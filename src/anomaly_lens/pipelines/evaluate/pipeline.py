@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from anomaly_lens.pipelines.train.nodes import evaluate_model
+from anomaly_lens.pipelines.train.nodes import evaluate_model, plot_evaluation
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -11,8 +11,14 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 evaluate_model,
                 inputs=["model", "image_cache", "splits", "params:train"],
-                outputs="evaluation_metrics",
+                outputs=["evaluation_metrics", "evaluation_predictions"],
                 name="evaluate_model",
-            )
+            ),
+            Node(
+                plot_evaluation,
+                inputs=["evaluation_predictions", "evaluation_metrics"],
+                outputs="evaluation_plots",
+                name="plot_evaluation",
+            ),
         ]
     )

@@ -12,6 +12,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import torch
+import torchmetrics.functional.classification as tmc
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from matplotlib.figure import Figure
 from torch.utils.data import DataLoader
@@ -31,12 +32,15 @@ from anomaly_lens.ml.metrics import (
     bootstrap_interval,
     classification_metrics,
     json_safe,
-    segmentation_metrics,
+    segmentation_stats,
+    segmentation_summary,
 )
 from anomaly_lens.ml.models import ModelConfig, create_model, load_matching_weights
 from anomaly_lens.ml.training import AnomalyModule, probabilities
 
 logger = logging.getLogger(__name__)
+
+PER_VIEW_SLOT = "any"  # the one view slot of a per-view model (it sees every view alike)
 
 
 def cache_images(
@@ -86,33 +90,47 @@ def _targets(labels: np.ndarray, label_type: str) -> np.ndarray:
 
 
 def _loaders(
-    cache: ImageCache, splits: pd.DataFrame, params: dict, targets: np.ndarray, views: list[str]
+    cache: ImageCache,
+    splits: pd.DataFrame,
+    params: dict,
+    targets: np.ndarray,
+    views: list[str],
+    per_view: bool,
 ):
     view_index = [cache.views.index(v) for v in views]
     settings = params["augmentation"]
     loaders = {}
     for split in ("train", "val", "test"):
         ids = splits.loc[splits["split"] == split, "sample_id"].tolist()
-        positions = cache.positions(ids)
         training = split == "train"
         dataset = MultiViewDataset(
             cache,
-            positions,
+            cache.positions(ids),
             targets=targets,
             view_index=view_index,
+            per_view=per_view,
             transform=augmentation(
                 settings["preset"] if training else "none",
-                len(view_index),
+                1 if per_view else len(view_index),
                 settings["clahe"],
                 seed=params["seed"],
             ),
             modality_dropout=settings["modality_dropout"] if training else 0.0,
             seed=params["seed"],
         )
+        if dataset.without_views:
+            logger.warning(
+                "%s: %d samples have none of the views %s and are left out: %s",
+                split,
+                len(dataset.without_views),
+                views,
+                ", ".join(dataset.without_views[:5]),
+            )
         sampler = None
         if training:
-            weights = balanced_weights(targets[positions]) if params["balanced_sampler"] else None
-            sampler = EpochSampler(len(positions), params["seed"], weights)
+            labels = targets[dataset.positions]
+            weights = balanced_weights(labels) if params["balanced_sampler"] else None
+            sampler = EpochSampler(len(dataset), params["seed"], weights)
         loaders[split] = DataLoader(
             dataset,
             batch_size=params["trainer"]["batch_size"],
@@ -121,6 +139,20 @@ def _loaders(
             num_workers=params["trainer"]["num_workers"],
         )
     return loaders
+
+
+def _check_registered(cache: ImageCache, views: list[str], params: dict) -> None:
+    """Refuse one mask for fused views whose pixels do not correspond."""
+    if params["model"]["task"] == "classification" or params["per_view"] or len(views) < 2:
+        return
+    unregistered = cache.unregistered([cache.views.index(v) for v in views])
+    if len(unregistered):
+        raise ValueError(
+            f"Segmentation of fused views needs registered views, but {len(unregistered)} of "
+            f"{len(cache.sample_ids)} samples have views of different sizes (e.g. "
+            f"{cache.sample_ids[unregistered[0]]}): set train.per_view=true (each view "
+            "segmented alone) or train.model.task=classification"
+        )
 
 
 def train_model(
@@ -142,14 +174,16 @@ def train_model(
         )
     L.seed_everything(params["seed"], workers=True)
     label_type, targets, classes = _task(cache, params)
-    model_views = params["views"] or list(cache.views)
-    loaders = _loaders(cache, splits, params, targets, model_views)
+    used_views = params["views"] or list(cache.views)
+    _check_registered(cache, used_views, params)
+    per_view = params["per_view"]
+    loaders = _loaders(cache, splits, params, targets, used_views, per_view)
     train_positions = loaders["train"].dataset.positions
     frequencies = targets[train_positions].mean(0).clip(1e-3, 1 - 1e-3).tolist()
     model_config = {
         **params["model"],
         "num_classes": len(classes),
-        "views": model_views,
+        "views": [PER_VIEW_SLOT] if per_view else used_views,
         "label_type": label_type,
     }
     module = AnomalyModule(
@@ -232,6 +266,8 @@ def train_model(
         },
         "classes": classes,
         "label_type": label_type,
+        "views": used_views,
+        "per_view": per_view,
         "best_epoch": int(best["epoch"]),
         "n_parameters": sum(p.numel() for p in module.model.parameters()),
     }
@@ -293,9 +329,10 @@ def _split_metrics(probs, targets, seg, masks, classes, label_type, params) -> d
         )
     if seg is not None:
         seg_classes = [c for c in classes if c != "normal"]
-        part["segmentation"] = segmentation_metrics(seg, masks, seg_classes)
+        stats = segmentation_stats(seg, masks)
+        part["segmentation"] = segmentation_summary(stats, seg_classes)
         part["segmentation"]["mean_iou_ci95"] = bootstrap_interval(
-            lambda i: segmentation_metrics(seg[i], masks[i], seg_classes)["mean_iou"],
+            lambda i: segmentation_summary(stats[i], seg_classes)["mean_iou"],
             len(seg),
             rounds=rounds,
             seed=seed,
@@ -305,27 +342,106 @@ def _split_metrics(probs, targets, seg, masks, classes, label_type, params) -> d
 
 def evaluate_model(
     model_bundle: dict, image_cache: dict, splits: pd.DataFrame, params: dict
-) -> dict:
-    """Metrics on val and test (bootstrap 95 % intervals for macro-F1 and mean IoU)."""
+) -> tuple[dict, pd.DataFrame]:
+    """Metrics on val and test (bootstrap 95 % intervals for macro-F1 and mean IoU), and
+    every val/test prediction as a table.
+
+    A per-view model is scored per image, and per sample (``per_sample``) from the mean of
+    its views' probabilities: the figure to compare with a fused multi-view model.
+    """
     cache = ImageCache.from_arrays(image_cache)
     model = load_model(model_bundle)
     label_type, classes = model_bundle["label_type"], model_bundle["classes"]
+    per_view = model_bundle["per_view"]
     targets = _targets(cache.labels, label_type)
-    loaders = _loaders(cache, splits, params, targets, model.config.views)
+    loaders = _loaders(cache, splits, params, targets, model_bundle["views"], per_view)
     report = {
         "best_epoch": model_bundle["best_epoch"],
         "n_parameters": model_bundle["n_parameters"],
         "label_type": label_type,
         "classes": classes,
-        "views": model.config.views,
+        "views": model_bundle["views"],
+        "per_view": per_view,
     }
+    tables = []
     for split in ("val", "test"):
-        predictions = _predict(model, loaders[split], params["tta"])
+        dataset = loaders[split].dataset
+        probs, split_targets, seg, masks = _predict(model, loaders[split], params["tta"])
         report[split] = {
-            "n_samples": len(loaders[split].dataset),
-            **_split_metrics(*predictions, classes, label_type, params),
+            "n_samples": len(dataset),
+            **_split_metrics(probs, split_targets, seg, masks, classes, label_type, params),
         }
-    return json_safe(report)
+        if probs is None:
+            continue
+        table = _prediction_table(split, dataset, probs, split_targets, classes)
+        tables.append(table)
+        if per_view:
+            per_sample = table.groupby("sample_id", sort=False)
+            sample_probs = torch.from_numpy(per_sample[_columns("prob", classes)].mean().values)
+            sample_targets = torch.from_numpy(per_sample[_columns("target", classes)].max().values)
+            report[split]["per_sample"] = {
+                "n_samples": len(sample_probs),
+                **_split_metrics(
+                    sample_probs, sample_targets, None, None, classes, label_type, params
+                ),
+            }
+    return json_safe(report), pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def _columns(kind: str, classes: list[str]) -> list[str]:
+    return [f"{kind}_{c}" for c in classes]
+
+
+def _prediction_table(split, dataset, probs, targets, classes) -> pd.DataFrame:
+    """One row per item: split, sample, item (``sample/view`` for per-view), probabilities
+    and targets per class."""
+    return pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "split": split,
+                    "sample_id": dataset.cache.sample_ids[dataset.positions],
+                    "item_id": [dataset.item_id(k) for k in range(len(dataset))],
+                }
+            ),
+            pd.DataFrame(probs.numpy(), columns=_columns("prob", classes)),
+            pd.DataFrame(targets.numpy().astype(np.uint8), columns=_columns("target", classes)),
+        ],
+        axis=1,
+    )
+
+
+def plot_evaluation(predictions: pd.DataFrame, metrics: dict) -> Figure:
+    """Test-set confusion (matrix, or per class for multi-label) and per-class PR curves."""
+    classes, label_type = metrics["classes"], metrics["label_type"]
+    test = predictions[predictions["split"] == "test"]
+    probs = torch.tensor(test[_columns("prob", classes)].to_numpy(np.float32))
+    targets = torch.tensor(test[_columns("target", classes)].to_numpy(np.int64))
+    fig = Figure(figsize=(12, 5), layout="tight")
+    left, right = fig.subplots(1, 2)
+    confusion = metrics["test"]["confusion"]
+    if label_type == "multiclass":
+        matrix, x_labels = np.array(confusion), classes
+        left.set(xlabel="predicted", ylabel="true", title="test confusion")
+    else:
+        matrix = np.array([[confusion[c][k] for k in ("tp", "fn", "fp", "tn")] for c in classes])
+        x_labels = ["TP", "FN", "FP", "TN"]
+        left.set(title="test confusion per class")
+    left.imshow(matrix, cmap="Blues")
+    left.set_xticks(range(len(x_labels)), x_labels, rotation=45, ha="right")
+    left.set_yticks(range(len(classes)), classes)
+    for (row, col), value in np.ndenumerate(matrix):
+        left.text(col, row, str(value), ha="center", va="center", fontsize="small")
+    for k, name in enumerate(classes):
+        if targets[:, k].any():
+            precision, recall, _ = tmc.binary_precision_recall_curve(probs[:, k], targets[:, k])
+            ap = metrics["test"]["per_class"][name]["ap"]
+            right.plot(recall, precision, label=f"{name} (AP {ap:.2f})")
+    right.set(
+        xlabel="recall", ylabel="precision", title="test PR curves", xlim=(0, 1), ylim=(0, 1.02)
+    )
+    right.legend(fontsize="small")
+    return fig
 
 
 def plot_training_curves(history: pd.DataFrame) -> Figure:
@@ -343,19 +459,23 @@ def plot_training_curves(history: pd.DataFrame) -> Figure:
 
 
 def evaluate_baseline(image_cache: dict, splits: pd.DataFrame, params: dict) -> dict:
-    """Random forest on hand-crafted per-view features, fitted on train, scored like the model."""
+    """Random forest on hand-crafted per-view features, fitted on train, scored like the model
+    (on the same items: samples, or single views with ``per_view``)."""
     cache = ImageCache.from_arrays(image_cache)
     label_type, targets, classes = _task(cache, params)
     views = params["views"] or list(cache.views)
-    view_index = [cache.views.index(v) for v in views]
-    features = baseline.sample_features(cache.images[:, view_index], cache.view_mask[:, view_index])
-    position = {
-        split: cache.positions(splits.loc[splits["split"] == split, "sample_id"].tolist())
-        for split in ("train", "val", "test")
-    }
+    loaders = _loaders(cache, splits, params, targets, views, params["per_view"])
+    features, split_targets = {}, {}
+    for split, loader in loaders.items():
+        items = loader.dataset.items
+        features[split] = baseline.sample_features(
+            np.stack([cache.images[i][v] for i, v in items]),
+            np.stack([cache.view_mask[i][v] for i, v in items]),
+        )
+        split_targets[split] = targets[loader.dataset.positions]
     forest = baseline.fit_forest(
-        features[position["train"]],
-        targets[position["train"]],
+        features["train"],
+        split_targets["train"],
         label_type,
         params["seed"],
         params["baseline_trees"],
@@ -364,18 +484,24 @@ def evaluate_baseline(image_cache: dict, splits: pd.DataFrame, params: dict) -> 
         "model": "random_forest",
         "features_per_view": list(baseline.FEATURES),
         "views": views,
+        "per_view": params["per_view"],
         "label_type": label_type,
         "classes": classes,
     }
     for split in ("val", "test"):
-        rows = position[split]
         probs = torch.from_numpy(
-            baseline.forest_probabilities(forest, features[rows], label_type, len(classes))
+            baseline.forest_probabilities(forest, features[split], label_type, len(classes))
         )
         report[split] = {
-            "n_samples": len(rows),
+            "n_samples": len(probs),
             **_split_metrics(
-                probs, torch.from_numpy(targets[rows]), None, None, classes, label_type, params
+                probs,
+                torch.from_numpy(split_targets[split]),
+                None,
+                None,
+                classes,
+                label_type,
+                params,
             ),
         }
     return json_safe(report)

@@ -26,9 +26,10 @@ LOSS = {"classification": "bce", "segmentation": "dice"}
 OPTIMIZER = {"lr": 1e-3, "weight_decay": 1e-4, "warmup_fraction": 0.05}
 
 
-def synthetic_cache(size: int) -> ImageCache:
+def synthetic_cache(size: int, n_specimens: int = 150) -> ImageCache:
     """Cached arrays of the default synthetic dataset (labels only; masks unused here)."""
-    data = synthetic.generate(synthetic.SyntheticConfig(image_size=size))
+    config = synthetic.SyntheticConfig(image_size=size, n_specimens=n_specimens)
+    data = synthetic.generate(config)
     samples = sorted({k.split("/", 1)[1] for k in data.images})
     views = ["co2", "ch4"]
     images = np.zeros((len(samples), 2, size, size), np.uint8)
@@ -37,16 +38,17 @@ def synthetic_cache(size: int) -> ImageCache:
         for j, v in enumerate(views):
             if f"{v}/{s}" in data.images:
                 images[i, j], present[i, j] = data.images[f"{v}/{s}"], True
-    labels = np.zeros((len(samples), 4), np.uint8)
+    classes = ["plume", "streak", "hotspot", "crack"]
     return ImageCache(
-        np.array(samples),
-        images,
-        present,
-        labels,
-        np.zeros((len(samples), 4, size, size), np.uint8),
-        views,
-        ["plume", "streak", "hotspot", "crack"],
-        "",
+        sample_ids=np.array(samples),
+        images=images,
+        view_mask=present,
+        labels=np.zeros((len(samples), len(classes)), np.uint8),
+        masks=np.zeros((len(samples), len(views), len(classes), size, size), np.uint8),
+        view_shapes=np.where(present[..., None], size, 0),
+        views=views,
+        classes=classes,
+        fingerprint="",
     )
 
 

@@ -1,0 +1,23 @@
+"""The benchmark scripts still fit the library they measure (their timings are not tested)."""
+
+import importlib.util
+
+import numpy as np
+
+from tests.conftest import PROJECT_ROOT
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, PROJECT_ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_train_loop_benchmark_builds_its_cache_and_loader():
+    script = load_script("train_loop")
+    cache = script.synthetic_cache(32, n_specimens=4)
+    assert cache.images.shape[1:] == (2, 32, 32) and cache.view_mask.any(1).all()
+    batch = next(iter(script.loader(cache, 4)))
+    assert batch.images.shape == (4, 2, 1, 32, 32)
+    assert np.array_equal(cache.unregistered([0, 1]), [])

@@ -95,6 +95,20 @@ def test_one_epoch_train_evaluate_and_reload(prepared, tmp_path, task):
     assert torch.equal(a.logits, b.logits)
 
 
+def test_segmentation_only_model_is_evaluated_and_plotted(prepared, tmp_path):
+    samples, manifest, masks, raw, classes, splits = prepared
+    p = params(tmp_path, task="segmentation")
+    cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, p)
+    with pytest.raises(ValueError, match="monitor=val_loss"):
+        train_model(cache, samples, manifest, splits, classes, VIEWS, p)
+    p["trainer"].update(monitor="val_loss", mode="min")
+    bundle, _ = train_model(cache, samples, manifest, splits, classes, VIEWS, p)
+    metrics, predictions = evaluate_model(bundle, cache, splits, p)
+    assert 0 <= metrics["test"]["segmentation"]["defect_iou"] <= 1 and predictions.empty
+    fig = plot_evaluation(predictions, metrics)
+    assert "segmentation-only" in fig.axes[0].texts[0].get_text()
+
+
 def test_a_stale_cache_is_refused(prepared, tmp_path):
     samples, manifest, masks, raw, classes, splits = prepared
     p = params(tmp_path)

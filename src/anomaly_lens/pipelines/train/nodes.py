@@ -174,6 +174,11 @@ def train_model(
         )
     L.seed_everything(params["seed"], workers=True)
     label_type, targets, classes = _task(cache, params)
+    if params["model"]["task"] == "segmentation" and "f1" in params["trainer"]["monitor"]:
+        raise ValueError(
+            "A segmentation-only model has no class scores to monitor: set "
+            "train.trainer.monitor=val_loss and train.trainer.mode=min"
+        )
     used_views = params["views"] or list(cache.views)
     _check_registered(cache, used_views, params)
     per_view = params["per_view"]
@@ -413,6 +418,12 @@ def _prediction_table(split, dataset, probs, targets, classes) -> pd.DataFrame:
 
 def plot_evaluation(predictions: pd.DataFrame, metrics: dict) -> Figure:
     """Test-set confusion (matrix, or per class for multi-label) and per-class PR curves."""
+    if "confusion" not in metrics["test"]:  # a segmentation-only model: no class scores
+        fig = Figure(figsize=(6, 2))
+        axes = fig.subplots()
+        axes.axis("off")
+        axes.text(0.5, 0.5, "no class predictions (segmentation-only model)", ha="center")
+        return fig
     classes, label_type = metrics["classes"], metrics["label_type"]
     test = predictions[predictions["split"] == "test"]
     probs = torch.tensor(test[_columns("prob", classes)].to_numpy(np.float32))

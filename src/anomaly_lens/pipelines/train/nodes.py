@@ -89,21 +89,22 @@ def _targets(labels: np.ndarray, label_type: str) -> np.ndarray:
     return np.column_stack([labels.sum(1) == 0, labels]).astype(np.float32)
 
 
-def _loaders(
+def _datasets(
     cache: ImageCache,
     splits: pd.DataFrame,
     params: dict,
     targets: np.ndarray,
     views: list[str],
     per_view: bool,
-):
+) -> dict[str, MultiViewDataset]:
+    """The train/val/test datasets (augmented train); samples without the views are logged."""
     view_index = [cache.views.index(v) for v in views]
     settings = params["augmentation"]
-    loaders = {}
+    datasets = {}
     for split in ("train", "val", "test"):
         ids = splits.loc[splits["split"] == split, "sample_id"].tolist()
         training = split == "train"
-        dataset = MultiViewDataset(
+        datasets[split] = dataset = MultiViewDataset(
             cache,
             cache.positions(ids),
             targets=targets,
@@ -126,19 +127,26 @@ def _loaders(
                 views,
                 ", ".join(dataset.without_views[:5]),
             )
-        sampler = None
-        if training:
-            labels = targets[dataset.positions]
-            weights = balanced_weights(labels) if params["balanced_sampler"] else None
-            sampler = EpochSampler(len(dataset), params["seed"], weights)
-        loaders[split] = DataLoader(
+    return datasets
+
+
+def _loaders(datasets: dict[str, MultiViewDataset], params: dict) -> dict[str, DataLoader]:
+    """Batches of each split; train drawn by the epoch-seeded (optionally balanced) sampler."""
+    train = datasets["train"]
+    weights = (
+        balanced_weights(train.targets[train.positions]) if params["balanced_sampler"] else None
+    )
+    samplers = {"train": EpochSampler(len(train), params["seed"], weights)}
+    return {
+        split: DataLoader(
             dataset,
             batch_size=params["trainer"]["batch_size"],
-            sampler=sampler,
+            sampler=samplers.get(split),
             collate_fn=collate,
             num_workers=params["trainer"]["num_workers"],
         )
-    return loaders
+        for split, dataset in datasets.items()
+    }
 
 
 def _check_registered(cache: ImageCache, views: list[str], params: dict) -> None:
@@ -182,7 +190,7 @@ def train_model(
     used_views = params["views"] or list(cache.views)
     _check_registered(cache, used_views, params)
     per_view = params["per_view"]
-    loaders = _loaders(cache, splits, params, targets, used_views, per_view)
+    loaders = _loaders(_datasets(cache, splits, params, targets, used_views, per_view), params)
     train_positions = loaders["train"].dataset.positions
     frequencies = targets[train_positions].mean(0).clip(1e-3, 1 - 1e-3).tolist()
     model_config = {
@@ -359,7 +367,9 @@ def evaluate_model(
     label_type, classes = model_bundle["label_type"], model_bundle["classes"]
     per_view = model_bundle["per_view"]
     targets = _targets(cache.labels, label_type)
-    loaders = _loaders(cache, splits, params, targets, model_bundle["views"], per_view)
+    loaders = _loaders(
+        _datasets(cache, splits, params, targets, model_bundle["views"], per_view), params
+    )
     report = {
         "best_epoch": model_bundle["best_epoch"],
         "n_parameters": model_bundle["n_parameters"],
@@ -475,15 +485,14 @@ def evaluate_baseline(image_cache: dict, splits: pd.DataFrame, params: dict) -> 
     cache = ImageCache.from_arrays(image_cache)
     label_type, targets, classes = _task(cache, params)
     views = params["views"] or list(cache.views)
-    loaders = _loaders(cache, splits, params, targets, views, params["per_view"])
+    datasets = _datasets(cache, splits, params, targets, views, params["per_view"])
     features, split_targets = {}, {}
-    for split, loader in loaders.items():
-        items = loader.dataset.items
+    for split, dataset in datasets.items():
         features[split] = baseline.sample_features(
-            np.stack([cache.images[i][v] for i, v in items]),
-            np.stack([cache.view_mask[i][v] for i, v in items]),
+            np.stack([cache.images[i][v] for i, v in dataset.items]),
+            np.stack([cache.view_mask[i][v] for i, v in dataset.items]),
         )
-        split_targets[split] = targets[loader.dataset.positions]
+        split_targets[split] = targets[dataset.positions]
     forest = baseline.fit_forest(
         features["train"],
         split_targets["train"],

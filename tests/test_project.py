@@ -58,8 +58,8 @@ def test_kedro_viz_build_shows_the_lineage(project):
     graph = json.loads((project / "build" / "api" / "main").read_text())
     names = {node["id"]: node["name"] for node in graph["nodes"]}
     edges = {(names[e["source"]], names[e["target"]]) for e in graph["edges"]}
-    assert ("generate_raw_dataset", "raw_images") in edges
-    assert ("raw_images", "collect_records") in edges
+    assert ("generate_raw_dataset", "demo_images") in edges
+    assert ("demo_images", "collect_records") in edges
     assert ("inspect_raw_records", "manifest") in edges
     assert {"raw", "intermediate", "reporting"} <= set(graph["layers"])
     assert (project / "build" / "index.html").is_file()

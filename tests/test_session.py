@@ -28,7 +28,7 @@ def latest(folder: Path) -> Path:
 @pytest.mark.slow
 def test_main_command_runs_the_whole_chain(project):
     run(project, ["__default__"], **SMALL_RUN)
-    raw = project / "data/01_raw/synthetic"
+    raw = project / "data/01_raw/demo"
     assert (
         len(list((raw / "images").rglob("*.png")))
         == json.loads((raw / "metadata.json").read_text())["n_images"]

@@ -1,4 +1,4 @@
-"""Project hooks: reports saved to the catalog are also logged to the active MLflow run."""
+"""Project hooks: reports go to the active MLflow run; read-only entries know their names."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import pandas as pd
 import torch
 from kedro.framework.hooks import hook_impl
 from matplotlib.figure import Figure
+
+from anomaly_lens.datasets import ReadOnlyDataset
 
 logger = logging.getLogger(__name__)
 
@@ -54,3 +56,14 @@ class ReportLoggingHook:
             mlflow.log_text(data.to_csv(index=False), f"{folder}/{dataset_name}.csv")
         else:
             logger.warning("Not logging %s to MLflow: %s", dataset_name, type(data).__name__)
+
+
+class ReadOnlyEntriesHook:
+    """Tells every read-only catalog entry its name, so a refused save names the entry."""
+
+    @hook_impl
+    def after_catalog_created(self, catalog) -> None:
+        for name in catalog.keys():
+            dataset = catalog.get(name)
+            if isinstance(dataset, ReadOnlyDataset):
+                dataset.entry_name = name

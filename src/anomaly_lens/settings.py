@@ -2,9 +2,13 @@
 
 from omegaconf.resolvers import oc
 
-from anomaly_lens.hooks import ReportLoggingHook
+from anomaly_lens.context import ProjectContext
+from anomaly_lens.hooks import ReadOnlyEntriesHook, ReportLoggingHook
 
-HOOKS = (ReportLoggingHook(),)
+HOOKS = (ReportLoggingHook(), ReadOnlyEntriesHook())
+
+# Decides per env whether `kedro run` starts by generating the demo data (see the class).
+CONTEXT_CLASS = ProjectContext
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

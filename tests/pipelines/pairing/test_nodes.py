@@ -69,3 +69,32 @@ def test_magnetic_tile_images_are_paired_into_tiles():
 def test_missing_key_column_is_a_clear_error():
     with pytest.raises(ValueError, match=r"\['condition'\]"):
         key_samples(synthetic_manifest().drop(columns="condition"), SYNTHETIC)
+
+
+SINGLE_VIEW = {"key": ["image_id"], "group": ["group", "image_id"], "views": ["default"]}
+
+
+def single_view_manifest(**columns):
+    frame = pd.DataFrame(
+        {"image_id": ["part1_a", "part1_b", "part2_a"], "view": "default", "labels": [[], [], []]}
+    )
+    return frame.assign(**columns)
+
+
+def test_single_view_group_comes_from_a_group_field_when_there_is_one():
+    keyed = key_samples(single_view_manifest(group=["part1", "part1", "part2"]), SINGLE_VIEW)
+    samples, _ = pair_samples(keyed, [], SINGLE_VIEW)
+    assert samples["sample_id"].tolist() == ["part1_a", "part1_b", "part2_a"]
+    assert samples["group_id"].tolist() == ["part1", "part1", "part2"]
+    assert "image_id" not in samples.columns  # the image is in image_default
+
+
+def test_single_view_group_is_the_image_without_a_group_field():
+    samples, _ = pair_samples(key_samples(single_view_manifest(), SINGLE_VIEW), [], SINGLE_VIEW)
+    assert samples["group_id"].tolist() == ["part1_a", "part1_b", "part2_a"]
+    assert samples["image_default"].tolist() == samples["sample_id"].tolist()
+
+
+def test_a_group_column_that_is_nowhere_is_an_error():
+    with pytest.raises(ValueError, match=r"none of the columns \['lot'\]"):
+        key_samples(single_view_manifest(), {**SINGLE_VIEW, "group": "lot"})

@@ -11,11 +11,23 @@ from anomaly_lens.ml.pairing import SAMPLE_ID_SEPARATOR, pair_views, recover_til
 logger = logging.getLogger(__name__)
 
 
+def _group_column(group: str | list[str], columns: pd.Index) -> str:
+    """``group`` itself, or the first of a list of candidates that the manifest has."""
+    candidates = [group] if isinstance(group, str) else list(group)
+    for column in candidates:
+        if column in columns:
+            return column
+    raise ValueError(f"pairing group: none of the columns {candidates} is in the manifest")
+
+
 def key_samples(manifest: pd.DataFrame, params: dict) -> pd.DataFrame:
     """The manifest with ``sample_key`` and ``group_key`` columns.
 
-    With ``tiles`` set (Magnetic Tile), the tile recovered from the capture numbers is both
-    key and group; images outside any sequence (``exp0``) become single-image samples.
+    ``group`` names a column, or lists candidates of which the first in the manifest is
+    used (e.g. ``[group, name]``: a ``group`` field of the file-name pattern where there is
+    one, else the image itself). With ``tiles`` set (Magnetic Tile), the tile recovered
+    from the capture numbers is both key and group; images outside any sequence (``exp0``)
+    become single-image samples.
     """
     frame = manifest.copy()
     tiles = params.get("tiles")
@@ -24,11 +36,13 @@ def key_samples(manifest: pd.DataFrame, params: dict) -> pd.DataFrame:
         frame["tile_id"] = tile.fillna(frame["image_id"])
         frame["in_sequence"] = tile.notna()
     key = list(params["key"])
-    missing = sorted(set(key + [params["group"]]) - set(frame.columns))
+    missing = sorted(set(key) - set(frame.columns))
     if missing:
-        raise ValueError(f"pairing key/group columns {missing} are not in the manifest")
+        raise ValueError(f"pairing key columns {missing} are not in the manifest")
+    group = _group_column(params["group"], frame.columns)
+    logger.info("Samples keyed by %s, grouped by %s", key, group)
     frame["sample_key"] = frame[key].astype(str).agg(SAMPLE_ID_SEPARATOR.join, axis=1)
-    frame["group_key"] = frame[params["group"]].astype(str)
+    frame["group_key"] = frame[group].astype(str)
     return frame
 
 
@@ -36,7 +50,12 @@ def pair_samples(
     keyed: pd.DataFrame, class_names: list[str], params: dict
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``samples`` (one row per sample) and the table of resolved label conflicts."""
-    keep = [c for c in list(params["key"]) + list(params.get("keep", [])) if c in keyed.columns]
+    # Sample-level columns; an image's own id is already in its ``image_<view>`` column.
+    keep = [
+        c
+        for c in list(params["key"]) + list(params.get("keep", []))
+        if c in keyed.columns and c != "image_id"
+    ]
     if "in_sequence" in keyed.columns:
         keep.append("in_sequence")
     samples, conflicts = pair_views(

@@ -1,4 +1,4 @@
-"""The ``synthetic`` pipeline."""
+"""The ``synthetic`` pipeline: writes the demo data to its own ``demo_*`` entries."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -11,7 +11,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 generate_raw_dataset,
                 inputs="params:synthetic",
-                outputs=["raw_images", "raw_annotations", "raw_objects", "raw_metadata"],
+                outputs=["demo_images", "demo_annotations", "demo_objects", "demo_metadata"],
                 name="generate_raw_dataset",
             )
         ]

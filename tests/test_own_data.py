@@ -72,12 +72,13 @@ def test_readme_command_trains_on_the_folder_and_leaves_it_as_it_was(layout, pro
     reports = project / "data" / "08_reporting" / dataset
     metrics = json.loads(next((reports / "evaluation_metrics.json").glob("*/*")).read_text())
     assert metrics["test"]["n_samples"] > 0
-    if layout == "voc":  # a re-shot image joins its original's group
+    if layout == "voc":  # a re-shot image joins its original's group, and nothing else does
         splits = pd.read_parquet(
             next((project / "data/05_model_input/voc/splits.parquet").glob("*/*"))
         )
-        split_of = splits.set_index("sample_id")["split"]
-        assert split_of[RESHOT] == split_of["part0_0"]
+        unit_of = splits.set_index("sample_id")["unit_id"]
+        assert unit_of[RESHOT] == unit_of["part0_0"]
+        assert splits["unit_id"].nunique() == len(splits) - 1
 
 
 @pytest.mark.parametrize("env", USER_ENVS)

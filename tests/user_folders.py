@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 
 from anomaly_lens.ml import synthetic
 
@@ -17,7 +18,8 @@ DEFECTS = ("Blowhole", "Crack")
 def draw(rng: np.random.Generator, defect: str | None, size: int = 64):
     """A grey image and its 0/255 defect mask (all zero for a normal image)."""
     yy, xx = np.mgrid[:size, :size]
-    image = 110 + 25 * rng.standard_normal((size, size))
+    texture = ndimage.gaussian_filter(rng.standard_normal((size, size)), sigma=3)
+    image = 110 + 400 * texture + 4 * rng.standard_normal((size, size))
     mask = np.zeros((size, size), dtype=bool)
     cy, cx = rng.integers(size // 4, 3 * size // 4, size=2)
     if defect == "Blowhole":
@@ -91,7 +93,7 @@ def voc_folder(root: Path, images: int = 40) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(xml)
         if i == 0:  # the same part shot again: it must not land in another split
-            reshot = np.clip(image + rng.normal(0, 3, image.shape), 0, 255).astype(np.uint8)
+            reshot = np.clip(image + rng.normal(0, 2, image.shape), 0, 255).astype(np.uint8)
             _save(root / "images" / f"{RESHOT}.jpg", reshot)
             path.with_stem(RESHOT).write_text(xml.replace(stem, RESHOT))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 import torchmetrics.functional.classification as tmc
 
@@ -77,8 +78,12 @@ def classification_metrics(
         hamming = float(tmc.multilabel_hamming_distance(probs, targets, average="micro", **args))
     else:
         raise ValueError(f"label_type must be 'multilabel' or 'multiclass', not {label_type!r}")
+    support = targets.sum(0)
+    present = support > 0
     return {
         "macro_f1": f1["macro"],
+        # the mean over the classes that have a positive here (the bootstrap's statistic)
+        "macro_f1_present": float(per["f1"][present].mean()) if present.any() else float("nan"),
         "micro_f1": f1["micro"],
         "weighted_f1": f1["weighted"],
         "balanced_accuracy": balanced,
@@ -88,7 +93,7 @@ def classification_metrics(
             for i, c in enumerate(classes)
         },
         "confusion": confusion,
-        "support": _per_class(targets.sum(0), classes),
+        "support": _per_class(support, classes),
     }
 
 
@@ -143,11 +148,25 @@ def bootstrap_interval(
     rounds: int = 200,
     seed: int = 0,
     level: float = 0.95,
+    groups: Sequence | None = None,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``metric(indices)`` over resampled sample indices."""
+    """Percentile bootstrap interval of ``metric(indices)`` over resampled items.
+
+    With ``groups`` (one label per item, e.g. the tile of each photo) whole groups are
+    drawn with replacement and all their items taken, since the items of a group are not
+    independent. Rounds whose metric is not finite are left out.
+    """
     rng = np.random.default_rng(seed)
-    values = [metric(rng.integers(0, n, n)) for _ in range(rounds)]
-    values = [v for v in values if np.isfinite(v)]
+    if groups is None:
+        draws = (rng.integers(0, n, n) for _ in range(rounds))
+    else:
+        codes, _ = pd.factorize(pd.Series(list(groups)))
+        members = pd.Series(np.arange(n)).groupby(codes).apply(np.asarray).tolist()
+        draws = (
+            np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+            for _ in range(rounds)
+        )
+    values = [v for v in (metric(i) for i in draws) if np.isfinite(v)]
     tail = (1 - level) / 2 * 100
     return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
 

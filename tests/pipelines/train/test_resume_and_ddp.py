@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from anomaly_lens.pipelines.train import nodes
+from anomaly_lens.ml import fitting
 from anomaly_lens.pipelines.train.nodes import cache_images, train_model
 
 from .test_nodes import VIEWS, params, prepared  # noqa: F401  (fixture)
@@ -34,17 +34,17 @@ def test_resumed_run_ends_in_the_same_state(prepared, tmp_path, monkeypatch):  #
         **straight,
         "trainer": {**straight["trainer"], "checkpoint_dir": str(tmp_path / "broken")},
     }
-    original = nodes._History.on_train_epoch_end
+    original = fitting._History.on_train_epoch_end
 
     def crash_after_second_epoch(self, trainer, module):
         original(self, trainer, module)
         if trainer.current_epoch == 1:
             raise Interrupted("power cut")
 
-    monkeypatch.setattr(nodes._History, "on_train_epoch_end", crash_after_second_epoch)
+    monkeypatch.setattr(fitting._History, "on_train_epoch_end", crash_after_second_epoch)
     with pytest.raises(Interrupted):
         train_model(cache, samples, manifest, splits, classes, VIEWS, broken)
-    monkeypatch.setattr(nodes._History, "on_train_epoch_end", original)
+    monkeypatch.setattr(fitting._History, "on_train_epoch_end", original)
     # Epoch 1 was checkpointed after its validation, then the run died.
     assert last_state(tmp_path / "broken")[0] == 1
     train_model(cache, samples, manifest, splits, classes, VIEWS, {**broken, "resume": True})

@@ -10,14 +10,16 @@ import torch
 from torch import nn
 
 from anomaly_lens.ml.models.cbam import CBAM
+from anomaly_lens.ml.pretrained import package_state_dict
 
 
 class Encoder(nn.Module):
     """A timm backbone with ``features_only``: one feature map per stage, finest first.
 
-    ``pretrained`` loads the backbone's published weights (needs a download);
-    ``weights_path`` loads them from a local file instead (timm adapts the first
-    convolution to ``in_chans``). ``cbam_stages`` are stage indices (negative counts from
+    ``pretrained`` loads ImageNet weights shipped by an installed package
+    (``anomaly_lens.ml.pretrained``; nothing is downloaded); ``weights_path`` loads a local
+    timm state dict instead. Either way timm adapts the first convolution to ``in_chans``
+    (grey: the sum of the RGB filters). ``cbam_stages`` are stage indices (negative counts from
     the end) after which a CBAM block is inserted into the chain: the following stages
     and the returned feature map both see its output.
     """
@@ -36,6 +38,8 @@ class Encoder(nn.Module):
             if not Path(weights_path).is_file():
                 raise FileNotFoundError(f"backbone weights file not found: {weights_path}")
             pretrained, kwargs["pretrained_cfg_overlay"] = True, {"file": str(weights_path)}
+        elif pretrained:
+            kwargs["pretrained_cfg_overlay"] = {"state_dict": package_state_dict(backbone)}
         self.backbone = timm.create_model(
             backbone, pretrained=pretrained, features_only=True, in_chans=in_chans, **kwargs
         )

@@ -12,6 +12,7 @@ from torch import nn
 from anomaly_lens.ml.batch import Batch
 from anomaly_lens.ml.models.fusion import FUSIONS
 from anomaly_lens.ml.models.heads import SEGMENTATION_HEADS, ClassificationHead
+from anomaly_lens.ml.pretrained import grey_normalisation, weight_package
 from anomaly_lens.ml.registry import Registry
 
 TASKS = ("classification", "segmentation", "multitask")
@@ -36,6 +37,15 @@ class ModelConfig:
     decoder_channels: int = 64
     dropout: float = 0.2
     pooling: str = "avgmax"  # avg | max | avgmax (classification head)
+    # Input normalisation, per channel, of images in [0, 1]; pretrained package weights
+    # fill in what they were trained with. None: images go in as they are.
+    input_mean: list[float] | None = None
+    input_std: list[float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.pretrained and not self.weights_path and self.input_mean is None:
+            package = weight_package(self.backbone)
+            self.input_mean, self.input_std = grey_normalisation(package, self.in_chans)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,6 +75,11 @@ class AnomalyModel(nn.Module):
         fusion = FUSIONS.lookup(config.fusion)
         segmentation_head = SEGMENTATION_HEADS.lookup(config.segmentation_head)
         self.config = config
+        mean = config.input_mean or [0.0] * config.in_chans
+        std = config.input_std or [1.0] * config.in_chans
+        # Not in the state dict: the config (saved beside the weights) rebuilds them.
+        self.register_buffer("input_mean", torch.tensor(mean).view(1, 1, -1, 1, 1), False)
+        self.register_buffer("input_std", torch.tensor(std).view(1, 1, -1, 1, 1), False)
         self.fusion = fusion(
             n_views=len(config.views),
             in_chans=config.in_chans,
@@ -89,12 +104,16 @@ class AnomalyModel(nn.Module):
             else None
         )
 
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, V, C, H, W) images in [0, 1] as the backbone's weights expect them."""
+        return (images - self.input_mean) / self.input_std
+
     def encode(self, images: torch.Tensor, view_mask: torch.Tensor) -> list[torch.Tensor]:
         """Fused feature pyramid (finest first): the features OOD detection and XAI use."""
-        return self.fusion(images, view_mask)[0]
+        return self.fusion(self.normalise(images), view_mask)[0]
 
     def forward(self, images: torch.Tensor, view_mask: torch.Tensor) -> ModelOutput:
-        pyramid, attention = self.fusion(images, view_mask)
+        pyramid, attention = self.fusion(self.normalise(images), view_mask)
         return ModelOutput(
             logits=self.classifier(pyramid) if self.classifier else None,
             seg_logits=self.segmenter(pyramid, images.shape[-2:]) if self.segmenter else None,

@@ -3,40 +3,33 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 import lightning as L
-import mlflow
 import numpy as np
 import pandas as pd
 import torch
 import torchmetrics.functional.classification as tmc
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from matplotlib.figure import Figure
-from torch.utils.data import DataLoader
 
 from anomaly_lens.ml import baseline
-from anomaly_lens.ml.data import (
-    EpochSampler,
-    ImageCache,
-    MultiViewDataset,
-    augmentation,
-    balanced_weights,
-    build_image_cache,
-    cache_fingerprint,
-    collate,
+from anomaly_lens.ml.data import ImageCache, build_image_cache, cache_fingerprint
+from anomaly_lens.ml.fitting import (
+    build_datasets,
+    build_loaders,
+    fit,
+    label_task,
+    load_model,
+    predict,
+    prediction_table,
+    probability_columns,
+    saved_config,
+    score,
+    task_targets,
 )
-from anomaly_lens.ml.metrics import (
-    bootstrap_interval,
-    classification_metrics,
-    json_safe,
-    segmentation_stats,
-    segmentation_summary,
-)
-from anomaly_lens.ml.models import ModelConfig, create_model, load_matching_weights
-from anomaly_lens.ml.training import AnomalyModule, probabilities
+from anomaly_lens.ml.metrics import json_safe
+from anomaly_lens.ml.models import load_matching_weights
+from anomaly_lens.ml.training import AnomalyModule
 
 logger = logging.getLogger(__name__)
 
@@ -68,85 +61,34 @@ def cache_images(
     return cache.arrays()
 
 
-def _label_type(labels: np.ndarray, requested: str) -> str:
-    """``multilabel`` when any sample has two labels, else ``multiclass`` (``auto``)."""
-    if requested != "auto":
-        return requested
-    return "multilabel" if (labels.sum(1) > 1).any() else "multiclass"
-
-
 def _task(cache: ImageCache, params: dict) -> tuple[str, np.ndarray, list[str]]:
     """Label type, targets per cache position and class names of the task the data pose."""
-    label_type = _label_type(cache.labels, params["label_type"])
-    classes = (["normal"] if label_type == "multiclass" else []) + list(cache.classes)
-    return label_type, _targets(cache.labels, label_type), classes
+    return label_task(cache.labels, cache.classes, params["label_type"])
 
 
-def _targets(labels: np.ndarray, label_type: str) -> np.ndarray:
-    """Multi-hot targets, or one-hot with a leading ``normal`` class for multi-class data."""
-    if label_type == "multilabel":
-        return labels.astype(np.float32)
-    return np.column_stack([labels.sum(1) == 0, labels]).astype(np.float32)
-
-
-def _datasets(
-    cache: ImageCache,
-    splits: pd.DataFrame,
-    params: dict,
-    targets: np.ndarray,
-    views: list[str],
-    per_view: bool,
-) -> dict[str, MultiViewDataset]:
-    """The train/val/test datasets (augmented train); samples without the views are logged."""
-    view_index = [cache.views.index(v) for v in views]
-    settings = params["augmentation"]
-    datasets = {}
-    for split in ("train", "val", "test"):
-        ids = splits.loc[splits["split"] == split, "sample_id"].tolist()
-        training = split == "train"
-        datasets[split] = dataset = MultiViewDataset(
-            cache,
-            cache.positions(ids),
-            targets=targets,
-            view_index=view_index,
-            per_view=per_view,
-            transform=augmentation(
-                settings["preset"] if training else "none",
-                1 if per_view else len(view_index),
-                settings["clahe"],
-                seed=params["seed"],
-            ),
-            modality_dropout=settings["modality_dropout"] if training else 0.0,
-            seed=params["seed"],
-        )
-        if dataset.without_views:
-            logger.warning(
-                "%s: %d samples have none of the views %s and are left out: %s",
-                split,
-                len(dataset.without_views),
-                views,
-                ", ".join(dataset.without_views[:5]),
-            )
-    return datasets
-
-
-def _loaders(datasets: dict[str, MultiViewDataset], params: dict) -> dict[str, DataLoader]:
-    """Batches of each split; train drawn by the epoch-seeded (optionally balanced) sampler."""
-    train = datasets["train"]
-    weights = (
-        balanced_weights(train.targets[train.positions]) if params["balanced_sampler"] else None
-    )
-    samplers = {"train": EpochSampler(len(train), params["seed"], weights)}
+def _split_ids(splits: pd.DataFrame) -> dict[str, list[str]]:
     return {
-        split: DataLoader(
-            dataset,
-            batch_size=params["trainer"]["batch_size"],
-            sampler=samplers.get(split),
-            collate_fn=collate,
-            num_workers=params["trainer"]["num_workers"],
-        )
-        for split, dataset in datasets.items()
+        split: splits.loc[splits["split"] == split, "sample_id"].tolist()
+        for split in ("train", "val", "test")
     }
+
+
+def _datasets(cache, splits, params, targets, views, per_view):
+    """The train/val/test datasets of a split table (train augmented)."""
+    return build_datasets(
+        cache, _split_ids(splits), targets, views, per_view, params["augmentation"], params["seed"]
+    )
+
+
+def _loaders(datasets, params):
+    trainer = params["trainer"]
+    return build_loaders(
+        datasets,
+        trainer["batch_size"],
+        trainer["num_workers"],
+        params["balanced_sampler"],
+        params["seed"],
+    )
 
 
 def _check_registered(cache: ImageCache, views: list[str], params: dict) -> None:
@@ -219,138 +161,45 @@ def train_model(
             len(copied["skipped"]),
             ", ".join(copied["skipped"][:6]),
         )
-    trainer_params = params["trainer"]
-    checkpoints = Path(trainer_params["checkpoint_dir"])
-    resume = (
-        checkpoints / "last.ckpt"
-        if params["resume"] and (checkpoints / "last.ckpt").exists()
-        else None
+    result = fit(
+        module, loaders["train"], loaders["val"], params["trainer"], resume=params["resume"]
     )
-    if resume is None:  # a fresh run: the checkpoints of an earlier run are not its own
-        shutil.rmtree(checkpoints, ignore_errors=True)
-    checkpoint = ModelCheckpoint(
-        dirpath=checkpoints,
-        monitor=trainer_params["monitor"],
-        mode=trainer_params["mode"],
-        filename="best",
-        enable_version_counter=False,
-    )
-    # Lightning's save_last follows the monitored saves only; resume needs every epoch.
-    latest = ModelCheckpoint(
-        dirpath=checkpoints,
-        filename="last",
-        enable_version_counter=False,
-        save_on_train_epoch_end=False,
-    )
-    trainer = L.Trainer(
-        max_epochs=trainer_params["max_epochs"],
-        accelerator="auto",
-        devices=trainer_params["devices"],
-        strategy=trainer_params["strategy"],
-        precision="16-mixed" if torch.cuda.is_available() and trainer_params["amp"] else "32-true",
-        gradient_clip_val=trainer_params["gradient_clip_val"],
-        accumulate_grad_batches=trainer_params["accumulate_grad_batches"],
-        callbacks=[
-            checkpoint,
-            latest,
-            EarlyStopping(
-                trainer_params["monitor"],
-                mode=trainer_params["mode"],
-                patience=trainer_params["patience"],
-                check_on_train_epoch_end=False,  # after validation, also when resuming
-            ),
-        ],
-        deterministic=True,
-        enable_progress_bar=trainer_params["progress_bar"],
-        logger=False,
-        default_root_dir=checkpoints,
-        log_every_n_steps=1,
-    )
-    history = _History()
-    trainer.callbacks.append(history)
-    trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=resume)
-    best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)
     bundle = {
-        "config": model_config,
-        "state_dict": {
-            name.removeprefix("model."): tensor
-            for name, tensor in best["state_dict"].items()
-            if name.startswith("model.")
-        },
+        "config": saved_config(module.model),
+        "initial_weights": (
+            params["model"]["weights_path"]
+            or ("imagenet" if params["model"]["pretrained"] else None)
+        ),
+        "state_dict": result.state_dict,
         "classes": classes,
         "label_type": label_type,
         "views": used_views,
         "per_view": per_view,
-        "best_epoch": int(best["epoch"]),
+        "best_epoch": result.best_epoch,
         "n_parameters": sum(p.numel() for p in module.model.parameters()),
     }
-    return bundle, pd.DataFrame(history.rows)
+    return bundle, result.history
 
 
-class _History(L.Callback):
-    """Per-epoch metrics as rows, also logged to the active MLflow run with the epoch as step."""
-
-    def __init__(self):
-        self.rows: list[dict] = []
-
-    def on_train_epoch_end(self, trainer, module):  # runs after the epoch's validation
-        row = {"epoch": trainer.current_epoch}
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        self.rows.append(row | metrics)
-        if mlflow.active_run() is not None and trainer.is_global_zero:
-            mlflow.log_metrics(metrics, step=trainer.current_epoch)
-
-
-def load_model(bundle: dict) -> torch.nn.Module:
-    """The saved model, rebuilt from its config, in eval mode."""
-    model = create_model(ModelConfig(**bundle["config"]))
-    model.load_state_dict(bundle["state_dict"])
-    return model.eval()
-
-
-@torch.no_grad()
-def _predict(model, loader, tta: bool):
-    probs, targets, seg_probs, masks = [], [], [], []
-    for batch in loader:
-        output = model(batch.images, batch.view_mask)
-        logits, seg = output.logits, output.seg_logits
-        if tta:
-            flipped = model(batch.images.flip(-1), batch.view_mask)
-            logits = None if logits is None else (logits + flipped.logits) / 2
-            seg = None if seg is None else (seg + flipped.seg_logits.flip(-1)) / 2
-        if logits is not None:
-            probs.append(probabilities(logits, model.config.label_type))
-            targets.append(batch.labels)
-        if seg is not None:
-            seg_probs.append(torch.sigmoid(seg))
-            masks.append(batch.masks)
-    cat = lambda xs: torch.cat(xs) if xs else None  # noqa: E731
-    return cat(probs), cat(targets), cat(seg_probs), cat(masks)
-
-
-def _split_metrics(probs, targets, seg, masks, classes, label_type, params) -> dict:
+def _split_metrics(probs, targets, seg, masks, classes, label_type, params, groups=None):
     """Classification and segmentation metrics of one split, with bootstrap intervals."""
-    rounds, seed = params["bootstrap_rounds"], params["seed"]
-    part: dict = {}
-    if probs is not None:
-        part.update(classification_metrics(probs, targets, classes, label_type))
-        part["macro_f1_ci95"] = bootstrap_interval(
-            lambda i: classification_metrics(probs[i], targets[i], classes, label_type)["macro_f1"],
-            len(probs),
-            rounds=rounds,
-            seed=seed,
-        )
-    if seg is not None:
-        seg_classes = [c for c in classes if c != "normal"]
-        stats = segmentation_stats(seg, masks)
-        part["segmentation"] = segmentation_summary(stats, seg_classes)
-        part["segmentation"]["mean_iou_ci95"] = bootstrap_interval(
-            lambda i: segmentation_summary(stats[i], seg_classes)["mean_iou"],
-            len(seg),
-            rounds=rounds,
-            seed=seed,
-        )
-    return part
+    return score(
+        probs,
+        targets,
+        seg,
+        masks,
+        classes,
+        label_type,
+        params["bootstrap_rounds"],
+        params["seed"],
+        groups,
+    )
+
+
+def _units(splits: pd.DataFrame) -> pd.Series:
+    """The unit of splitting (group joined with look-alikes) of each sample id."""
+    column = "unit_id" if "unit_id" in splits.columns else "group_id"
+    return splits.set_index("sample_id")[column]
 
 
 def evaluate_model(
@@ -360,13 +209,15 @@ def evaluate_model(
     every val/test prediction as a table.
 
     A per-view model is scored per image, and per sample (``per_sample``) from the mean of
-    its views' probabilities: the figure to compare with a fused multi-view model.
+    its views' probabilities: the figure to compare with a fused multi-view model. The
+    bootstrap resamples units (specimens, tiles), not images: see docs/models.md.
     """
+    unit_of = _units(splits)
     cache = ImageCache.from_arrays(image_cache)
     model = load_model(model_bundle)
     label_type, classes = model_bundle["label_type"], model_bundle["classes"]
     per_view = model_bundle["per_view"]
-    targets = _targets(cache.labels, label_type)
+    targets = task_targets(cache.labels, label_type)
     loaders = _loaders(
         _datasets(cache, splits, params, targets, model_bundle["views"], per_view), params
     )
@@ -381,49 +232,34 @@ def evaluate_model(
     tables = []
     for split in ("val", "test"):
         dataset = loaders[split].dataset
-        probs, split_targets, seg, masks = _predict(model, loaders[split], params["tta"])
+        probs, split_targets, seg, masks = predict(model, loaders[split], params["tta"])
+        groups = unit_of.loc[dataset.cache.sample_ids[dataset.positions]].to_numpy()
         report[split] = {
             "n_samples": len(dataset),
-            **_split_metrics(probs, split_targets, seg, masks, classes, label_type, params),
+            **_split_metrics(probs, split_targets, seg, masks, classes, label_type, params, groups),
         }
         if probs is None:
             continue
-        table = _prediction_table(split, dataset, probs, split_targets, classes)
+        table = prediction_table(split, dataset, probs, split_targets, classes)
         tables.append(table)
         if per_view:
             per_sample = table.groupby("sample_id", sort=False)
-            sample_probs = torch.from_numpy(per_sample[_columns("prob", classes)].mean().values)
-            sample_targets = torch.from_numpy(per_sample[_columns("target", classes)].max().values)
+            sample_probs = per_sample[probability_columns("prob", classes)].mean()
+            sample_targets = per_sample[probability_columns("target", classes)].max()
             report[split]["per_sample"] = {
                 "n_samples": len(sample_probs),
                 **_split_metrics(
-                    sample_probs, sample_targets, None, None, classes, label_type, params
+                    torch.from_numpy(sample_probs.values),
+                    torch.from_numpy(sample_targets.values),
+                    None,
+                    None,
+                    classes,
+                    label_type,
+                    params,
+                    unit_of.loc[sample_probs.index].to_numpy(),
                 ),
             }
     return json_safe(report), pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
-
-
-def _columns(kind: str, classes: list[str]) -> list[str]:
-    return [f"{kind}_{c}" for c in classes]
-
-
-def _prediction_table(split, dataset, probs, targets, classes) -> pd.DataFrame:
-    """One row per item: split, sample, item (``sample/view`` for per-view), probabilities
-    and targets per class."""
-    return pd.concat(
-        [
-            pd.DataFrame(
-                {
-                    "split": split,
-                    "sample_id": dataset.cache.sample_ids[dataset.positions],
-                    "item_id": [dataset.item_id(k) for k in range(len(dataset))],
-                }
-            ),
-            pd.DataFrame(probs.numpy(), columns=_columns("prob", classes)),
-            pd.DataFrame(targets.numpy().astype(np.uint8), columns=_columns("target", classes)),
-        ],
-        axis=1,
-    )
 
 
 def plot_evaluation(predictions: pd.DataFrame, metrics: dict) -> Figure:
@@ -436,8 +272,8 @@ def plot_evaluation(predictions: pd.DataFrame, metrics: dict) -> Figure:
         return fig
     classes, label_type = metrics["classes"], metrics["label_type"]
     test = predictions[predictions["split"] == "test"]
-    probs = torch.tensor(test[_columns("prob", classes)].to_numpy(np.float32))
-    targets = torch.tensor(test[_columns("target", classes)].to_numpy(np.int64))
+    probs = torch.tensor(test[probability_columns("prob", classes)].to_numpy(np.float32))
+    targets = torch.tensor(test[probability_columns("target", classes)].to_numpy(np.int64))
     fig = Figure(figsize=(12, 5), layout="tight")
     left, right = fig.subplots(1, 2)
     confusion = metrics["test"]["confusion"]
@@ -483,6 +319,7 @@ def evaluate_baseline(image_cache: dict, splits: pd.DataFrame, params: dict) -> 
     """Random forest on hand-crafted per-view features, fitted on train, scored like the model
     (on the same items: samples, or single views with ``per_view``)."""
     cache = ImageCache.from_arrays(image_cache)
+    unit_of = _units(splits)
     label_type, targets, classes = _task(cache, params)
     views = params["views"] or list(cache.views)
     datasets = _datasets(cache, splits, params, targets, views, params["per_view"])
@@ -512,6 +349,7 @@ def evaluate_baseline(image_cache: dict, splits: pd.DataFrame, params: dict) -> 
         probs = torch.from_numpy(
             baseline.forest_probabilities(forest, features[split], label_type, len(classes))
         )
+        dataset = datasets[split]
         report[split] = {
             "n_samples": len(probs),
             **_split_metrics(
@@ -522,6 +360,7 @@ def evaluate_baseline(image_cache: dict, splits: pd.DataFrame, params: dict) -> 
                 classes,
                 label_type,
                 params,
+                unit_of.loc[dataset.cache.sample_ids[dataset.positions]].to_numpy(),
             ),
         }
     return json_safe(report)

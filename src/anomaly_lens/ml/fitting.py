@@ -1,0 +1,334 @@
+"""Datasets, loaders, fitting, prediction and scoring on an image cache.
+
+What the ``train``, ``evaluate`` and ``cv`` pipelines share; no Kedro. Functions take the
+values they need, not a pipeline's parameter block.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import mlflow
+import numpy as np
+import pandas as pd
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from torch.utils.data import DataLoader
+
+from anomaly_lens.ml.data import (
+    EpochSampler,
+    ImageCache,
+    MultiViewDataset,
+    augmentation,
+    balanced_weights,
+    collate,
+)
+from anomaly_lens.ml.metrics import (
+    bootstrap_interval,
+    classification_metrics,
+    segmentation_stats,
+    segmentation_summary,
+)
+from anomaly_lens.ml.models import ModelConfig, create_model
+from anomaly_lens.ml.training import AnomalyModule, probabilities
+
+logger = logging.getLogger(__name__)
+
+
+def label_task(
+    labels: np.ndarray, cache_classes: Sequence[str], requested: str = "auto"
+) -> tuple[str, np.ndarray, list[str]]:
+    """Label type, one target row per label row, and the class names in target order.
+
+    ``auto``: ``multilabel`` when any sample has two labels, else ``multiclass``, whose
+    targets are one-hot with a leading ``normal`` class.
+    """
+    label_type = requested
+    if requested == "auto":
+        label_type = "multilabel" if (labels.sum(1) > 1).any() else "multiclass"
+    return label_type, task_targets(labels, label_type), task_classes(cache_classes, label_type)
+
+
+def task_targets(labels: np.ndarray, label_type: str) -> np.ndarray:
+    """Multi-hot targets, or one-hot with a leading ``normal`` class for multi-class data."""
+    if label_type == "multilabel":
+        return labels.astype(np.float32)
+    return np.column_stack([labels.sum(1) == 0, labels]).astype(np.float32)
+
+
+def task_classes(cache_classes: Sequence[str], label_type: str) -> list[str]:
+    """Class names in target order: a leading ``normal`` for multi-class."""
+    return (["normal"] if label_type == "multiclass" else []) + list(cache_classes)
+
+
+def build_datasets(
+    cache: ImageCache,
+    ids_by_part: Mapping[str, Sequence[str]],
+    targets: np.ndarray,
+    views: Sequence[str],
+    per_view: bool,
+    augmentation_settings: Mapping,
+    seed: int,
+    training_part: str = "train",
+) -> dict[str, MultiViewDataset]:
+    """One dataset per part (e.g. train/val/test); only ``training_part`` is augmented.
+
+    Samples with none of the views are left out and logged.
+    """
+    view_index = [cache.views.index(v) for v in views]
+    datasets = {}
+    for part, ids in ids_by_part.items():
+        training = part == training_part
+        datasets[part] = dataset = MultiViewDataset(
+            cache,
+            cache.positions(list(ids)),
+            targets=targets,
+            view_index=view_index,
+            per_view=per_view,
+            transform=augmentation(
+                augmentation_settings["preset"] if training else "none",
+                1 if per_view else len(view_index),
+                augmentation_settings["clahe"],
+                seed=seed,
+            ),
+            modality_dropout=augmentation_settings["modality_dropout"] if training else 0.0,
+            seed=seed,
+        )
+        if dataset.without_views:
+            logger.warning(
+                "%s: %d samples have none of the views %s and are left out: %s",
+                part,
+                len(dataset.without_views),
+                list(views),
+                ", ".join(dataset.without_views[:5]),
+            )
+    return datasets
+
+
+def build_loaders(
+    datasets: Mapping[str, MultiViewDataset],
+    batch_size: int,
+    num_workers: int,
+    balanced: bool,
+    seed: int,
+    training_part: str = "train",
+) -> dict[str, DataLoader]:
+    """Batches of each part; the training part drawn by the epoch-seeded (optionally
+    balanced) sampler, the others in order."""
+    samplers = {}
+    if training_part in datasets:
+        train = datasets[training_part]
+        weights = balanced_weights(train.targets[train.positions]) if balanced else None
+        samplers[training_part] = EpochSampler(len(train), seed, weights)
+    return {
+        part: DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=samplers.get(part),
+            collate_fn=collate,
+            num_workers=num_workers,
+        )
+        for part, dataset in datasets.items()
+    }
+
+
+@dataclass
+class FitResult:
+    """The best checkpoint's weights and epoch, and the per-epoch metrics."""
+
+    state_dict: dict[str, torch.Tensor]
+    best_epoch: int
+    history: pd.DataFrame
+
+
+class _History(L.Callback):
+    """Per-epoch metrics as rows, also logged to the active MLflow run with the epoch as step."""
+
+    def __init__(self):
+        self.rows: list[dict] = []
+
+    def on_train_epoch_end(self, trainer, module):  # runs after the epoch's validation
+        row = {"epoch": trainer.current_epoch}
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        self.rows.append(row | metrics)
+        if mlflow.active_run() is not None and trainer.is_global_zero:
+            mlflow.log_metrics(metrics, step=trainer.current_epoch)
+
+
+def fit(
+    module: AnomalyModule,
+    train_loader: DataLoader,
+    val_loader: DataLoader,
+    trainer_settings: Mapping,
+    resume: bool = False,
+) -> FitResult:
+    """Lightning fit with early stopping on ``trainer_settings['monitor']``.
+
+    Checkpoints go to ``checkpoint_dir``: the best one (returned) and the last one, which
+    ``resume`` continues from; a fresh run clears the folder first.
+    """
+    checkpoints = Path(trainer_settings["checkpoint_dir"])
+    last = checkpoints / "last.ckpt"
+    resume_from = last if resume and last.exists() else None
+    if resume_from is None:  # a fresh run: the checkpoints of an earlier run are not its own
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    monitor, mode = trainer_settings["monitor"], trainer_settings["mode"]
+    best = ModelCheckpoint(
+        dirpath=checkpoints,
+        monitor=monitor,
+        mode=mode,
+        filename="best",
+        enable_version_counter=False,
+    )
+    # Lightning's save_last follows the monitored saves only; resume needs every epoch.
+    latest = ModelCheckpoint(
+        dirpath=checkpoints,
+        filename="last",
+        enable_version_counter=False,
+        save_on_train_epoch_end=False,
+    )
+    history = _History()
+    amp = torch.cuda.is_available() and trainer_settings["amp"]
+    trainer = L.Trainer(
+        max_epochs=trainer_settings["max_epochs"],
+        accelerator="auto",
+        devices=trainer_settings["devices"],
+        strategy=trainer_settings["strategy"],
+        precision="16-mixed" if amp else "32-true",
+        gradient_clip_val=trainer_settings["gradient_clip_val"],
+        accumulate_grad_batches=trainer_settings["accumulate_grad_batches"],
+        callbacks=[
+            best,
+            latest,
+            EarlyStopping(
+                monitor,
+                mode=mode,
+                patience=trainer_settings["patience"],
+                check_on_train_epoch_end=False,  # after validation, also when resuming
+            ),
+            history,
+        ],
+        deterministic=True,
+        enable_progress_bar=trainer_settings["progress_bar"],
+        logger=False,
+        default_root_dir=checkpoints,
+        log_every_n_steps=1,
+    )
+    trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from)
+    checkpoint = torch.load(best.best_model_path, map_location="cpu", weights_only=False)
+    state_dict = {
+        name.removeprefix("model."): tensor
+        for name, tensor in checkpoint["state_dict"].items()
+        if name.startswith("model.")
+    }
+    return FitResult(state_dict, int(checkpoint["epoch"]), pd.DataFrame(history.rows))
+
+
+def saved_config(model: torch.nn.Module) -> dict:
+    """The config that rebuilds a trained model: no initial weights are loaded again (its
+    weights travel beside it); the input normalisation they need stays in it."""
+    return {**model.config.to_dict(), "pretrained": False, "weights_path": None}
+
+
+def load_model(bundle: Mapping) -> torch.nn.Module:
+    """The saved model, rebuilt from its config, in eval mode."""
+    model = create_model(ModelConfig(**bundle["config"]))
+    model.load_state_dict(bundle["state_dict"])
+    return model.eval()
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, loader: DataLoader, tta: bool):
+    """Class probabilities, targets, mask probabilities and masks of every item (None where
+    the model has no such head); ``tta`` averages with the horizontally flipped views."""
+    probs, targets, seg_probs, masks = [], [], [], []
+    for batch in loader:
+        output = model(batch.images, batch.view_mask)
+        logits, seg = output.logits, output.seg_logits
+        if tta:
+            flipped = model(batch.images.flip(-1), batch.view_mask)
+            logits = None if logits is None else (logits + flipped.logits) / 2
+            seg = None if seg is None else (seg + flipped.seg_logits.flip(-1)) / 2
+        if logits is not None:
+            probs.append(probabilities(logits, model.config.label_type))
+            targets.append(batch.labels)
+        if seg is not None:
+            seg_probs.append(torch.sigmoid(seg))
+            masks.append(batch.masks)
+    cat = lambda xs: torch.cat(xs) if xs else None  # noqa: E731
+    return cat(probs), cat(targets), cat(seg_probs), cat(masks)
+
+
+def score(
+    probs: torch.Tensor | None,
+    targets: torch.Tensor | None,
+    seg: torch.Tensor | None,
+    masks: torch.Tensor | None,
+    classes: Sequence[str],
+    label_type: str,
+    rounds: int,
+    seed: int,
+    groups: Sequence | None = None,
+) -> dict:
+    """Classification and segmentation metrics with bootstrap 95 % intervals.
+
+    ``groups`` (one per item, e.g. the tile of a photo) makes the bootstrap resample
+    whole groups; see ``metrics.bootstrap_interval``.
+    """
+    part: dict = {}
+    if probs is not None:
+        part.update(classification_metrics(probs, targets, classes, label_type))
+        part["macro_f1_ci95"] = bootstrap_interval(
+            lambda i: classification_metrics(probs[i], targets[i], classes, label_type)[
+                "macro_f1_present"
+            ],
+            len(probs),
+            rounds=rounds,
+            seed=seed,
+            groups=groups,
+        )
+    if seg is not None:
+        seg_classes = [c for c in classes if c != "normal"]
+        stats = segmentation_stats(seg, masks)
+        part["segmentation"] = segmentation_summary(stats, seg_classes)
+        part["segmentation"]["mean_iou_ci95"] = bootstrap_interval(
+            lambda i: segmentation_summary(stats[i], seg_classes)["mean_iou"],
+            len(seg),
+            rounds=rounds,
+            seed=seed,
+            groups=groups,
+        )
+    return part
+
+
+def probability_columns(kind: str, classes: Sequence[str]) -> list[str]:
+    """Column names of a prediction table: ``prob_<class>`` or ``target_<class>``."""
+    return [f"{kind}_{c}" for c in classes]
+
+
+def prediction_table(
+    part: str, dataset: MultiViewDataset, probs: torch.Tensor, targets: torch.Tensor, classes
+) -> pd.DataFrame:
+    """One row per item: part, sample, item (``sample/view`` for per-view), probabilities
+    and targets per class."""
+    return pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "split": part,
+                    "sample_id": dataset.cache.sample_ids[dataset.positions],
+                    "item_id": [dataset.item_id(k) for k in range(len(dataset))],
+                }
+            ),
+            pd.DataFrame(probs.numpy(), columns=probability_columns("prob", classes)),
+            pd.DataFrame(
+                targets.numpy().astype(np.uint8), columns=probability_columns("target", classes)
+            ),
+        ],
+        axis=1,
+    )

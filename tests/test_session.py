@@ -138,3 +138,26 @@ def test_prepares_the_whole_magnetic_tile_dataset(project, magnetic_tile_dir):
         latest(project / "data/08_reporting/magnetic_tile/split_report.json").read_text()
     )
     assert report["units_after_joining_shared_content"] < report["groups"] == 251
+
+
+@pytest.mark.slow
+def test_cv_and_leakage_pipelines_report_pooled_and_leaky_figures(project):
+    small = {**SMALL_RUN, "cv": {"folds": 3, "candidates": 2}}
+    run(project, ["__default__"], **small)
+    run(project, ["cv", "leakage"], **small)
+    reports = project / "data/08_reporting/synthetic"
+    cv_metrics = json.loads(latest(reports / "cv_metrics.json").read_text())
+    assert {"macro_f1", "macro_f1_ci95", "per_class"} <= set(cv_metrics["oof"])
+    assert cv_metrics["folds"] == 3 and cv_metrics["group_by"] == "unit"
+    leakage = json.loads(latest(reports / "leakage_report.json").read_text())
+    assert leakage["grouped_macro_f1"] == cv_metrics["oof"]["macro_f1"]
+    assert {"random_macro_f1", "gap"} <= set(leakage)
+    predictions = pd.read_parquet(
+        latest(project / "data/07_model_output/synthetic/cv_predictions.parquet")
+    )
+    assert predictions["item_id"].is_unique
+    runs = mlflow.search_runs(experiment_names=["anomaly_lens"])
+    parent = runs[runs["tags.mlflow.parentRunId"].isna()].sort_values("start_time").iloc[-1]
+    assert parent["metrics.cv.oof_macro_f1"] == pytest.approx(cv_metrics["oof"]["macro_f1"])
+    assert parent["metrics.leaky_cv.oof_macro_f1"] == pytest.approx(leakage["random_macro_f1"])
+    assert (runs["tags.mlflow.parentRunId"] == parent.run_id).sum() == 6  # 3 folds, twice

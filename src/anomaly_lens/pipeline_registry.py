@@ -9,6 +9,9 @@ from kedro.pipeline import Pipeline, pipeline
 # What the `synthetic` pipeline writes, read by the others wherever the raw layer is generated.
 GENERATED_RAW_DATA = {"raw_images": "demo_images", "raw_annotations": "demo_annotations"}
 
+# Run by name only: they train one model per fold, too long for the default run.
+BY_NAME_ONLY = ("cv", "leakage")
+
 _raw_data = {"generated": True, "registered_for": None}
 
 
@@ -32,7 +35,7 @@ def register_pipelines() -> dict[str, Pipeline]:
     and every pipeline reads the ``demo_*`` entries it writes. In an env that points
     ``raw_images`` at a user's data, ``__default__`` starts at ``ingestion`` and nothing
     reads or writes the demo entries; ``synthetic`` stays available by name and only ever
-    writes its own folder.
+    writes its own folder. ``cv`` and ``leakage`` run by name only.
     """
     generated = _raw_data["generated"]
     found = find_pipelines(raise_errors=True)
@@ -42,7 +45,11 @@ def register_pipelines() -> dict[str, Pipeline]:
         if generated and name != "synthetic":
             wiring = {k: v for k, v in GENERATED_RAW_DATA.items() if k in found_pipeline.inputs()}
             registered[name] = pipeline(found_pipeline, inputs=wiring)
-    chain = [p for name, p in registered.items() if generated or name != "synthetic"]
+    chain = [
+        p
+        for name, p in registered.items()
+        if name not in BY_NAME_ONLY and (generated or name != "synthetic")
+    ]
     registered["__default__"] = sum(chain, start=Pipeline([]))
     _raw_data["registered_for"] = generated
     return registered

@@ -1,11 +1,20 @@
-"""Classical baseline: a random forest on hand-crafted intensity and texture features per view."""
+"""Baselines: a random forest on hand-crafted features per view; a logistic regression on
+frozen pretrained features."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
+import timm
+import torch
 from scipy import stats
 from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from anomaly_lens.ml.pretrained import grey_normalisation, package_state_dict, weight_package
 
 FEATURES = (
     "mean",
@@ -91,3 +100,44 @@ def forest_probabilities(
         known = list(forest.classes_[k])
         columns.append(proba[:, known.index(1)] if 1 in known else np.zeros(len(features)))
     return np.column_stack(columns).astype(np.float32)
+
+
+@torch.no_grad()
+def pretrained_features(
+    images: np.ndarray, backbone: str = "tf_efficientnet_lite0", batch_size: int = 32
+) -> np.ndarray:
+    """(N, C) frozen ImageNet features (global average of the last map) of (N, H, W) grey
+    images, from weights shipped by an installed package (``ml.pretrained``)."""
+    package = weight_package(backbone)
+    model = timm.create_model(
+        backbone,
+        in_chans=1,
+        num_classes=0,
+        pretrained=True,
+        pretrained_cfg_overlay={"state_dict": package_state_dict(backbone)},
+    ).eval()
+    (mean,), (std,) = grey_normalisation(package, 1)
+    rows = []
+    for start in range(0, len(images), batch_size):
+        batch = torch.from_numpy(images[start : start + batch_size]).float().div(255).unsqueeze(1)
+        rows.append(model((batch - mean) / std).numpy())
+    return np.concatenate(rows).astype(np.float32)
+
+
+def fit_logistic(features: np.ndarray, targets: np.ndarray, label_type: str, seed: int):
+    """Standardised, class-balanced logistic regression (one-vs-rest for multi-label)."""
+    classifier = LogisticRegression(class_weight="balanced", max_iter=3000, random_state=seed)
+    if label_type == "multilabel":
+        classifier = OneVsRestClassifier(classifier)
+        labels = targets
+    else:
+        labels = targets.argmax(1)
+    return make_pipeline(StandardScaler(), classifier).fit(features, labels)
+
+
+def logistic_probabilities(model, features: np.ndarray, label_type: str, n_classes: int):
+    """(N, K) probabilities in the class order of the targets."""
+    probs = np.zeros((len(features), n_classes), dtype=np.float32)
+    classes = model.classes_ if label_type == "multiclass" else np.arange(n_classes)
+    probs[:, classes] = model.predict_proba(features)
+    return probs

@@ -7,6 +7,7 @@ the arrays; a fingerprint of the inputs tells when the cache no longer matches t
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -290,6 +291,14 @@ class MultiViewDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def subset(self, indices: Sequence[int]) -> MultiViewDataset:
+        """The same dataset restricted to the items at ``indices`` (e.g. one fold)."""
+        part = copy.copy(self)
+        part.items = [self.items[i] for i in indices]
+        part.positions = self.positions[np.asarray(indices, dtype=np.int64)]
+        part.without_views = []
+        return part
 
     def item_id(self, item: int) -> str:
         """The sample id, with ``/view`` appended for per-view items."""

@@ -137,6 +137,38 @@ def build_loaders(
     }
 
 
+PER_VIEW_SLOT = "any"  # the one view slot of a per-view model (it sees every view alike)
+
+
+def build_module(
+    settings: Mapping,
+    classes: Sequence[str],
+    views: Sequence[str],
+    per_view: bool,
+    label_type: str,
+    class_frequencies: Sequence[float],
+) -> AnomalyModule:
+    """A fresh ``AnomalyModule`` from the training settings (the ``train`` block's
+    ``model``, ``loss``, ``optimizer``, ``mixing``, ``freeze_encoder_epochs``, ``seed``,
+    ``channels_last``) for ``classes`` seen through ``views``."""
+    model_config = {
+        **settings["model"],
+        "num_classes": len(classes),
+        "views": [PER_VIEW_SLOT] if per_view else list(views),
+        "label_type": label_type,
+    }
+    return AnomalyModule(
+        model_config,
+        settings["loss"],
+        settings["optimizer"],
+        list(class_frequencies),
+        settings["freeze_encoder_epochs"],
+        settings["seed"],
+        settings["mixing"],
+        settings["channels_last"],
+    )
+
+
 @dataclass
 class FitResult:
     """The best checkpoint's weights and epoch, and the per-epoch metrics."""

@@ -167,6 +167,8 @@ def bootstrap_interval(
             for _ in range(rounds)
         )
     values = [v for v in (metric(i) for i in draws) if np.isfinite(v)]
+    if not values:
+        return float("nan"), float("nan")
     tail = (1 - level) / 2 * 100
     return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
 

@@ -90,6 +90,39 @@ def share_deviation(label_matrix: np.ndarray, parts: np.ndarray) -> float:
     )
 
 
+def _unit_labels(units: pd.Series, label_matrix: np.ndarray):
+    """Sample rows with a "no label" column, one aggregated row per unit, each sample's unit."""
+    sample_matrix = np.column_stack([label_matrix, label_matrix.sum(axis=1) == 0]).astype(float)
+    unit_frame = pd.DataFrame(sample_matrix, index=units.values).groupby(level=0, sort=True).max()
+    position = pd.Series(np.arange(len(unit_frame)), index=unit_frame.index).loc[units].to_numpy()
+    return sample_matrix, unit_frame.to_numpy(), position
+
+
+def assign_folds(
+    units: pd.Series, label_matrix: np.ndarray, folds: int, seed: int, candidates: int = 1
+) -> np.ndarray:
+    """A fold number (0..folds-1) per row for cross-validation over every row.
+
+    Whole units go to one fold, stratified on their aggregated multi-hot labels like
+    ``assign_splits``; of ``candidates`` seeded draws the most balanced one is kept.
+    """
+    if folds < 2:
+        raise ValueError(f"cross-validation needs at least 2 folds, not {folds}")
+    sample_matrix, unit_matrix, position = _unit_labels(units, label_matrix)
+    if len(unit_matrix) < folds:
+        raise ValueError(f"{len(unit_matrix)} units cannot fill {folds} folds")
+    best = None
+    for draw in range(candidates):
+        kfold = MultilabelStratifiedKFold(n_splits=folds, shuffle=True, random_state=seed + draw)
+        fold = np.zeros(len(unit_matrix), dtype=int)
+        for number, (_, part) in enumerate(kfold.split(np.zeros(len(unit_matrix)), unit_matrix)):
+            fold[part] = number
+        score = share_deviation(sample_matrix, fold[position])
+        if best is None or score < best[0]:
+            best = (score, fold[position])
+    return best[1]
+
+
 def assign_splits(
     units: pd.Series,
     label_matrix: np.ndarray,
@@ -115,18 +148,22 @@ def assign_splits(
         raise ValueError(f"ratios must be three shares summing to 1 with train, test > 0: {ratios}")
     if candidates < 1:
         raise ValueError("candidates must be at least 1")
-    sample_matrix = np.column_stack([label_matrix, label_matrix.sum(axis=1) == 0]).astype(float)
-    unit_frame = pd.DataFrame(sample_matrix, index=units.values).groupby(level=0, sort=True).max()
-    position = pd.Series(np.arange(len(unit_frame)), index=unit_frame.index).loc[units].to_numpy()
+    sample_matrix, unit_matrix, position = _unit_labels(units, label_matrix)
     best = None
     for draw in range(candidates):
-        split, fold = _split_units(unit_frame.to_numpy(), ratios, seed + draw, folds)
+        split, fold = _split_units(unit_matrix, ratios, seed + draw, folds)
         parts = np.char.add(split[position].astype(str), fold[position].astype(str))
         score = share_deviation(sample_matrix, parts)
         if best is None or score < best[0]:
             best = (score, split, fold)
     _, split, fold = best
     return pd.DataFrame({"split": split[position], "fold": fold[position]})
+
+
+def units_of(splits: pd.DataFrame) -> pd.Series:
+    """The unit of splitting (group joined with look-alikes) of each sample id."""
+    column = "unit_id" if "unit_id" in splits.columns else "group_id"
+    return splits.set_index("sample_id")[column]
 
 
 def assert_no_leakage(frame: pd.DataFrame, column: str, splits: Sequence[str] = SPLITS) -> None:

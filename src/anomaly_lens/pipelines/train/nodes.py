@@ -17,6 +17,7 @@ from anomaly_lens.ml.data import ImageCache, build_image_cache, cache_fingerprin
 from anomaly_lens.ml.fitting import (
     build_datasets,
     build_loaders,
+    build_module,
     fit,
     label_task,
     load_model,
@@ -29,11 +30,9 @@ from anomaly_lens.ml.fitting import (
 )
 from anomaly_lens.ml.metrics import json_safe
 from anomaly_lens.ml.models import load_matching_weights
-from anomaly_lens.ml.training import AnomalyModule
+from anomaly_lens.ml.splitting import units_of
 
 logger = logging.getLogger(__name__)
-
-PER_VIEW_SLOT = "any"  # the one view slot of a per-view model (it sees every view alike)
 
 
 def cache_images(
@@ -135,22 +134,7 @@ def train_model(
     loaders = _loaders(_datasets(cache, splits, params, targets, used_views, per_view), params)
     train_positions = loaders["train"].dataset.positions
     frequencies = targets[train_positions].mean(0).clip(1e-3, 1 - 1e-3).tolist()
-    model_config = {
-        **params["model"],
-        "num_classes": len(classes),
-        "views": [PER_VIEW_SLOT] if per_view else used_views,
-        "label_type": label_type,
-    }
-    module = AnomalyModule(
-        model_config,
-        params["loss"],
-        params["optimizer"],
-        frequencies,
-        params["freeze_encoder_epochs"],
-        params["seed"],
-        params["mixing"],
-        params["channels_last"],
-    )
+    module = build_module(params, classes, used_views, per_view, label_type, frequencies)
     if params["init_from"]:
         source = torch.load(params["init_from"], map_location="cpu", weights_only=True)
         copied = load_matching_weights(module.model, source["state_dict"])
@@ -196,12 +180,6 @@ def _split_metrics(probs, targets, seg, masks, classes, label_type, params, grou
     )
 
 
-def _units(splits: pd.DataFrame) -> pd.Series:
-    """The unit of splitting (group joined with look-alikes) of each sample id."""
-    column = "unit_id" if "unit_id" in splits.columns else "group_id"
-    return splits.set_index("sample_id")[column]
-
-
 def evaluate_model(
     model_bundle: dict, image_cache: dict, splits: pd.DataFrame, params: dict
 ) -> tuple[dict, pd.DataFrame]:
@@ -212,7 +190,7 @@ def evaluate_model(
     its views' probabilities: the figure to compare with a fused multi-view model. The
     bootstrap resamples units (specimens, tiles), not images: see docs/models.md.
     """
-    unit_of = _units(splits)
+    unit_of = units_of(splits)
     cache = ImageCache.from_arrays(image_cache)
     model = load_model(model_bundle)
     label_type, classes = model_bundle["label_type"], model_bundle["classes"]
@@ -319,7 +297,7 @@ def evaluate_baseline(image_cache: dict, splits: pd.DataFrame, params: dict) -> 
     """Random forest on hand-crafted per-view features, fitted on train, scored like the model
     (on the same items: samples, or single views with ``per_view``)."""
     cache = ImageCache.from_arrays(image_cache)
-    unit_of = _units(splits)
+    unit_of = units_of(splits)
     label_type, targets, classes = _task(cache, params)
     views = params["views"] or list(cache.views)
     datasets = _datasets(cache, splits, params, targets, views, params["per_view"])

@@ -1,0 +1,111 @@
+"""Cross-validation over every item: folds, per-fold parts and the pooled out-of-fold report."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from anomaly_lens.ml.data import MultiViewDataset
+from anomaly_lens.ml.fitting import probability_columns, score
+from anomaly_lens.ml.splitting import assign_folds
+
+GROUPINGS = ("unit", "none")
+
+
+def item_units(
+    dataset: MultiViewDataset, unit_of_sample: Mapping[str, str], group_by: str
+) -> np.ndarray:
+    """The unit each item is kept with: its sample's split unit (``unit``: specimen, tile,
+    joined with look-alikes), or the item itself (``none``: a random, leaky split whose
+    photos of one tile can fall on both sides; only for measuring leakage)."""
+    if group_by not in GROUPINGS:
+        raise ValueError(f"cv group_by must be one of {GROUPINGS}, not {group_by!r}")
+    if group_by == "none":
+        return np.array([dataset.item_id(k) for k in range(len(dataset))], dtype=object)
+    samples = dataset.cache.sample_ids[dataset.positions]
+    return np.array([unit_of_sample[str(s)] for s in samples], dtype=object)
+
+
+def item_folds(
+    units: np.ndarray, targets: np.ndarray, folds: int, seed: int, candidates: int
+) -> np.ndarray:
+    """A stratified fold per item; the items of a unit share it."""
+    return assign_folds(pd.Series(units), targets, folds, seed, candidates)
+
+
+def fold_parts(fold_of_item: np.ndarray, fold: int) -> dict[str, np.ndarray]:
+    """Item indices of one round: ``test`` is the fold, ``val`` (early stopping) the next
+    fold, ``train`` the rest; the test fold never takes part in fitting or selection."""
+    folds = int(fold_of_item.max()) + 1
+    val = (fold + 1) % folds
+    index = np.arange(len(fold_of_item))
+    return {
+        "train": index[(fold_of_item != fold) & (fold_of_item != val)],
+        "val": index[fold_of_item == val],
+        "test": index[fold_of_item == fold],
+    }
+
+
+def pooled_report(
+    predictions: pd.DataFrame,
+    classes: Sequence[str],
+    label_type: str,
+    rounds: int,
+    seed: int,
+    per_view: bool,
+) -> dict:
+    """Metrics of the pooled out-of-fold predictions with unit-level bootstrap intervals:
+    ``oof`` per item (photo) and, for per-view items, ``oof_tile`` per sample from the mean
+    of its photos' probabilities; plus each fold's own macro-F1."""
+
+    def scored(frame: pd.DataFrame, probs: np.ndarray, targets: np.ndarray) -> dict:
+        return {
+            "n_items": len(frame),
+            **score(
+                torch.from_numpy(probs.astype(np.float32)),
+                torch.from_numpy(targets.astype(np.float32)),
+                None,
+                None,
+                classes,
+                label_type,
+                rounds,
+                seed,
+                frame["unit_id"].to_numpy(),
+            ),
+        }
+
+    prob_columns = probability_columns("prob", classes)
+    target_columns = probability_columns("target", classes)
+    report = {
+        "oof": scored(
+            predictions,
+            predictions[prob_columns].to_numpy(),
+            predictions[target_columns].to_numpy(),
+        )
+    }
+    if per_view:
+        per_sample = predictions.groupby("sample_id", sort=True)
+        samples = per_sample.agg({"unit_id": "first", **dict.fromkeys(prob_columns, "mean")})
+        targets = per_sample[target_columns].max()
+        report["oof_tile"] = scored(samples, samples[prob_columns].to_numpy(), targets.to_numpy())
+    report["per_fold"] = [
+        {
+            "fold": int(fold),
+            "n_items": len(part),
+            "macro_f1": score(
+                torch.from_numpy(part[prob_columns].to_numpy(np.float32)),
+                torch.from_numpy(part[target_columns].to_numpy(np.float32)),
+                None,
+                None,
+                classes,
+                label_type,
+                0,
+                seed,
+            )["macro_f1"],
+        }
+        for fold, part in predictions.groupby("fold")
+    ]
+    return report

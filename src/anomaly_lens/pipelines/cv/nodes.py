@@ -1,0 +1,252 @@
+"""Nodes of the ``cv`` pipeline: k-fold cross-validation over every sample, pooled
+out-of-fold predictions, and a frozen-feature baseline on the same folds."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from pathlib import Path
+
+import lightning as L
+import mlflow
+import numpy as np
+import pandas as pd
+import torch
+
+from anomaly_lens.ml import baseline
+from anomaly_lens.ml.crossval import fold_parts, item_folds, item_units, pooled_report
+from anomaly_lens.ml.data import ImageCache, MultiViewDataset, cache_fingerprint
+from anomaly_lens.ml.fitting import (
+    build_datasets,
+    build_loaders,
+    build_module,
+    fit,
+    label_task,
+    predict,
+    prediction_table,
+)
+from anomaly_lens.ml.metrics import json_safe
+from anomaly_lens.ml.splitting import units_of
+
+logger = logging.getLogger(__name__)
+
+EVALUATED = ("train", "val", "test")  # every sample of the split but the `shift` domain
+
+
+def _items(cache: ImageCache, ids: list[str], train: dict) -> dict[str, MultiViewDataset]:
+    """The items of these samples twice: augmented (``train``) and as they are (``plain``)."""
+    _, targets, _ = label_task(cache.labels, cache.classes, train["label_type"])
+    views = train["views"] or list(cache.views)
+    return build_datasets(
+        cache,
+        {"train": ids, "plain": ids},
+        targets,
+        views,
+        train["per_view"],
+        train["augmentation"],
+        train["seed"],
+    )
+
+
+def _evaluated(splits: pd.DataFrame) -> list[str]:
+    return splits.loc[splits["split"].isin(EVALUATED), "sample_id"].tolist()
+
+
+def assign_cv_folds(image_cache: dict, splits: pd.DataFrame, train: dict, cv: dict) -> pd.DataFrame:
+    """``cv_folds``: one row per item (photo with ``per_view``, else sample) with its unit
+    and fold. Units are the split's (tiles, specimens, joined look-alikes) unless
+    ``cv.group_by`` is ``none``."""
+    cache = ImageCache.from_arrays(image_cache)
+    plain = _items(cache, _evaluated(splits), train)["plain"]
+    units = item_units(plain, units_of(splits), cv["group_by"])
+    fold = item_folds(
+        units, plain.targets[plain.positions], cv["folds"], cv["seed"], cv["candidates"]
+    )
+    return pd.DataFrame(
+        {
+            "item_id": [plain.item_id(k) for k in range(len(plain))],
+            "sample_id": cache.sample_ids[plain.positions],
+            "unit_id": units,
+            "fold": fold,
+        }
+    )
+
+
+def _fold_run(fold: int):
+    """A nested MLflow run for one fold under the active run (none without one)."""
+    if mlflow.active_run() is None:
+        return contextlib.nullcontext()
+    return mlflow.start_run(run_name=f"fold {fold}", nested=True)
+
+
+def cross_validate(
+    image_cache: dict,
+    samples: pd.DataFrame,
+    manifest: pd.DataFrame,
+    cv_folds: pd.DataFrame,
+    class_names: list[str],
+    views: list[str],
+    train: dict,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train one model per fold with the ``train`` parameters; predict its test fold.
+
+    Each round fits on the other folds but one, which early stopping watches; the
+    test fold never feeds fitting or model selection. Returns ``cv_predictions`` (every
+    item's out-of-fold probabilities) and ``cv_history`` (each fold's epochs).
+    """
+    cache = ImageCache.from_arrays(image_cache)
+    expected = cache_fingerprint(samples, manifest, views, class_names, train["image_size"])
+    if cache.fingerprint != expected:
+        raise ValueError("The image cache was built from other inputs: run `cv` from its start")
+    label_type, targets, classes = label_task(cache.labels, cache.classes, train["label_type"])
+    data = _items(cache, list(pd.unique(cv_folds["sample_id"])), train)
+    item_ids = [data["plain"].item_id(k) for k in range(len(data["plain"]))]
+    if item_ids != cv_folds["item_id"].tolist():
+        raise ValueError("cv_folds lists other items than the image cache: run `cv` again")
+    fold_of_item = cv_folds["fold"].to_numpy()
+    per_view = train["per_view"]
+    used_views = train["views"] or list(cache.views)
+    tables, histories = [], []
+    for fold in range(int(fold_of_item.max()) + 1):
+        parts = fold_parts(fold_of_item, fold)
+        datasets = {
+            "train": data["train"].subset(parts["train"]),
+            "val": data["plain"].subset(parts["val"]),
+            "test": data["plain"].subset(parts["test"]),
+        }
+        trainer = train["trainer"]
+        loaders = build_loaders(
+            datasets,
+            trainer["batch_size"],
+            trainer["num_workers"],
+            train["balanced_sampler"],
+            train["seed"],
+        )
+        L.seed_everything(train["seed"] + fold, workers=True)
+        train_targets = targets[datasets["train"].positions]
+        frequencies = train_targets.mean(0).clip(1e-3, 1 - 1e-3)
+        module = build_module(train, classes, used_views, per_view, label_type, frequencies)
+        started = time.monotonic()
+        with _fold_run(fold):
+            settings = {
+                **trainer,
+                "checkpoint_dir": str(Path(trainer["checkpoint_dir"]) / "cv" / f"fold_{fold}"),
+            }
+            result = fit(module, loaders["train"], loaders["val"], settings)
+            module.model.load_state_dict(result.state_dict)
+            probs, fold_targets, _, _ = predict(module.model.eval(), loaders["test"], train["tta"])
+            table = prediction_table("test", datasets["test"], probs, fold_targets, classes)
+            if mlflow.active_run() is not None:
+                mlflow.log_params({"fold": fold, "n_train": len(datasets["train"])})
+                mlflow.log_metric("best_epoch", result.best_epoch)
+        logger.info(
+            "Fold %d: %d train / %d val / %d test items, best epoch %d, %.0f s",
+            fold,
+            *(len(datasets[p]) for p in ("train", "val", "test")),
+            result.best_epoch,
+            time.monotonic() - started,
+        )
+        table.insert(1, "fold", fold)
+        table.insert(2, "unit_id", cv_folds["unit_id"].to_numpy()[parts["test"]])
+        tables.append(table.drop(columns="split"))
+        histories.append(result.history.assign(fold=fold))
+    return pd.concat(tables, ignore_index=True), pd.concat(histories, ignore_index=True)
+
+
+def _item_features(plain: MultiViewDataset, backbone: str) -> np.ndarray:
+    """Frozen features of every item: its views' features side by side, zeros where a
+    view is missing (one view per item with ``per_view``)."""
+    cache = plain.cache
+    pairs = sorted({(i, j) for i, views in plain.items for j in views if cache.view_mask[i, j]})
+    features = baseline.pretrained_features(
+        np.stack([cache.images[i][j] for i, j in pairs]), backbone
+    )
+    row_of = {pair: row for row, pair in enumerate(pairs)}
+    width = max(len(views) for _, views in plain.items)
+    out = np.zeros((len(plain), width, features.shape[1]), dtype=np.float32)
+    for k, (i, views) in enumerate(plain.items):
+        for slot, j in enumerate(views):
+            if (i, j) in row_of:
+                out[k, slot] = features[row_of[i, j]]
+    return out.reshape(len(plain), -1)
+
+
+def cross_validate_baseline(
+    image_cache: dict, cv_folds: pd.DataFrame, train: dict, cv: dict
+) -> pd.DataFrame:
+    """Out-of-fold predictions of a logistic regression on frozen ImageNet features
+    (``cv.baseline_backbone``), fitted on the other folds, on the same folds as the network."""
+    cache = ImageCache.from_arrays(image_cache)
+    label_type, _, classes = label_task(cache.labels, cache.classes, train["label_type"])
+    plain = _items(cache, list(pd.unique(cv_folds["sample_id"])), train)["plain"]
+    features = _item_features(plain, cv["baseline_backbone"])
+    targets = plain.targets[plain.positions]
+    fold_of_item = cv_folds["fold"].to_numpy()
+    tables = []
+    for fold in range(int(fold_of_item.max()) + 1):
+        test = fold_of_item == fold
+        model = baseline.fit_logistic(features[~test], targets[~test], label_type, cv["seed"])
+        probs = baseline.logistic_probabilities(model, features[test], label_type, len(classes))
+        table = prediction_table(
+            "test",
+            plain.subset(np.flatnonzero(test)),
+            torch.from_numpy(probs),
+            torch.from_numpy(targets[test]),
+            classes,
+        )
+        table.insert(1, "fold", fold)
+        table.insert(2, "unit_id", cv_folds.loc[test, "unit_id"].to_numpy())
+        tables.append(table.drop(columns="split"))
+    return pd.concat(tables, ignore_index=True)
+
+
+def summarise_cv(
+    predictions: pd.DataFrame,
+    baseline_predictions: pd.DataFrame,
+    cv_folds: pd.DataFrame,
+    train: dict,
+    cv: dict,
+) -> tuple[dict, dict]:
+    """``cv_metrics`` (pooled out-of-fold report of the network and the baseline) and
+    the headline figures as metrics of the MLflow run."""
+    classes = [c.removeprefix("prob_") for c in predictions.columns if c.startswith("prob_")]
+    one_hot = (predictions[[f"target_{c}" for c in classes]].sum(1) == 1).all()
+    label_type = "multiclass" if classes[0] == "normal" and one_hot else "multilabel"
+    report = {
+        "folds": int(cv_folds["fold"].nunique()),
+        "group_by": cv["group_by"],
+        "items": int(len(cv_folds)),
+        "units": int(cv_folds["unit_id"].nunique()),
+        "classes": classes,
+        "model": {k: train["model"][k] for k in ("backbone", "pretrained", "task")},
+        "image_size": train["image_size"],
+        "per_view": train["per_view"],
+        **pooled_report(
+            predictions,
+            classes,
+            label_type,
+            train["bootstrap_rounds"],
+            train["seed"],
+            train["per_view"],
+        ),
+        "baseline": {
+            "model": f"logistic regression on frozen {cv['baseline_backbone']} features",
+            **pooled_report(
+                baseline_predictions,
+                classes,
+                label_type,
+                train["bootstrap_rounds"],
+                train["seed"],
+                train["per_view"],
+            ),
+        },
+    }
+    report = json_safe(report)
+    headline = {
+        "oof_macro_f1": report["oof"]["macro_f1"],
+        "baseline_oof_macro_f1": report["baseline"]["oof"]["macro_f1"],
+    }
+    if "oof_tile" in report:
+        headline["oof_tile_macro_f1"] = report["oof_tile"]["macro_f1"]
+    return report, {name: {"value": value, "step": 0} for name, value in headline.items()}

@@ -1,0 +1,78 @@
+"""Cross-validation on a tiny synthetic set: every item predicted once, by a model that
+never saw its unit; pooled report, feature baseline, nested MLflow runs per fold."""
+
+from __future__ import annotations
+
+import copy
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+
+from anomaly_lens.ml.crossval import fold_parts
+from anomaly_lens.ml.metrics import classification_metrics
+from anomaly_lens.pipelines.cv.nodes import (
+    assign_cv_folds,
+    cross_validate,
+    cross_validate_baseline,
+    summarise_cv,
+)
+from anomaly_lens.pipelines.train.nodes import cache_images
+from tests.conftest import base_parameters
+from tests.pipelines.train.test_nodes import VIEWS, params, prepared  # noqa: F401
+
+CV = {**base_parameters()["cv"], "folds": 3, "candidates": 3}
+
+
+@pytest.mark.slow
+def test_cross_validation_predicts_every_item_once_out_of_fold(prepared, tmp_path):  # noqa: F811
+    samples, manifest, masks, raw, classes, splits = prepared
+    train = params(tmp_path)
+    cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, train)
+    folds = assign_cv_folds(cache, splits, train, CV)
+    assert sorted(folds["fold"].unique()) == [0, 1, 2]
+    assert folds.groupby("unit_id")["fold"].nunique().max() == 1  # a specimen stays in one fold
+    for k in range(3):  # a round never fits or early-stops on its test fold
+        parts = fold_parts(folds["fold"].to_numpy(), k)
+        assert set(folds["fold"].to_numpy()[parts["test"]]) == {k}
+        assert k not in set(folds["fold"].to_numpy()[np.r_[parts["train"], parts["val"]]])
+
+    with mlflow.start_run() as parent:
+        predictions, history = cross_validate(
+            cache, samples, manifest, folds, classes, VIEWS, train
+        )
+        baseline = cross_validate_baseline(cache, folds, train, CV)
+        report, headline = summarise_cv(predictions, baseline, folds, train, CV)
+    assert sorted(predictions["item_id"]) == sorted(folds["item_id"])
+    merged = predictions.merge(folds, on=["item_id", "unit_id"], suffixes=("", "_assigned"))
+    assert (merged["fold"] == merged["fold_assigned"]).all()
+    assert sorted(history["fold"].unique()) == [0, 1, 2]
+
+    prob = predictions[[f"prob_{c}" for c in report["classes"]]].to_numpy(np.float32)
+    target = predictions[[f"target_{c}" for c in report["classes"]]].to_numpy(np.float32)
+    label_type = "multilabel" if (target.sum(1) > 1).any() else "multiclass"
+    pooled = classification_metrics(
+        torch.from_numpy(prob), torch.from_numpy(target), report["classes"], label_type
+    )
+    assert report["oof"]["macro_f1"] == pytest.approx(pooled["macro_f1"])
+    low, high = report["oof"]["macro_f1_ci95"]
+    assert 0 <= low <= high <= 1
+    assert report["folds"] == 3 and len(report["per_fold"]) == 3
+    assert report["baseline"]["oof"]["n_items"] == len(folds)
+    assert headline["oof_macro_f1"]["value"] == report["oof"]["macro_f1"]
+    children = mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert len(children) == 3
+
+
+def test_random_grouping_puts_every_item_on_its_own(prepared, tmp_path):  # noqa: F811
+    samples, manifest, masks, raw, classes, splits = prepared
+    train = copy.deepcopy(params(tmp_path))
+    train["per_view"] = True  # items are single photos, as for Magnetic Tile
+    cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, train)
+    grouped = assign_cv_folds(cache, splits, train, CV)
+    leaky = assign_cv_folds(cache, splits, train, {**CV, "group_by": "none"})
+    assert grouped["sample_id"].nunique() < len(grouped)  # several photos per sample
+    assert grouped.groupby("sample_id")["fold"].nunique().max() == 1
+    assert leaky["unit_id"].nunique() == len(leaky)
+    assert leaky.groupby("sample_id")["fold"].nunique().max() > 1  # the leak it measures

@@ -1,0 +1,44 @@
+"""The leakage report compares like with like and states the gap."""
+
+from __future__ import annotations
+
+import pytest
+
+from anomaly_lens.pipelines.leakage.nodes import random_grouping, report_leakage
+
+
+def cv_metrics(group_by: str, network: float, baseline: float) -> dict:
+    def part(f1):
+        return {"oof": {"macro_f1": f1, "macro_f1_ci95": [f1 - 0.1, f1 + 0.1]}}
+
+    return {
+        "folds": 5,
+        "group_by": group_by,
+        "items": 100,
+        "units": 40 if group_by == "unit" else 100,
+        "classes": ["normal", "crack"],
+        "model": {"backbone": "tf_efficientnet_lite0", "pretrained": True, "task": "x"},
+        "image_size": 224,
+        "per_view": True,
+        **part(network),
+        "baseline": {"model": "logistic regression", **part(baseline)},
+    }
+
+
+def test_gap_is_random_minus_grouped():
+    report = report_leakage(cv_metrics("unit", 0.6, 0.5), cv_metrics("none", 0.9, 0.85))
+    assert report["grouped_macro_f1"] == 0.6 and report["random_macro_f1"] == 0.9
+    assert report["gap"] == pytest.approx(0.3)
+    assert report["baseline"]["gap"] == pytest.approx(0.35)
+
+
+def test_runs_with_other_parameters_are_not_compared():
+    leaky = {**cv_metrics("none", 0.9, 0.85), "image_size": 128}
+    with pytest.raises(ValueError, match=r"differ in \['image_size'\]"):
+        report_leakage(cv_metrics("unit", 0.6, 0.5), leaky)
+
+
+def test_random_grouping_changes_only_the_grouping():
+    cv = {"folds": 5, "group_by": "unit", "seed": 1}
+    assert random_grouping(cv) == {"folds": 5, "group_by": "none", "seed": 1}
+    assert cv["group_by"] == "unit"

@@ -32,20 +32,36 @@ class DecodedImage:
     height: int
 
 
+@dataclass(frozen=True)
+class SizeLimits:
+    """How large and how small an image may be; checked from the header, before decoding,
+    so a decompression bomb (a huge image in a small file) never reaches memory."""
+
+    max_pixels: int = 40_000_000
+    min_side: int = 1
+
+
 def sha256(content: bytes) -> str:
     """Content hash used to find exact duplicates."""
     return hashlib.sha256(content).hexdigest()
 
 
-def decode_image(content: bytes) -> DecodedImage:
-    """Decode an encoded image fully; raise ``ImageProblem`` for empty, broken or cut files."""
+def decode_image(content: bytes, limits: SizeLimits | None = None) -> DecodedImage:
+    """Decode an encoded image fully; raise ``ImageProblem`` for empty, broken or cut files,
+    and (with ``limits``) for images too large (``too_large``) or too small (``too_small``)."""
     if not content:
         raise ImageProblem("zero_byte", "file is empty")
     try:
         with Image.open(io.BytesIO(content)) as image:
+            if limits is not None:
+                _check_size(image.size, limits)
             image.load()
             mode = image.mode
             pixels = np.asarray(image.convert("L") if mode in ("1", "P", "I;16") else image)
+    except ImageProblem:
+        raise
+    except Image.DecompressionBombError as err:
+        raise ImageProblem("too_large", str(err)) from None
     except UnidentifiedImageError as err:
         raise ImageProblem("unreadable", str(err)) from None
     except (OSError, SyntaxError, ValueError) as err:
@@ -55,6 +71,16 @@ def decode_image(content: bytes) -> DecodedImage:
         raise ImageProblem("unreadable", f"unsupported pixel type {pixels.dtype} (mode {mode})")
     height, width = pixels.shape[:2]
     return DecodedImage(pixels=pixels, mode=mode, width=width, height=height)
+
+
+def _check_size(size: tuple[int, int], limits: SizeLimits) -> None:
+    width, height = size
+    if width * height > limits.max_pixels:
+        raise ImageProblem(
+            "too_large", f"{width}x{height} = {width * height} pixels > {limits.max_pixels}"
+        )
+    if min(width, height) < limits.min_side:
+        raise ImageProblem("too_small", f"{width}x{height}: a side is under {limits.min_side} px")
 
 
 def to_gray(pixels: np.ndarray) -> np.ndarray:
@@ -78,7 +104,12 @@ def quality_metrics(pixels: np.ndarray) -> dict[str, float]:
 
 
 def binarize_mask(
-    content: bytes, height: int, width: int, threshold: int = 128, strict: bool = False
+    content: bytes,
+    height: int,
+    width: int,
+    threshold: int = 128,
+    strict: bool = False,
+    max_pixels: int = SizeLimits.max_pixels,
 ) -> np.ndarray:
     """Turn an encoded mask file into a boolean mask of the image's size.
 
@@ -89,7 +120,7 @@ def binarize_mask(
     ``strict=True`` any value other than 0 and 255 is rejected.
     """
     try:
-        decoded = decode_image(content)
+        decoded = decode_image(content, SizeLimits(max_pixels=max_pixels))
     except ImageProblem as err:
         raise ImageProblem(f"mask_{err.reason}", err.detail) from None
     if decoded.mode not in MASK_MODES:

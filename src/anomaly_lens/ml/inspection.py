@@ -18,6 +18,10 @@ Quarantine reasons (stable codes, one per row, with a free-text ``detail``):
 ``box_out_of_bounds``     a box leaves the image or is empty
 ``unknown_label``         a label that is not in the configured class list
 ``duplicate``             same content hash as an earlier image (``duplicate_of`` names it)
+``duplicate_label_conflict`` same content as another image that carries other labels
+``too_large``             more pixels than allowed (read from the header, never decoded)
+``too_small``             a side shorter than allowed
+``outside_raw_dir``       a link that leads out of the raw folder
 ========================  ==============================================================
 """
 
@@ -43,6 +47,15 @@ class MaskRule:
 
     threshold: int = 128
     strict: bool = False
+
+
+@dataclass(frozen=True)
+class Checks:
+    """What inspection accepts beyond a decodable file."""
+
+    limits: imaging.SizeLimits = imaging.SizeLimits()
+    # Exact copies whose labels differ: ``quarantine`` every copy, or ``keep_first``.
+    duplicate_label_conflict: str = "quarantine"
 
 
 @dataclass
@@ -71,7 +84,9 @@ def resolve_classes(records: Sequence[RawRecord], configured: Sequence[str]) -> 
     return sorted({label for r in records if r.problem is None for label in r.labels})
 
 
-def _masks_of(record: RawRecord, height: int, width: int, rule: MaskRule) -> dict[str, tuple]:
+def _masks_of(
+    record: RawRecord, height: int, width: int, rule: MaskRule, max_pixels: int
+) -> dict[str, tuple]:
     """Binary mask per class with its weak flag; raise ``Rejected`` on any bad annotation."""
     masks: dict[str, tuple[np.ndarray, bool]] = {}
     for cls, encodings in record.rle.items():
@@ -85,7 +100,9 @@ def _masks_of(record: RawRecord, height: int, width: int, rule: MaskRule) -> dic
         masks[cls] = (mask, False)
     for cls, load in record.mask_files.items():
         try:
-            mask = imaging.binarize_mask(load(), height, width, rule.threshold, rule.strict)
+            mask = imaging.binarize_mask(
+                load(), height, width, rule.threshold, rule.strict, max_pixels
+            )
         except imaging.ImageProblem as err:
             raise Rejected(err.reason, err.detail) from None
         if cls == "":
@@ -105,19 +122,21 @@ def _masks_of(record: RawRecord, height: int, width: int, rule: MaskRule) -> dic
     return masks
 
 
-def _inspect(record: RawRecord, classes: Sequence[str], rule: MaskRule) -> tuple[dict, list, list]:
+def _inspect(
+    record: RawRecord, classes: Sequence[str], rule: MaskRule, checks: Checks
+) -> tuple[dict, list, list]:
     """Manifest row, mask rows and box rows of one record; raise ``Rejected`` when bad."""
     if record.problem is not None:
         raise Rejected(*record.problem)
-    content = record.load()
     try:
-        image = imaging.decode_image(content)
+        content = record.load()
+        image = imaging.decode_image(content, checks.limits)
     except imaging.ImageProblem as err:
         raise Rejected(err.reason, err.detail) from None
     unknown = sorted(record.labels - set(classes))
     if unknown:
         raise Rejected("unknown_label", f"labels {unknown} not in the class list {list(classes)}")
-    masks = _masks_of(record, image.height, image.width, rule)
+    masks = _masks_of(record, image.height, image.width, rule, checks.limits.max_pixels)
     row = {
         "image_id": record.image_id,
         "partition_id": record.partition_id,
@@ -153,14 +172,27 @@ def _mask_source(record: RawRecord) -> str:
 
 
 def inspect_records(
-    records: Sequence[RawRecord], configured_classes: Sequence[str], rule: MaskRule
+    records: Sequence[RawRecord],
+    configured_classes: Sequence[str],
+    rule: MaskRule,
+    checks: Checks = Checks(),
 ) -> Inspection:
-    """Inspect all records; bad ones become quarantine rows, exact duplicates keep the first."""
+    """Inspect all records; bad ones become quarantine rows.
+
+    Exact copies (same content hash) keep the first by ``image_id``; copies that disagree
+    on their labels are ``duplicate_label_conflict``: all quarantined, or all but the
+    first with ``checks.duplicate_label_conflict = "keep_first"``.
+    """
+    if checks.duplicate_label_conflict not in ("quarantine", "keep_first"):
+        raise ValueError(
+            "duplicate_label_conflict must be 'quarantine' or 'keep_first', not "
+            f"{checks.duplicate_label_conflict!r}"
+        )
     classes = resolve_classes(records, configured_classes)
     rows, mask_rows, box_rows, quarantine = [], [], [], []
     for record in sorted(records, key=lambda r: (r.image_id, r.partition_id)):
         try:
-            row, masks, boxes = _inspect(record, classes, rule)
+            row, masks, boxes = _inspect(record, classes, rule, checks)
         except Rejected as err:
             quarantine.append((record.image_id, record.partition_id, err.reason, err.detail, None))
             continue
@@ -169,16 +201,8 @@ def inspect_records(
         box_rows += boxes
     manifest = pd.DataFrame(rows)
     if not manifest.empty:
-        first = manifest.groupby("sha256")["image_id"].transform("first")
-        duplicated = manifest["image_id"] != first
-        copies = manifest.loc[duplicated, ["image_id", "partition_id"]].assign(
-            original=first[duplicated]
-        )
-        for image_id, partition_id, original in copies.itertuples(index=False):
-            quarantine.append(
-                (image_id, partition_id, "duplicate", f"same content as {original}", original)
-            )
-        manifest = manifest.loc[~duplicated].reset_index(drop=True)
+        manifest, copies = _set_aside_copies(manifest, checks.duplicate_label_conflict)
+        quarantine += copies
     kept = set(manifest["image_id"]) if not manifest.empty else set()
     masks = pd.DataFrame(mask_rows, columns=MASK_COLUMNS)
     boxes = pd.DataFrame(box_rows, columns=BOX_COLUMNS)
@@ -188,4 +212,36 @@ def inspect_records(
         source_boxes=boxes[boxes["image_id"].isin(kept)].reset_index(drop=True),
         quarantine=pd.DataFrame(quarantine, columns=QUARANTINE_COLUMNS),
         classes=classes,
+    )
+
+
+def _set_aside_copies(manifest: pd.DataFrame, conflict_rule: str) -> tuple[pd.DataFrame, list]:
+    """The manifest without exact copies, and a quarantine row for each copy set aside."""
+    first = manifest.groupby("sha256")["image_id"].transform("first")
+    label_key = manifest["labels"].map(lambda labels: ";".join(labels) or "(normal)")
+    conflicting = label_key.groupby(manifest["sha256"]).transform("nunique") > 1
+    rows = []
+    for index in manifest.index[(manifest["image_id"] != first) & ~conflicting]:
+        detail = f"same content as {first[index]}"
+        rows.append(_copy_row(manifest, index, "duplicate", detail, first[index]))
+    for _, group in manifest[conflicting].groupby("sha256"):
+        labels = " vs ".join(f"{group.at[i, 'image_id']}: {label_key[i]}" for i in group.index)
+        detail = f"same content, other labels ({labels})"
+        set_aside = group.index[1:] if conflict_rule == "keep_first" else group.index
+        for index in set_aside:
+            other = (
+                first[index] if index != group.index[0] else group.at[group.index[1], "image_id"]
+            )
+            rows.append(_copy_row(manifest, index, "duplicate_label_conflict", detail, other))
+    dropped = {row[0] for row in rows}
+    return manifest[~manifest["image_id"].isin(dropped)].reset_index(drop=True), rows
+
+
+def _copy_row(manifest: pd.DataFrame, index, reason: str, detail: str, other: str) -> tuple:
+    return (
+        manifest.at[index, "image_id"],
+        manifest.at[index, "partition_id"],
+        reason,
+        detail,
+        other,
     )

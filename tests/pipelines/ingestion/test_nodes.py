@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
+from PIL import Image
 
 from anomaly_lens.pipelines.ingestion.nodes import (
     DataQualityError,
@@ -72,16 +75,70 @@ def test_file_name_outside_the_pattern_is_quarantined(synthetic_root, params):
 
 
 def test_exact_duplicate_keeps_the_first_and_names_it(synthetic_root, params):
-    original = (synthetic_root / "images" / "co2" / "S0001_c0.png").read_bytes()
-    write(synthetic_root / "images" / "co2" / "S0003_c0.png", original)
+    original = (synthetic_root / "images" / "ch4" / "S0001_c0.png").read_bytes()
+    write(synthetic_root / "images" / "ch4" / "S0003_c0.png", original)
     manifest, _, _, quarantine, _ = ingest(*load_synthetic(synthetic_root), params)
     row = quarantine.iloc[0]
     assert (row.image_id, row.reason, row.duplicate_of) == (
-        "co2/S0003_c0",
+        "ch4/S0003_c0",
         "duplicate",
-        "co2/S0001_c0",
+        "ch4/S0001_c0",
     )
+    assert "ch4/S0001_c0" in set(manifest["image_id"])
+
+
+def test_copies_with_other_labels_are_all_quarantined(synthetic_root, params):
+    """The same picture as a plume image and, unannotated, as a normal one: which label is
+    right cannot be told, so neither copy is kept (file order must not decide)."""
+    original = (synthetic_root / "images" / "co2" / "S0001_c0.png").read_bytes()
+    write(synthetic_root / "images" / "co2" / "S0003_c0.png", original)
+    manifest, _, _, quarantine, _ = ingest(*load_synthetic(synthetic_root), params)
+    conflict = quarantine[quarantine["reason"] == "duplicate_label_conflict"]
+    assert sorted(conflict["image_id"]) == ["co2/S0001_c0", "co2/S0003_c0"]
+    assert "co2/S0001_c0: plume vs co2/S0003_c0: (normal)" in conflict["detail"].iloc[0]
+    assert not {"co2/S0001_c0", "co2/S0003_c0"} & set(manifest["image_id"])
+
+    keep_first = {**params, "duplicate_label_conflict": "keep_first"}
+    manifest, _, _, quarantine, _ = ingest(*load_synthetic(synthetic_root), keep_first)
     assert "co2/S0001_c0" in set(manifest["image_id"])
+    assert quarantine.set_index("image_id").loc["co2/S0003_c0", "duplicate_of"] == "co2/S0001_c0"
+
+
+def test_huge_and_tiny_images_are_quarantined_before_decoding(synthetic_root, params):
+    bomb = io.BytesIO()
+    Image.new("L", (20000, 20000)).save(bomb, format="PNG")  # 400 MP in a few hundred KB
+    write(synthetic_root / "images" / "co2" / "S0003_c0.png", bomb.getvalue())
+    write(synthetic_root / "images" / "co2" / "S0004_c0.png", encode(textured(5, size=1)))
+    manifest, _, _, quarantine, _ = ingest(*load_synthetic(synthetic_root), params)
+    reasons = quarantine.set_index("image_id")["reason"]
+    assert reasons["co2/S0003_c0"] == "too_large" and reasons["co2/S0004_c0"] == "too_small"
+    assert len(manifest) == 4  # the good images are all kept
+    assert "400000000 pixels" in quarantine.set_index("image_id").loc["co2/S0003_c0", "detail"]
+
+
+def test_a_huge_mask_is_quarantined(class_folder_root, class_folder_params):
+    bomb = io.BytesIO()
+    Image.new("L", (20000, 20000)).save(bomb, format="PNG")
+    write(class_folder_root / "MT_Crack/Imgs/exp1_num_10.png", bomb.getvalue())
+    _, _, _, quarantine, _ = ingest(*load_folders(class_folder_root), class_folder_params)
+    assert quarantine.set_index("image_id").loc["MT_Crack/Imgs/exp1_num_10", "reason"] == (
+        "mask_too_large"
+    )
+
+
+def test_links_out_of_the_raw_folder_are_not_read(synthetic_root, params, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("elsewhere") / "secret.png"
+    outside.write_bytes(encode(textured(7)))
+    (synthetic_root / "images" / "co2" / "S0003_c0.png").symlink_to(outside)
+    inside = synthetic_root / "images" / "ch4" / "S0003_c0.png"
+    inside.symlink_to(synthetic_root / "images" / "ch4" / "S0002_c0.png")  # stays inside
+    manifest, _, _, quarantine, _ = ingest(*load_synthetic(synthetic_root), params)
+    reasons = quarantine.set_index("image_id")["reason"]
+    assert reasons["co2/S0003_c0"] == "outside_raw_dir"
+    assert reasons["ch4/S0003_c0"] == "duplicate"  # read: a link inside the folder is fine
+    allowed = {**params, "follow_links_outside_raw_dir": True}
+    manifest, _, _, quarantine, _ = ingest(*load_synthetic(synthetic_root), allowed)
+    assert "co2/S0003_c0" in set(manifest["image_id"])
 
 
 # ------------------------------------------------------------------ bad annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -10,7 +11,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from anomaly_lens.ml import layouts
-from anomaly_lens.ml.inspection import Inspection, MaskRule, inspect_records
+from anomaly_lens.ml.imaging import ImageProblem, SizeLimits
+from anomaly_lens.ml.inspection import Checks, Inspection, MaskRule, inspect_records
 
 logger = logging.getLogger(__name__)
 
@@ -21,10 +23,40 @@ class DataQualityError(ValueError):
     """Raised with ``on_error: fail`` when any raw row would go to quarantine."""
 
 
+def _refusing(path: str, real: str) -> Callable[[], bytes]:
+    def load() -> bytes:
+        raise ImageProblem("outside_raw_dir", f"{path} is a link to {real}, outside the raw folder")
+
+    return load
+
+
+def _inside_raw_folder(partitions: Any) -> Any:
+    """The partitions, with the loader of every file whose real path leaves the folder
+    (a symbolic link to elsewhere) replaced by one that refuses to read it."""
+    if not isinstance(partitions, Mapping):
+        return partitions  # a table (RLE or manifest CSV), not a folder of files
+    guarded = dict(partitions)
+    for pid, load in partitions.items():
+        path = _file_path(load)
+        if path is None or pid not in path:
+            continue
+        root = os.path.realpath(path[: path.rindex(pid)])
+        real = os.path.realpath(path)
+        if os.path.commonpath([root, real]) != root:
+            guarded[pid] = _refusing(path, real)
+    return guarded
+
+
 def collect_records(
     raw_images: Mapping[str, Callable[[], bytes]], raw_annotations: Any, params: dict
 ) -> list[layouts.RawRecord]:
-    """Read the raw layer with the adapter named by ``params['layout']``."""
+    """Read the raw layer with the adapter named by ``params['layout']``.
+
+    Files reached through links that leave the raw folder are not read (quarantined as
+    ``outside_raw_dir``) unless ``follow_links_outside_raw_dir`` is true.
+    """
+    if not params["follow_links_outside_raw_dir"]:
+        raw_images, raw_annotations = map(_inside_raw_folder, (raw_images, raw_annotations))
     layout = params["layout"]
     if layout == "synthetic":
         return layouts.from_synthetic(raw_images, raw_annotations, params["filename_pattern"])
@@ -63,7 +95,11 @@ def inspect_raw_records(
     if params["on_error"] not in ("quarantine", "fail"):
         raise ValueError(f"on_error must be 'quarantine' or 'fail', not {params['on_error']!r}")
     rule = MaskRule(params["mask_threshold"], params["strict_binary_masks"])
-    result: Inspection = inspect_records(records, params["classes"] or [], rule)
+    checks = Checks(
+        SizeLimits(params["max_image_pixels"], params["min_image_side"]),
+        params["duplicate_label_conflict"],
+    )
+    result: Inspection = inspect_records(records, params["classes"] or [], rule, checks)
     paths = {r.partition_id: _file_path(r.load) or r.partition_id for r in records}
     for table in (result.manifest, result.quarantine):
         if "partition_id" in table.columns:

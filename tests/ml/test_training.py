@@ -1,9 +1,12 @@
+import lightning as L
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from anomaly_lens.ml.batch import Batch
+from anomaly_lens.ml.data import collate
 from anomaly_lens.ml.models import ModelConfig, create_model, load_matching_weights
-from anomaly_lens.ml.training import mix_batch, warmup_cosine
+from anomaly_lens.ml.training import AnomalyModule, mix_batch, warmup_cosine
 
 
 def batch():
@@ -46,3 +49,40 @@ def test_fine_tuning_keeps_the_encoder_and_renews_the_head():
     assert copied["skipped"] == ["classifier.linear.bias", "classifier.linear.weight"]
     name = "fusion.views.encoders.0.backbone.conv1.weight"
     assert torch.equal(new.state_dict()[name], old.state_dict()[name])
+
+
+def test_a_frozen_encoder_keeps_its_weights_and_batch_norm_statistics(tmp_path):
+    """During frozen epochs only the head learns: the encoder's weights and its
+    batch-norm running statistics (pretrained ones, in practice) stay as they were."""
+    module = AnomalyModule(
+        {"num_classes": 2, "views": ["a"], "backbone": "resnet18", "cbam_stages": []},
+        {"classification": "bce", "segmentation": "dice"},
+        {"lr": 0.01, "weight_decay": 0.0, "warmup_fraction": 0.0},
+        [0.5, 0.5],
+        freeze_encoder_epochs=1,
+    )
+    encoder = module.model.fusion.views.encoders[0]
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    head = module.model.classifier.linear.weight.clone()
+    items = [
+        {
+            "images": torch.rand(1, 1, 32, 32) * (i + 1),
+            "view_mask": torch.tensor([True]),
+            "labels": torch.tensor([float(i % 2), float(1 - i % 2)]),
+            "masks": torch.zeros(2, 32, 32),
+            "sample_id": str(i),
+        }
+        for i in range(8)
+    ]
+    loader = DataLoader(items, batch_size=4, collate_fn=collate)
+    L.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+        num_sanity_val_steps=0,
+    ).fit(module, loader)
+    after = encoder.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if "num_batches" not in k)
+    assert not torch.equal(head, module.model.classifier.linear.weight)  # the head learnt

@@ -108,16 +108,18 @@ class AnomalyModule(L.LightningModule):
     def forward(self, batch: Batch) -> ModelOutput:
         return self.model(batch.images, batch.view_mask)
 
-    def _encoder_parameters(self):
+    def _encoders(self) -> list[torch.nn.Module]:
         fusion = self.model.fusion
-        encoders = fusion.views.encoders if hasattr(fusion, "views") else [fusion.encoder]
-        return [p for e in encoders for p in e.parameters()]
+        return list(fusion.views.encoders) if hasattr(fusion, "views") else [fusion.encoder]
 
     def on_train_epoch_start(self) -> None:
         torch.manual_seed(self.hparams.seed * 1000 + self.current_epoch)
         frozen = self.current_epoch < self.hparams.freeze_encoder_epochs
-        for parameter in self._encoder_parameters():
-            parameter.requires_grad_(not frozen)
+        for encoder in self._encoders():
+            encoder.requires_grad_(not frozen)
+            # A frozen encoder also keeps its batch-norm statistics (eval mode): training
+            # mode would normalise with batch statistics and overwrite the pretrained ones.
+            encoder.train(not frozen)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         generator = torch.Generator().manual_seed(self.hparams.seed * 1000 + self.global_step)

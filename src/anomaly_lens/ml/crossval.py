@@ -10,7 +10,7 @@ import torch
 
 from anomaly_lens.ml.data import MultiViewDataset
 from anomaly_lens.ml.fitting import probability_columns, score
-from anomaly_lens.ml.splitting import assign_folds
+from anomaly_lens.ml.metrics import classification_metrics
 
 GROUPINGS = ("unit", "none")
 
@@ -27,13 +27,6 @@ def item_units(
         return np.array([dataset.item_id(k) for k in range(len(dataset))], dtype=object)
     samples = dataset.cache.sample_ids[dataset.positions]
     return np.array([unit_of_sample[str(s)] for s in samples], dtype=object)
-
-
-def item_folds(
-    units: np.ndarray, targets: np.ndarray, folds: int, seed: int, candidates: int
-) -> np.ndarray:
-    """A stratified fold per item; the items of a unit share it."""
-    return assign_folds(pd.Series(units), targets, folds, seed, candidates)
 
 
 def fold_parts(fold_of_item: np.ndarray, fold: int) -> dict[str, np.ndarray]:
@@ -95,15 +88,11 @@ def pooled_report(
         {
             "fold": int(fold),
             "n_items": len(part),
-            "macro_f1": score(
+            "macro_f1": classification_metrics(
                 torch.from_numpy(part[prob_columns].to_numpy(np.float32)),
                 torch.from_numpy(part[target_columns].to_numpy(np.float32)),
-                None,
-                None,
                 classes,
                 label_type,
-                0,
-                seed,
             )["macro_f1"],
         }
         for fold, part in predictions.groupby("fold")

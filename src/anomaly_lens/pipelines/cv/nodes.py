@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from anomaly_lens.ml import baseline
-from anomaly_lens.ml.crossval import fold_parts, item_folds, item_units, pooled_report
+from anomaly_lens.ml.crossval import fold_parts, item_units, pooled_report
 from anomaly_lens.ml.data import ImageCache, MultiViewDataset, cache_fingerprint
 from anomaly_lens.ml.fitting import (
     build_datasets,
@@ -27,7 +27,7 @@ from anomaly_lens.ml.fitting import (
     prediction_table,
 )
 from anomaly_lens.ml.metrics import json_safe
-from anomaly_lens.ml.splitting import units_of
+from anomaly_lens.ml.splitting import assign_folds, units_of
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +60,8 @@ def assign_cv_folds(image_cache: dict, splits: pd.DataFrame, train: dict, cv: di
     cache = ImageCache.from_arrays(image_cache)
     plain = _items(cache, _evaluated(splits), train)["plain"]
     units = item_units(plain, units_of(splits), cv["group_by"])
-    fold = item_folds(
-        units, plain.targets[plain.positions], cv["folds"], cv["seed"], cv["candidates"]
+    fold = assign_folds(
+        pd.Series(units), plain.targets[plain.positions], cv["folds"], cv["seed"], cv["candidates"]
     )
     return pd.DataFrame(
         {

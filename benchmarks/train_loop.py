@@ -19,11 +19,13 @@ from torch.utils.data import DataLoader
 
 from anomaly_lens.ml import synthetic
 from anomaly_lens.ml.data import EpochSampler, ImageCache, MultiViewDataset, augmentation, collate
+from anomaly_lens.ml.models import ModelConfig
+from anomaly_lens.ml.settings import LossSettings, OptimizerSettings
 from anomaly_lens.ml.training import AnomalyModule
 
-MODEL = {"num_classes": 4, "views": ["co2", "ch4"], "backbone": "resnet18", "fusion": "late"}
-LOSS = {"classification": "bce", "segmentation": "dice"}
-OPTIMIZER = {"lr": 1e-3, "weight_decay": 1e-4, "warmup_fraction": 0.05}
+MODEL = ModelConfig(num_classes=4, views=["co2", "ch4"], backbone="resnet18", fusion="late")
+LOSS = LossSettings(classification="bce", segmentation="dice")
+OPTIMIZER = OptimizerSettings(lr=1e-3, weight_decay=1e-4, warmup_fraction=0.05)
 
 
 def synthetic_cache(size: int, n_specimens: int = 150) -> ImageCache:

@@ -1,4 +1,5 @@
-"""Project hooks: reports go to the active MLflow run; read-only entries know their names."""
+"""Project hooks: parameters are checked before a run, reports go to the active MLflow
+run, read-only entries know their names."""
 
 from __future__ import annotations
 
@@ -14,8 +15,18 @@ from kedro.framework.hooks import hook_impl
 from matplotlib.figure import Figure
 
 from anomaly_lens.datasets import ReadOnlyDataset
+from anomaly_lens.parameters import check_parameters
 
 logger = logging.getLogger(__name__)
+
+
+class ParameterCheckHook:
+    """Checks every parameter block against its schema before any node runs: a bad value
+    or a misspelt key (also one given with ``--params``) stops the run at once, named."""
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict, pipeline, catalog) -> None:
+        check_parameters(catalog.load("parameters"))
 
 
 class ReportLoggingHook:

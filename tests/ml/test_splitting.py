@@ -85,7 +85,7 @@ def test_80_10_10_ratios():
 @pytest.mark.parametrize("ratios", [(0.7, 0.2, 0.2), (1.0, 0.0, 0.0), (0.5, 0.5)])
 def test_bad_ratios_are_rejected(ratios):
     groups, labels = grouped_data(n_groups=10)
-    with pytest.raises(ValueError, match="ratios"):
+    with pytest.raises(ValueError, match="three shares summing to 1"):
         assign_splits(groups, labels, ratios, seed=0)
 
 

@@ -6,6 +6,7 @@ from torch.utils.data import DataLoader
 from anomaly_lens.ml.batch import Batch
 from anomaly_lens.ml.data import collate
 from anomaly_lens.ml.models import ModelConfig, create_model, load_matching_weights
+from anomaly_lens.ml.settings import LossSettings, OptimizerSettings
 from anomaly_lens.ml.training import AnomalyModule, mix_batch, warmup_cosine
 
 
@@ -55,9 +56,9 @@ def test_a_frozen_encoder_keeps_its_weights_and_batch_norm_statistics(tmp_path):
     """During frozen epochs only the head learns: the encoder's weights and its
     batch-norm running statistics (pretrained ones, in practice) stay as they were."""
     module = AnomalyModule(
-        {"num_classes": 2, "views": ["a"], "backbone": "resnet18", "cbam_stages": []},
-        {"classification": "bce", "segmentation": "dice"},
-        {"lr": 0.01, "weight_decay": 0.0, "warmup_fraction": 0.0},
+        ModelConfig(num_classes=2, views=["a"], backbone="resnet18", cbam_stages=[]),
+        LossSettings(classification="bce", segmentation="dice"),
+        OptimizerSettings(lr=0.01, weight_decay=0.0, warmup_fraction=0.0),
         [0.5, 0.5],
         freeze_encoder_epochs=1,
     )

@@ -35,6 +35,7 @@ from anomaly_lens.ml.metrics import (
     segmentation_summary,
 )
 from anomaly_lens.ml.models import ModelConfig, create_model
+from anomaly_lens.ml.settings import AugmentationSettings, TrainerSettings, TrainSettings
 from anomaly_lens.ml.training import AnomalyModule, probabilities
 
 logger = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def build_datasets(
     targets: np.ndarray,
     views: Sequence[str],
     per_view: bool,
-    augmentation_settings: Mapping,
+    augmentation_settings: AugmentationSettings,
     seed: int,
     training_part: str = "train",
 ) -> dict[str, MultiViewDataset]:
@@ -91,12 +92,12 @@ def build_datasets(
             view_index=view_index,
             per_view=per_view,
             transform=augmentation(
-                augmentation_settings["preset"] if training else "none",
+                augmentation_settings.preset if training else "none",
                 1 if per_view else len(view_index),
-                augmentation_settings["clahe"],
+                augmentation_settings.clahe,
                 seed=seed,
             ),
-            modality_dropout=augmentation_settings["modality_dropout"] if training else 0.0,
+            modality_dropout=augmentation_settings.modality_dropout if training else 0.0,
             seed=seed,
         )
         if dataset.without_views:
@@ -141,31 +142,30 @@ PER_VIEW_SLOT = "any"  # the one view slot of a per-view model (it sees every vi
 
 
 def build_module(
-    settings: Mapping,
+    settings: TrainSettings,
     classes: Sequence[str],
     views: Sequence[str],
     per_view: bool,
     label_type: str,
     class_frequencies: Sequence[float],
 ) -> AnomalyModule:
-    """A fresh ``AnomalyModule`` from the training settings (the ``train`` block's
-    ``model``, ``loss``, ``optimizer``, ``mixing``, ``freeze_encoder_epochs``, ``seed``,
-    ``channels_last``) for ``classes`` seen through ``views``."""
-    model_config = {
-        **settings["model"],
-        "num_classes": len(classes),
-        "views": [PER_VIEW_SLOT] if per_view else list(views),
-        "label_type": label_type,
-    }
+    """A fresh ``AnomalyModule`` from the training settings for ``classes`` seen through
+    ``views``."""
+    model_config = ModelConfig(
+        **settings.model.model_dump(),
+        num_classes=len(classes),
+        views=[PER_VIEW_SLOT] if per_view else list(views),
+        label_type=label_type,
+    )
     return AnomalyModule(
         model_config,
-        settings["loss"],
-        settings["optimizer"],
+        settings.loss,
+        settings.optimizer,
         list(class_frequencies),
-        settings["freeze_encoder_epochs"],
-        settings["seed"],
-        settings["mixing"],
-        settings["channels_last"],
+        settings.freeze_encoder_epochs,
+        settings.seed,
+        settings.mixing,
+        settings.channels_last,
     )
 
 
@@ -196,20 +196,20 @@ def fit(
     module: AnomalyModule,
     train_loader: DataLoader,
     val_loader: DataLoader,
-    trainer_settings: Mapping,
+    trainer_settings: TrainerSettings,
     resume: bool = False,
 ) -> FitResult:
-    """Lightning fit with early stopping on ``trainer_settings['monitor']``.
+    """Lightning fit with early stopping on ``trainer_settings.monitor``.
 
     Checkpoints go to ``checkpoint_dir``: the best one (returned) and the last one, which
     ``resume`` continues from; a fresh run clears the folder first.
     """
-    checkpoints = Path(trainer_settings["checkpoint_dir"])
+    checkpoints = Path(trainer_settings.checkpoint_dir)
     last = checkpoints / "last.ckpt"
     resume_from = last if resume and last.exists() else None
     if resume_from is None:  # a fresh run: the checkpoints of an earlier run are not its own
         shutil.rmtree(checkpoints, ignore_errors=True)
-    monitor, mode = trainer_settings["monitor"], trainer_settings["mode"]
+    monitor, mode = trainer_settings.monitor, trainer_settings.mode
     best = ModelCheckpoint(
         dirpath=checkpoints,
         monitor=monitor,
@@ -225,28 +225,28 @@ def fit(
         save_on_train_epoch_end=False,
     )
     history = _History()
-    amp = torch.cuda.is_available() and trainer_settings["amp"]
+    amp = torch.cuda.is_available() and trainer_settings.amp
     trainer = L.Trainer(
-        max_epochs=trainer_settings["max_epochs"],
+        max_epochs=trainer_settings.max_epochs,
         accelerator="auto",
-        devices=trainer_settings["devices"],
-        strategy=trainer_settings["strategy"],
+        devices=trainer_settings.devices,
+        strategy=trainer_settings.strategy,
         precision="16-mixed" if amp else "32-true",
-        gradient_clip_val=trainer_settings["gradient_clip_val"],
-        accumulate_grad_batches=trainer_settings["accumulate_grad_batches"],
+        gradient_clip_val=trainer_settings.gradient_clip_val,
+        accumulate_grad_batches=trainer_settings.accumulate_grad_batches,
         callbacks=[
             best,
             latest,
             EarlyStopping(
                 monitor,
                 mode=mode,
-                patience=trainer_settings["patience"],
+                patience=trainer_settings.patience,
                 check_on_train_epoch_end=False,  # after validation, also when resuming
             ),
             history,
         ],
         deterministic=True,
-        enable_progress_bar=trainer_settings["progress_bar"],
+        enable_progress_bar=trainer_settings.progress_bar,
         logger=False,
         default_root_dir=checkpoints,
         log_every_n_steps=1,

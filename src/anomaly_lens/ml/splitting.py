@@ -123,6 +123,14 @@ def assign_folds(
     return best[1]
 
 
+def check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
+    """Train/val/test shares: three, summing to 1, with train and test above 0."""
+    shares = tuple(float(r) for r in ratios)
+    if len(shares) != 3 or not np.isclose(sum(shares), 1.0) or min(shares[0], shares[2]) <= 0:
+        raise ValueError(f"expected three shares summing to 1 with train, test > 0, got {shares}")
+    return shares
+
+
 def assign_splits(
     units: pd.Series,
     label_matrix: np.ndarray,
@@ -143,9 +151,7 @@ def assign_splits(
     and the draw whose sample-level class shares deviate least from the whole is kept.
     Returns ``split`` and ``fold`` per sample, in the input order.
     """
-    ratios = tuple(float(r) for r in ratios)
-    if len(ratios) != 3 or not np.isclose(sum(ratios), 1.0) or min(ratios[0], ratios[2]) <= 0:
-        raise ValueError(f"ratios must be three shares summing to 1 with train, test > 0: {ratios}")
+    ratios = check_ratios(ratios)
     if candidates < 1:
         raise ValueError("candidates must be at least 1")
     sample_matrix, unit_matrix, position = _unit_labels(units, label_matrix)

@@ -13,6 +13,7 @@ import torchmetrics.functional.classification as tmc
 from anomaly_lens.ml.batch import Batch
 from anomaly_lens.ml.losses import MultiTaskLoss, create_loss
 from anomaly_lens.ml.models import ModelConfig, ModelOutput, create_model
+from anomaly_lens.ml.settings import MIXING, LossSettings, MixingSettings, OptimizerSettings
 
 
 def warmup_cosine(step: int, warmup: int, total: int) -> float:
@@ -21,9 +22,6 @@ def warmup_cosine(step: int, warmup: int, total: int) -> float:
         return (step + 1) / warmup
     progress = (step - warmup) / max(total - warmup, 1)
     return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-
-MIXING = ("none", "mixup", "cutmix")
 
 
 def mix_batch(batch: Batch, mode: str, alpha: float, generator: torch.Generator) -> Batch:
@@ -79,29 +77,29 @@ class AnomalyModule(L.LightningModule):
 
     def __init__(
         self,
-        model: dict,
-        loss: dict,
-        optimizer: dict,
+        model: ModelConfig,
+        loss: LossSettings,
+        optimizer: OptimizerSettings,
         class_frequencies: Sequence[float],
         freeze_encoder_epochs: int = 0,
         seed: int = 0,
-        mixing: dict | None = None,
+        mixing: MixingSettings | None = None,
         channels_last: bool = False,
     ):
         super().__init__()
-        self.save_hyperparameters()
-        self.model = create_model(ModelConfig(**model))
-        self.label_type = self.model.config.label_type
-        options = {**loss.get("options", {}), "class_frequencies": list(class_frequencies)}
+        self.model = create_model(model)
+        self.label_type = model.label_type
+        self.optimizer_settings, self.mixing = optimizer, mixing or MixingSettings()
+        self.freeze_encoder_epochs, self.seed = freeze_encoder_epochs, seed
+        options = {**loss.options, "class_frequencies": list(class_frequencies)}
         self.criterion = MultiTaskLoss(
-            create_loss(loss["classification"], **options) if self.model.classifier else None,
-            create_loss(loss["segmentation"], **options) if self.model.segmenter else None,
-            loss.get("classification_weight", 1.0),
-            loss.get("segmentation_weight", 1.0),
+            create_loss(loss.classification, **options) if self.model.classifier else None,
+            create_loss(loss.segmentation, **options) if self.model.segmenter else None,
+            loss.classification_weight,
+            loss.segmentation_weight,
         )
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.mixing = mixing or {"mode": "none", "alpha": 0.4}
         self._val_probs: list[torch.Tensor] = []
         self._val_targets: list[torch.Tensor] = []
 
@@ -113,8 +111,8 @@ class AnomalyModule(L.LightningModule):
         return list(fusion.views.encoders) if hasattr(fusion, "views") else [fusion.encoder]
 
     def on_train_epoch_start(self) -> None:
-        torch.manual_seed(self.hparams.seed * 1000 + self.current_epoch)
-        frozen = self.current_epoch < self.hparams.freeze_encoder_epochs
+        torch.manual_seed(self.seed * 1000 + self.current_epoch)
+        frozen = self.current_epoch < self.freeze_encoder_epochs
         for encoder in self._encoders():
             encoder.requires_grad_(not frozen)
             # A frozen encoder also keeps its batch-norm statistics (eval mode): training
@@ -122,8 +120,8 @@ class AnomalyModule(L.LightningModule):
             encoder.train(not frozen)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(self.hparams.seed * 1000 + self.global_step)
-        batch = mix_batch(batch, self.mixing["mode"], self.mixing["alpha"], generator)
+        generator = torch.Generator().manual_seed(self.seed * 1000 + self.global_step)
+        batch = mix_batch(batch, self.mixing.mode, self.mixing.alpha, generator)
         losses = self.criterion(self(batch), batch)
         for name, value in losses.items():
             self.log(f"train_{name}", value, batch_size=batch.size, prog_bar=name == "loss")
@@ -155,12 +153,12 @@ class AnomalyModule(L.LightningModule):
         self.log("val_macro_f1", score, prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self):
-        options = self.hparams.optimizer
+        options = self.optimizer_settings
         optimizer = torch.optim.AdamW(
-            self.parameters(), lr=options["lr"], weight_decay=options["weight_decay"]
+            self.parameters(), lr=options.lr, weight_decay=options.weight_decay
         )
         total = max(int(self.trainer.estimated_stepping_batches), 1)
-        warmup = max(int(total * options["warmup_fraction"]), 1)
+        warmup = max(int(total * options.warmup_fraction), 1)
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: warmup_cosine(s, warmup, total)
         )

@@ -195,7 +195,7 @@ def test_on_error_fail_stops_before_writing_and_names_the_reasons(synthetic_root
 
 def test_unknown_layout_is_a_clear_error(synthetic_root, params):
     params["layout"] = "tiff_stack"
-    with pytest.raises(ValueError, match="Unknown ingestion layout 'tiff_stack'"):
+    with pytest.raises(ValueError, match="ingestion.layout: expected one of .* got .tiff_stack."):
         collect_records(*load_synthetic(synthetic_root), params)
 
 

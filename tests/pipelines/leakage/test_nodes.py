@@ -39,6 +39,11 @@ def test_runs_with_other_parameters_are_not_compared():
 
 
 def test_random_grouping_changes_only_the_grouping():
-    cv = {"folds": 5, "group_by": "unit", "seed": 1}
-    assert random_grouping(cv) == {"folds": 5, "group_by": "none", "seed": 1}
-    assert cv["group_by"] == "unit"
+    cv = {"folds": 5, "group_by": "unit", "seed": 1, "candidates": 3}
+    leaky = random_grouping(cv)
+    assert leaky["group_by"] == "none" and cv["group_by"] == "unit"
+    assert {k: leaky[k] for k in ("folds", "seed", "candidates")} == {
+        "folds": 5,
+        "seed": 1,
+        "candidates": 3,
+    }

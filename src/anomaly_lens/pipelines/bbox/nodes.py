@@ -11,6 +11,7 @@ from matplotlib.patches import Rectangle
 
 from anomaly_lens.ml import imaging, rle
 from anomaly_lens.ml.boxes import find_components
+from anomaly_lens.parameters import parse_block
 
 BOX_COLUMNS = [
     "image_id",
@@ -35,13 +36,14 @@ def build_boxes(
     ``merge_distance`` joined, components under ``min_area`` pixels dropped and counted).
     Box-only annotations (VOC) keep their boxes, flagged ``weak_mask``.
     """
+    settings = parse_block("bbox", params)
     sizes = manifest.set_index("image_id")[["height", "width"]]
     rows, specks = [], []
     pixel_masks = masks.loc[~masks["weak_mask"]].rename(columns={"class": "cls"})
     for row in pixel_masks.itertuples(index=False):
         height, width = sizes.loc[row.image_id]
         mask = rle.decode(row.encoded_pixels, int(height), int(width))
-        components, dropped = find_components(mask, params["min_area"], params["merge_distance"])
+        components, dropped = find_components(mask, settings.min_area, settings.merge_distance)
         rows += [
             (row.image_id, row.cls, c.x0, c.y0, c.x1, c.y1, c.area, c.pixel_count, False, "mask")
             for c in components
@@ -61,8 +63,7 @@ def summarise_boxes(boxes: pd.DataFrame, specks: pd.DataFrame, params: dict) -> 
     """Boxes per class, specks dropped per class, box-size quantiles."""
     per_class = boxes.groupby("class")
     return {
-        "min_area": params["min_area"],
-        "merge_distance": params["merge_distance"],
+        **parse_block("bbox", params).model_dump(include={"min_area", "merge_distance"}),
         "n_boxes": int(len(boxes)),
         "boxes_by_class": {str(k): int(v) for k, v in per_class.size().items()},
         "weak_boxes_by_class": {str(k): int(v) for k, v in per_class["weak_mask"].sum().items()},
@@ -102,7 +103,7 @@ def render_previews(
     params: dict,
 ) -> Figure:
     """A few images per class with their boxes and the mask contour drawn over them."""
-    per_class = params["previews_per_class"]
+    per_class = parse_block("bbox", params).previews_per_class
     classes = sorted(boxes["class"].unique())
     rows = max(len(classes), 1)
     fig = Figure(figsize=(3 * per_class, 3 * rows), layout="tight")

@@ -27,25 +27,27 @@ from anomaly_lens.ml.fitting import (
     prediction_table,
 )
 from anomaly_lens.ml.metrics import json_safe
+from anomaly_lens.ml.settings import TrainSettings
 from anomaly_lens.ml.splitting import assign_folds, units_of
+from anomaly_lens.parameters import parse_block
 
 logger = logging.getLogger(__name__)
 
 EVALUATED = ("train", "val", "test")  # every sample of the split but the `shift` domain
 
 
-def _items(cache: ImageCache, ids: list[str], train: dict) -> dict[str, MultiViewDataset]:
+def _items(cache: ImageCache, ids: list[str], train: TrainSettings) -> dict[str, MultiViewDataset]:
     """The items of these samples twice: augmented (``train``) and as they are (``plain``)."""
-    _, targets, _ = label_task(cache.labels, cache.classes, train["label_type"])
-    views = train["views"] or list(cache.views)
+    _, targets, _ = label_task(cache.labels, cache.classes, train.label_type)
+    views = train.views or list(cache.views)
     return build_datasets(
         cache,
         {"train": ids, "plain": ids},
         targets,
         views,
-        train["per_view"],
-        train["augmentation"],
-        train["seed"],
+        train.per_view,
+        train.augmentation,
+        train.seed,
     )
 
 
@@ -57,11 +59,12 @@ def assign_cv_folds(image_cache: dict, splits: pd.DataFrame, train: dict, cv: di
     """``cv_folds``: one row per item (photo with ``per_view``, else sample) with its unit
     and fold. Units are the split's (tiles, specimens, joined look-alikes) unless
     ``cv.group_by`` is ``none``."""
+    train, cv = parse_block("train", train), parse_block("cv", cv)
     cache = ImageCache.from_arrays(image_cache)
     plain = _items(cache, _evaluated(splits), train)["plain"]
-    units = item_units(plain, units_of(splits), cv["group_by"])
+    units = item_units(plain, units_of(splits), cv.group_by)
     fold = assign_folds(
-        pd.Series(units), plain.targets[plain.positions], cv["folds"], cv["seed"], cv["candidates"]
+        pd.Series(units), plain.targets[plain.positions], cv.folds, cv.seed, cv.candidates
     )
     return pd.DataFrame(
         {
@@ -95,18 +98,19 @@ def cross_validate(
     test fold never feeds fitting or model selection. Returns ``cv_predictions`` (every
     item's out-of-fold probabilities) and ``cv_history`` (each fold's epochs).
     """
+    train = parse_block("train", train)
     cache = ImageCache.from_arrays(image_cache)
-    expected = cache_fingerprint(samples, manifest, views, class_names, train["image_size"])
+    expected = cache_fingerprint(samples, manifest, views, class_names, train.image_size)
     if cache.fingerprint != expected:
         raise ValueError("The image cache was built from other inputs: run `cv` from its start")
-    label_type, targets, classes = label_task(cache.labels, cache.classes, train["label_type"])
+    label_type, targets, classes = label_task(cache.labels, cache.classes, train.label_type)
     data = _items(cache, list(pd.unique(cv_folds["sample_id"])), train)
     item_ids = [data["plain"].item_id(k) for k in range(len(data["plain"]))]
     if item_ids != cv_folds["item_id"].tolist():
         raise ValueError("cv_folds lists other items than the image cache: run `cv` again")
     fold_of_item = cv_folds["fold"].to_numpy()
-    per_view = train["per_view"]
-    used_views = train["views"] or list(cache.views)
+    per_view = train.per_view
+    used_views = train.views or list(cache.views)
     tables, histories = [], []
     for fold in range(int(fold_of_item.max()) + 1):
         parts = fold_parts(fold_of_item, fold)
@@ -115,27 +119,24 @@ def cross_validate(
             "val": data["plain"].subset(parts["val"]),
             "test": data["plain"].subset(parts["test"]),
         }
-        trainer = train["trainer"]
         loaders = build_loaders(
             datasets,
-            trainer["batch_size"],
-            trainer["num_workers"],
-            train["balanced_sampler"],
-            train["seed"],
+            train.trainer.batch_size,
+            train.trainer.num_workers,
+            train.balanced_sampler,
+            train.seed,
         )
-        L.seed_everything(train["seed"] + fold, workers=True)
+        L.seed_everything(train.seed + fold, workers=True)
         train_targets = targets[datasets["train"].positions]
         frequencies = train_targets.mean(0).clip(1e-3, 1 - 1e-3)
         module = build_module(train, classes, used_views, per_view, label_type, frequencies)
         started = time.monotonic()
         with _fold_run(fold):
-            settings = {
-                **trainer,
-                "checkpoint_dir": str(Path(trainer["checkpoint_dir"]) / "cv" / f"fold_{fold}"),
-            }
-            result = fit(module, loaders["train"], loaders["val"], settings)
+            checkpoints = Path(train.trainer.checkpoint_dir) / "cv" / f"fold_{fold}"
+            trainer = train.trainer.model_copy(update={"checkpoint_dir": str(checkpoints)})
+            result = fit(module, loaders["train"], loaders["val"], trainer)
             module.model.load_state_dict(result.state_dict)
-            probs, fold_targets, _, _ = predict(module.model.eval(), loaders["test"], train["tta"])
+            probs, fold_targets, _, _ = predict(module.model.eval(), loaders["test"], train.tta)
             table = prediction_table("test", datasets["test"], probs, fold_targets, classes)
             if mlflow.active_run() is not None:
                 mlflow.log_params({"fold": fold, "n_train": len(datasets["train"])})
@@ -177,16 +178,17 @@ def cross_validate_baseline(
 ) -> pd.DataFrame:
     """Out-of-fold predictions of a logistic regression on frozen ImageNet features
     (``cv.baseline_backbone``), fitted on the other folds, on the same folds as the network."""
+    train, cv = parse_block("train", train), parse_block("cv", cv)
     cache = ImageCache.from_arrays(image_cache)
-    label_type, _, classes = label_task(cache.labels, cache.classes, train["label_type"])
+    label_type, _, classes = label_task(cache.labels, cache.classes, train.label_type)
     plain = _items(cache, list(pd.unique(cv_folds["sample_id"])), train)["plain"]
-    features = _item_features(plain, cv["baseline_backbone"])
+    features = _item_features(plain, cv.baseline_backbone)
     targets = plain.targets[plain.positions]
     fold_of_item = cv_folds["fold"].to_numpy()
     tables = []
     for fold in range(int(fold_of_item.max()) + 1):
         test = fold_of_item == fold
-        model = baseline.fit_logistic(features[~test], targets[~test], label_type, cv["seed"])
+        model = baseline.fit_logistic(features[~test], targets[~test], label_type, cv.seed)
         probs = baseline.logistic_probabilities(model, features[test], label_type, len(classes))
         table = prediction_table(
             "test",
@@ -210,35 +212,31 @@ def summarise_cv(
 ) -> tuple[dict, dict]:
     """``cv_metrics`` (pooled out-of-fold report of the network and the baseline) and
     the headline figures as metrics of the MLflow run."""
+    train, cv = parse_block("train", train), parse_block("cv", cv)
     classes = [c.removeprefix("prob_") for c in predictions.columns if c.startswith("prob_")]
-    one_hot = (predictions[[f"target_{c}" for c in classes]].sum(1) == 1).all()
+    one_hot = (predictions[[f"target_{c}" for c in classes]].sum(axis=1) == 1).all()
     label_type = "multiclass" if classes[0] == "normal" and one_hot else "multilabel"
     report = {
         "folds": int(cv_folds["fold"].nunique()),
-        "group_by": cv["group_by"],
+        "group_by": cv.group_by,
         "items": int(len(cv_folds)),
         "units": int(cv_folds["unit_id"].nunique()),
         "classes": classes,
-        "model": {k: train["model"][k] for k in ("backbone", "pretrained", "task")},
-        "image_size": train["image_size"],
-        "per_view": train["per_view"],
+        "model": train.model.model_dump(include={"backbone", "pretrained", "task"}),
+        "image_size": train.image_size,
+        "per_view": train.per_view,
         **pooled_report(
-            predictions,
-            classes,
-            label_type,
-            train["bootstrap_rounds"],
-            train["seed"],
-            train["per_view"],
+            predictions, classes, label_type, train.bootstrap_rounds, train.seed, train.per_view
         ),
         "baseline": {
-            "model": f"logistic regression on frozen {cv['baseline_backbone']} features",
+            "model": f"logistic regression on frozen {cv.baseline_backbone} features",
             **pooled_report(
                 baseline_predictions,
                 classes,
                 label_type,
-                train["bootstrap_rounds"],
-                train["seed"],
-                train["per_view"],
+                train.bootstrap_rounds,
+                train.seed,
+                train.per_view,
             ),
         },
     }

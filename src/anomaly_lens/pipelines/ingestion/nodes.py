@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from anomaly_lens.ml import layouts
 from anomaly_lens.ml.imaging import ImageProblem, SizeLimits
 from anomaly_lens.ml.inspection import Checks, Inspection, MaskRule, inspect_records
+from anomaly_lens.parameters import parse_block
 
 logger = logging.getLogger(__name__)
 
@@ -50,32 +51,27 @@ def _inside_raw_folder(partitions: Any) -> Any:
 def collect_records(
     raw_images: Mapping[str, Callable[[], bytes]], raw_annotations: Any, params: dict
 ) -> list[layouts.RawRecord]:
-    """Read the raw layer with the adapter named by ``params['layout']``.
+    """Read the raw layer with the adapter named by ``ingestion.layout``.
 
     Files reached through links that leave the raw folder are not read (quarantined as
     ``outside_raw_dir``) unless ``follow_links_outside_raw_dir`` is true.
     """
-    if not params["follow_links_outside_raw_dir"]:
+    settings = parse_block("ingestion", params)
+    if not settings.follow_links_outside_raw_dir:
         raw_images, raw_annotations = map(_inside_raw_folder, (raw_images, raw_annotations))
-    layout = params["layout"]
-    if layout == "synthetic":
-        return layouts.from_synthetic(raw_images, raw_annotations, params["filename_pattern"])
-    if layout == "class_folders":
+    pattern = settings.filename_pattern
+    if settings.layout == "synthetic":
+        return layouts.from_synthetic(raw_images, raw_annotations, pattern)
+    if settings.layout == "class_folders":
         return layouts.from_class_folders(
-            raw_images, raw_annotations, params["filename_pattern"], params.get("normal_class")
+            raw_images, raw_annotations, pattern, settings.normal_class
         )
-    if layout == "voc":
-        voc = params["voc"]
+    if settings.layout == "voc":
+        voc = settings.voc
         return layouts.from_voc(
-            raw_images,
-            raw_annotations,
-            voc["label_source"],
-            voc["prefix_pattern"],
-            params["filename_pattern"],
+            raw_images, raw_annotations, voc.label_source, voc.prefix_pattern, pattern
         )
-    if layout == "manifest_csv":
-        return layouts.from_manifest_csv(raw_images, raw_annotations, params["label_separator"])
-    raise ValueError(f"Unknown ingestion layout {layout!r}; expected one of {layouts.LAYOUTS}")
+    return layouts.from_manifest_csv(raw_images, raw_annotations, settings.label_separator)
 
 
 def _file_path(load: Callable[[], bytes] | None) -> str | None:
@@ -92,14 +88,13 @@ def inspect_raw_records(
     With ``on_error: fail`` the node raises after looking at every record, naming each
     reason, and nothing is written.
     """
-    if params["on_error"] not in ("quarantine", "fail"):
-        raise ValueError(f"on_error must be 'quarantine' or 'fail', not {params['on_error']!r}")
-    rule = MaskRule(params["mask_threshold"], params["strict_binary_masks"])
+    settings = parse_block("ingestion", params)
+    rule = MaskRule(settings.mask_threshold, settings.strict_binary_masks)
     checks = Checks(
-        SizeLimits(params["max_image_pixels"], params["min_image_side"]),
-        params["duplicate_label_conflict"],
+        SizeLimits(settings.max_image_pixels, settings.min_image_side),
+        settings.duplicate_label_conflict,
     )
-    result: Inspection = inspect_records(records, params["classes"] or [], rule, checks)
+    result: Inspection = inspect_records(records, settings.classes, rule, checks)
     paths = {r.partition_id: _file_path(r.load) or r.partition_id for r in records}
     for table in (result.manifest, result.quarantine):
         if "partition_id" in table.columns:
@@ -107,7 +102,7 @@ def inspect_raw_records(
     quarantine = result.quarantine
     if len(quarantine):
         counts = quarantine["reason"].value_counts().to_dict()
-        if params["on_error"] == "fail":
+        if settings.on_error == "fail":
             examples = quarantine.head(10).to_string(index=False)
             raise DataQualityError(
                 f"{len(quarantine)} raw rows failed checks {counts} and on_error is 'fail'. "
@@ -138,7 +133,7 @@ def summarise_quality(
         "n_images": int(len(manifest)),
         "n_quarantined": int(len(quarantine)),
         "classes": classes,
-        "classes_from": "parameters" if params["classes"] else "data",
+        "classes_from": "parameters" if parse_block("ingestion", params).classes else "data",
         "quarantine_by_reason": _counts(quarantine["reason"]),
         "images_by_view": _counts(manifest["view"]),
         "normal_images": int((manifest["labels"].map(len) == 0).sum()),

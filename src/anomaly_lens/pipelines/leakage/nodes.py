@@ -3,13 +3,15 @@ grouping, and the gap it opens."""
 
 from __future__ import annotations
 
+from anomaly_lens.parameters import parse_block
+
 COMPARED = ("model", "image_size", "per_view", "folds", "classes")
 
 
 def random_grouping(cv: dict) -> dict:
     """The ``cv`` settings with every item on its own: photos of one tile (or specimen)
     fall into different folds, as in a photo-level random split."""
-    return {**cv, "group_by": "none"}
+    return parse_block("cv", cv).model_copy(update={"group_by": "none"}).model_dump()
 
 
 def _gap(grouped: dict, leaky: dict, key: str) -> dict:

@@ -7,6 +7,7 @@ import logging
 import pandas as pd
 
 from anomaly_lens.ml.pairing import SAMPLE_ID_SEPARATOR, pair_views, recover_tiles
+from anomaly_lens.parameters import parse_block
 
 logger = logging.getLogger(__name__)
 
@@ -29,17 +30,18 @@ def key_samples(manifest: pd.DataFrame, params: dict) -> pd.DataFrame:
     from the capture numbers is both key and group; images outside any sequence (``exp0``)
     become single-image samples.
     """
+    settings = parse_block("pairing", params)
     frame = manifest.copy()
-    tiles = params.get("tiles")
+    tiles = settings.tiles
     if tiles:
-        tile = recover_tiles(frame, tiles["folder"], "view", tiles["number"], tiles["max_gap"])
+        tile = recover_tiles(frame, tiles.folder, "view", tiles.number, tiles.max_gap)
         frame["tile_id"] = tile.fillna(frame["image_id"])
         frame["in_sequence"] = tile.notna()
-    key = list(params["key"])
+    key = settings.key
     missing = sorted(set(key) - set(frame.columns))
     if missing:
         raise ValueError(f"pairing key columns {missing} are not in the manifest")
-    group = _group_column(params["group"], frame.columns)
+    group = _group_column(settings.group, frame.columns)
     logger.info("Samples keyed by %s, grouped by %s", key, group)
     frame["sample_key"] = frame[key].astype(str).agg(SAMPLE_ID_SEPARATOR.join, axis=1)
     frame["group_key"] = frame[group].astype(str)
@@ -50,19 +52,16 @@ def pair_samples(
     keyed: pd.DataFrame, class_names: list[str], params: dict
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``samples`` (one row per sample) and the table of resolved label conflicts."""
+    settings = parse_block("pairing", params)
     # Sample-level columns; an image's own id is already in its ``image_<view>`` column.
-    keep = [
-        c
-        for c in list(params["key"]) + list(params.get("keep", []))
-        if c in keyed.columns and c != "image_id"
-    ]
+    keep = [c for c in settings.key + settings.keep if c in keyed.columns and c != "image_id"]
     if "in_sequence" in keyed.columns:
         keep.append("in_sequence")
     samples, conflicts = pair_views(
         keyed.drop(columns=["sample_key", "group_key"]),
         keyed["sample_key"],
         keyed["group_key"],
-        params["views"],
+        settings.views,
         class_names,
         keep_columns=keep,
     )
@@ -78,6 +77,7 @@ def pair_samples(
 
 def summarise_pairing(samples: pd.DataFrame, conflicts: pd.DataFrame, params: dict) -> dict:
     """Complete vs partial samples, presence per view, per class; conflict counts."""
+    expected_views = parse_block("pairing", params).views
     views = [c.removeprefix("image_") for c in samples.columns if c.startswith("image_")]
     classes = [c.removeprefix("label_") for c in samples.columns if c.startswith("label_")]
     partial = samples.loc[~samples["complete"]]
@@ -86,12 +86,12 @@ def summarise_pairing(samples: pd.DataFrame, conflicts: pd.DataFrame, params: di
         "n_groups": int(samples["group_id"].nunique()),
         "complete_samples": int(samples["complete"].sum()),
         "partial_samples": int(len(partial)),
-        "extra_views": [v for v in views if v not in params["views"]],
+        "extra_views": [v for v in views if v not in expected_views],
         "samples_by_number_of_views": {
             str(k): int(v) for k, v in samples["n_views"].value_counts().sort_index().items()
         },
         "images_by_view": {v: int(samples[f"image_{v}"].notna().sum()) for v in views},
-        "missing_by_view": {v: int(samples[f"image_{v}"].isna().sum()) for v in params["views"]},
+        "missing_by_view": {v: int(samples[f"image_{v}"].isna().sum()) for v in expected_views},
         "samples_by_class": {c: int(samples[f"label_{c}"].sum()) for c in classes},
         "complete_by_class": {
             c: int(samples.loc[samples[f"label_{c}"] == 1, "complete"].sum()) for c in classes

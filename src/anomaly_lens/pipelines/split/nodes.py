@@ -17,6 +17,7 @@ from anomaly_lens.ml.splitting import (
     merge_groups_sharing_content,
     missing_classes,
 )
+from anomaly_lens.parameters import parse_block
 
 logger = logging.getLogger(__name__)
 
@@ -56,25 +57,26 @@ def split_samples(
     no near-duplicate pair is in two of train/val/test. An optional ``holdout`` sends
     every sample with a given column value to ``shift``.
     """
+    settings = parse_block("split", params)
     frame = samples[["sample_id", "group_id"]].reset_index(drop=True)
     images = _sample_images(samples, manifest)
     frame["hashes"] = images.groupby("position")["sha256"].agg(list).reindex(frame.index).values
-    near = _near_duplicate_samples(images, params["near_duplicate_bits"])
+    near = _near_duplicate_samples(images, settings.near_duplicate_bits)
     labels = samples[[f"label_{c}" for c in class_names]].to_numpy()
     shift = np.zeros(len(samples), dtype=bool)
-    holdout = params.get("holdout")
+    holdout = settings.holdout
     if holdout:
-        shift = samples[holdout["column"]].astype(str).isin(map(str, holdout["values"])).to_numpy()
+        shift = samples[holdout.column].astype(str).isin(map(str, holdout.values)).to_numpy()
     frame["unit_id"] = merge_groups_sharing_content(frame["group_id"], frame["hashes"], near)
     frame["split"], frame["fold"] = "shift", -1
     inside = ~shift
     assigned = assign_splits(
         frame.loc[inside, "unit_id"],
         labels[inside],
-        params["ratios"],
-        params["seed"],
-        folds=params["folds"],
-        candidates=params["candidates"],
+        settings.ratios,
+        settings.seed,
+        folds=settings.folds,
+        candidates=settings.candidates,
     )
     frame.loc[inside, "split"] = assigned["split"].values
     frame.loc[inside, "fold"] = assigned["fold"].values
@@ -93,7 +95,7 @@ def split_samples(
     ):
         logger.warning("Split: %s", warning)
     facts = {
-        "near_duplicate_bits": params["near_duplicate_bits"],
+        "near_duplicate_bits": settings.near_duplicate_bits,
         "near_duplicate_sample_pairs": len(near),
         "groups": int(frame["group_id"].nunique()),
         "units_after_joining_shared_content": int(frame["unit_id"].nunique()),
@@ -130,10 +132,9 @@ def summarise_split(
     shift_groups = set(frame.loc[frame["split"] == "shift", "group_id"])
     core_groups = frame.loc[frame["split"] != "shift", ["group_id", "split"]]
     report = {
-        "ratios": list(params["ratios"]),
-        "folds": params["folds"],
-        "seed": params["seed"],
-        "candidates": params["candidates"],
+        **parse_block("split", params).model_dump(
+            include={"ratios", "folds", "seed", "candidates"}
+        ),
         "samples_by_split": {str(k): int(v) for k, v in frame["split"].value_counts().items()},
         "groups_by_split": {
             str(k): int(v) for k, v in frame.groupby("split")["group_id"].nunique().items()

@@ -7,6 +7,7 @@ import logging
 import pandas as pd
 
 from anomaly_lens.ml import imaging, synthetic
+from anomaly_lens.parameters import parse_block
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +20,7 @@ def generate_raw_dataset(
     Returns PNG bytes per image id (``<view>/<specimen>_<condition>``), the RLE annotation
     table, the generator's ground-truth object boxes and the dataset's metadata.
     """
-    data = synthetic.generate(synthetic.SyntheticConfig.from_params(params))
+    data = synthetic.generate(parse_block("synthetic", params).to_config())
     logger.info(
         "Synthetic dataset: %d samples, %d images, %d annotated objects",
         data.metadata["n_samples"],

@@ -30,7 +30,9 @@ from anomaly_lens.ml.fitting import (
 )
 from anomaly_lens.ml.metrics import json_safe
 from anomaly_lens.ml.models import load_matching_weights
+from anomaly_lens.ml.settings import TrainSettings
 from anomaly_lens.ml.splitting import units_of
+from anomaly_lens.parameters import parse_block
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ def cache_images(
     params: dict,
 ) -> dict[str, np.ndarray]:
     """Decode and resize every sample's views once; later runs reuse the arrays."""
+    image_size = parse_block("train", params).image_size
     cache = build_image_cache(
         samples,
         manifest,
@@ -52,17 +55,15 @@ def cache_images(
         lambda pid: raw_images[pid](),
         views=views,
         classes=class_names,
-        image_size=params["image_size"],
+        image_size=image_size,
     )
-    logger.info(
-        "Image cache: %s samples x %s views at %d px", *cache.images.shape[:2], params["image_size"]
-    )
+    logger.info("Image cache: %s samples x %s views at %d px", *cache.images.shape[:2], image_size)
     return cache.arrays()
 
 
-def _task(cache: ImageCache, params: dict) -> tuple[str, np.ndarray, list[str]]:
+def _task(cache: ImageCache, settings: TrainSettings) -> tuple[str, np.ndarray, list[str]]:
     """Label type, targets per cache position and class names of the task the data pose."""
-    return label_task(cache.labels, cache.classes, params["label_type"])
+    return label_task(cache.labels, cache.classes, settings.label_type)
 
 
 def _split_ids(splits: pd.DataFrame) -> dict[str, list[str]]:
@@ -72,27 +73,26 @@ def _split_ids(splits: pd.DataFrame) -> dict[str, list[str]]:
     }
 
 
-def _datasets(cache, splits, params, targets, views, per_view):
+def _datasets(cache, splits, settings: TrainSettings, targets, views, per_view):
     """The train/val/test datasets of a split table (train augmented)."""
     return build_datasets(
-        cache, _split_ids(splits), targets, views, per_view, params["augmentation"], params["seed"]
+        cache, _split_ids(splits), targets, views, per_view, settings.augmentation, settings.seed
     )
 
 
-def _loaders(datasets, params):
-    trainer = params["trainer"]
+def _loaders(datasets, settings: TrainSettings):
     return build_loaders(
         datasets,
-        trainer["batch_size"],
-        trainer["num_workers"],
-        params["balanced_sampler"],
-        params["seed"],
+        settings.trainer.batch_size,
+        settings.trainer.num_workers,
+        settings.balanced_sampler,
+        settings.seed,
     )
 
 
-def _check_registered(cache: ImageCache, views: list[str], params: dict) -> None:
+def _check_registered(cache: ImageCache, views: list[str], settings: TrainSettings) -> None:
     """Refuse one mask for fused views whose pixels do not correspond."""
-    if params["model"]["task"] == "classification" or params["per_view"] or len(views) < 2:
+    if settings.model.task == "classification" or settings.per_view or len(views) < 2:
         return
     unregistered = cache.unregistered([cache.views.index(v) for v in views])
     if len(unregistered):
@@ -114,45 +114,43 @@ def train_model(
     params: dict,
 ) -> tuple[dict, pd.DataFrame]:
     """Fit with Lightning; return the best checkpoint's model bundle and the epoch history."""
+    settings = parse_block("train", params)
     cache = ImageCache.from_arrays(image_cache)
-    expected = cache_fingerprint(samples, manifest, views, class_names, params["image_size"])
+    expected = cache_fingerprint(samples, manifest, views, class_names, settings.image_size)
     if cache.fingerprint != expected:
         raise ValueError(
             "The image cache was built from other inputs: run the `train` pipeline "
             "from its start (the cache_images node) to rebuild it"
         )
-    L.seed_everything(params["seed"], workers=True)
-    label_type, targets, classes = _task(cache, params)
-    if params["model"]["task"] == "segmentation" and "f1" in params["trainer"]["monitor"]:
+    L.seed_everything(settings.seed, workers=True)
+    label_type, targets, classes = _task(cache, settings)
+    if settings.model.task == "segmentation" and "f1" in settings.trainer.monitor:
         raise ValueError(
             "A segmentation-only model has no class scores to monitor: set "
             "train.trainer.monitor=val_loss and train.trainer.mode=min"
         )
-    used_views = params["views"] or list(cache.views)
-    _check_registered(cache, used_views, params)
-    per_view = params["per_view"]
-    loaders = _loaders(_datasets(cache, splits, params, targets, used_views, per_view), params)
+    used_views = settings.views or list(cache.views)
+    _check_registered(cache, used_views, settings)
+    per_view = settings.per_view
+    loaders = _loaders(_datasets(cache, splits, settings, targets, used_views, per_view), settings)
     train_positions = loaders["train"].dataset.positions
     frequencies = targets[train_positions].mean(0).clip(1e-3, 1 - 1e-3).tolist()
-    module = build_module(params, classes, used_views, per_view, label_type, frequencies)
-    if params["init_from"]:
-        source = torch.load(params["init_from"], map_location="cpu", weights_only=True)
+    module = build_module(settings, classes, used_views, per_view, label_type, frequencies)
+    if settings.init_from:
+        source = torch.load(settings.init_from, map_location="cpu", weights_only=True)
         copied = load_matching_weights(module.model, source["state_dict"])
         logger.info(
             "Fine-tuning from %s: %d tensors loaded, %d new (%s)",
-            params["init_from"],
+            settings.init_from,
             len(copied["loaded"]),
             len(copied["skipped"]),
             ", ".join(copied["skipped"][:6]),
         )
-    result = fit(
-        module, loaders["train"], loaders["val"], params["trainer"], resume=params["resume"]
-    )
+    result = fit(module, loaders["train"], loaders["val"], settings.trainer, settings.resume)
     bundle = {
         "config": saved_config(module.model),
         "initial_weights": (
-            params["model"]["weights_path"]
-            or ("imagenet" if params["model"]["pretrained"] else None)
+            settings.model.weights_path or ("imagenet" if settings.model.pretrained else None)
         ),
         "state_dict": result.state_dict,
         "classes": classes,
@@ -165,7 +163,7 @@ def train_model(
     return bundle, result.history
 
 
-def _split_metrics(probs, targets, seg, masks, classes, label_type, params, groups=None):
+def _split_metrics(probs, targets, seg, masks, classes, label_type, settings, groups=None):
     """Classification and segmentation metrics of one split, with bootstrap intervals."""
     return score(
         probs,
@@ -174,8 +172,8 @@ def _split_metrics(probs, targets, seg, masks, classes, label_type, params, grou
         masks,
         classes,
         label_type,
-        params["bootstrap_rounds"],
-        params["seed"],
+        settings.bootstrap_rounds,
+        settings.seed,
         groups,
     )
 
@@ -190,6 +188,7 @@ def evaluate_model(
     its views' probabilities: the figure to compare with a fused multi-view model. The
     bootstrap resamples units (specimens, tiles), not images: see docs/models.md.
     """
+    settings = parse_block("train", params)
     unit_of = units_of(splits)
     cache = ImageCache.from_arrays(image_cache)
     model = load_model(model_bundle)
@@ -197,7 +196,7 @@ def evaluate_model(
     per_view = model_bundle["per_view"]
     targets = task_targets(cache.labels, label_type)
     loaders = _loaders(
-        _datasets(cache, splits, params, targets, model_bundle["views"], per_view), params
+        _datasets(cache, splits, settings, targets, model_bundle["views"], per_view), settings
     )
     report = {
         "best_epoch": model_bundle["best_epoch"],
@@ -210,11 +209,13 @@ def evaluate_model(
     tables = []
     for split in ("val", "test"):
         dataset = loaders[split].dataset
-        probs, split_targets, seg, masks = predict(model, loaders[split], params["tta"])
+        probs, split_targets, seg, masks = predict(model, loaders[split], settings.tta)
         groups = unit_of.loc[dataset.cache.sample_ids[dataset.positions]].to_numpy()
         report[split] = {
             "n_samples": len(dataset),
-            **_split_metrics(probs, split_targets, seg, masks, classes, label_type, params, groups),
+            **_split_metrics(
+                probs, split_targets, seg, masks, classes, label_type, settings, groups
+            ),
         }
         if probs is None:
             continue
@@ -233,7 +234,7 @@ def evaluate_model(
                     None,
                     classes,
                     label_type,
-                    params,
+                    settings,
                     unit_of.loc[sample_probs.index].to_numpy(),
                 ),
             }
@@ -296,11 +297,12 @@ def plot_training_curves(history: pd.DataFrame) -> Figure:
 def evaluate_baseline(image_cache: dict, splits: pd.DataFrame, params: dict) -> dict:
     """Random forest on hand-crafted per-view features, fitted on train, scored like the model
     (on the same items: samples, or single views with ``per_view``)."""
+    settings = parse_block("train", params)
     cache = ImageCache.from_arrays(image_cache)
     unit_of = units_of(splits)
-    label_type, targets, classes = _task(cache, params)
-    views = params["views"] or list(cache.views)
-    datasets = _datasets(cache, splits, params, targets, views, params["per_view"])
+    label_type, targets, classes = _task(cache, settings)
+    views = settings.views or list(cache.views)
+    datasets = _datasets(cache, splits, settings, targets, views, settings.per_view)
     features, split_targets = {}, {}
     for split, dataset in datasets.items():
         features[split] = baseline.sample_features(
@@ -312,14 +314,14 @@ def evaluate_baseline(image_cache: dict, splits: pd.DataFrame, params: dict) -> 
         features["train"],
         split_targets["train"],
         label_type,
-        params["seed"],
-        params["baseline_trees"],
+        settings.seed,
+        settings.baseline_trees,
     )
     report = {
         "model": "random_forest",
         "features_per_view": list(baseline.FEATURES),
         "views": views,
-        "per_view": params["per_view"],
+        "per_view": settings.per_view,
         "label_type": label_type,
         "classes": classes,
     }
@@ -337,7 +339,7 @@ def evaluate_baseline(image_cache: dict, splits: pd.DataFrame, params: dict) -> 
                 None,
                 classes,
                 label_type,
-                params,
+                settings,
                 unit_of.loc[dataset.cache.sample_ids[dataset.positions]].to_numpy(),
             ),
         }

@@ -1,0 +1,310 @@
+"""Typed parameter blocks of every pipeline, and readable errors for bad values.
+
+Each top-level block of ``conf/*/parameters*.yml`` has a schema here (``train``'s is the
+library's ``TrainSettings``). Nodes parse their block once with ``parse_block``; the
+project hook checks every block with ``check_parameters`` before a run starts, so a bad
+value or a misspelt key stops the run before any work, with messages such as
+``train.image_size: expected an integer, got 'abc'``. No Kedro imports.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from anomaly_lens.ml.layouts import LAYOUTS
+from anomaly_lens.ml.pretrained import WEIGHT_PACKAGES
+from anomaly_lens.ml.settings import Settings, TrainSettings
+from anomaly_lens.ml.splitting import check_ratios
+from anomaly_lens.ml.synthetic import SyntheticConfig
+
+
+class ParameterError(ValueError):
+    """Parameters that do not fit their schema; one line per problem."""
+
+
+def _regex(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as error:
+        raise ValueError(f"not a regular expression ({error}): {pattern!r}") from None
+    return pattern
+
+
+class VocParams(Settings):
+    label_source: Literal["objects", "filename_prefix", "both"] = "objects"
+    prefix_pattern: str = r"(?P<label>.+?)_\d+$"
+
+    _pattern = field_validator("prefix_pattern")(_regex)
+
+
+class IngestionParams(Settings):
+    """The ``ingestion`` block: layout, quarantine rules, file-name pattern."""
+
+    layout: Literal[LAYOUTS] = "synthetic"
+    classes: list[str] = []
+    on_error: Literal["quarantine", "fail"] = "quarantine"
+    mask_threshold: int = Field(default=128, ge=1, le=255)
+    strict_binary_masks: bool = False
+    max_image_pixels: PositiveInt = 40_000_000
+    min_image_side: PositiveInt = 16
+    duplicate_label_conflict: Literal["quarantine", "keep_first"] = "quarantine"
+    follow_links_outside_raw_dir: bool = False
+    filename_pattern: str = r"(?P<view>[^/]+)/(?P<specimen_id>S\d+)_(?P<condition>[^/]+)"
+    normal_class: str | None = None
+    label_separator: str = Field(default=";", min_length=1)
+    voc: VocParams = VocParams()
+
+    _pattern = field_validator("filename_pattern")(_regex)
+
+
+class TileParams(Settings):
+    folder: str
+    number: str
+    max_gap: PositiveInt
+
+
+class PairingParams(Settings):
+    """The ``pairing`` block: which manifest columns make a sample and its group."""
+
+    key: list[str] = Field(default=["specimen_id", "condition"], min_length=1)
+    group: str | list[str] = "specimen_id"
+    views: list[str] = Field(default=["co2", "ch4"], min_length=1)
+    keep: list[str] = []
+    tiles: TileParams | None = None
+
+
+class HoldoutParams(Settings):
+    column: str
+    values: list[str | int | float] = Field(min_length=1)
+
+
+class SplitParams(Settings):
+    """The ``split`` block: shares, folds, seeds, near-duplicate joining, held-out domain."""
+
+    ratios: list[float] = [0.7, 0.15, 0.15]
+    folds: NonNegativeInt = 0
+    seed: int = 42
+    candidates: PositiveInt = 50
+    near_duplicate_bits: int = Field(default=12, ge=-1, le=256)
+    holdout: HoldoutParams | None = None
+
+    @field_validator("ratios")
+    @classmethod
+    def _shares(cls, ratios: list[float]) -> list[float]:
+        return list(check_ratios(ratios))
+
+    @field_validator("folds")
+    @classmethod
+    def _no_single_fold(cls, folds: int) -> int:
+        if folds == 1:
+            raise ValueError("expected 0 (no folds) or at least 2, got 1")
+        return folds
+
+
+class AnomalyTypeParams(Settings):
+    views: list[str] = Field(min_length=1)
+    rare: bool = False
+
+
+class SyntheticParams(Settings):
+    """The ``synthetic`` block; checked by building the generator's ``SyntheticConfig``."""
+
+    seed: int = 42
+    n_specimens: PositiveInt = 150
+    conditions: list[str] = Field(default=["c0", "c1", "c2", "c3"], min_length=1)
+    views: list[str] = Field(default=["co2", "ch4"], min_length=1)
+    image_size: PositiveInt = 128
+    normal_fraction: float = 0.4
+    rare_fraction: float = Field(default=0.03, ge=0.0, le=1.0)
+    missing_view_fraction: float = Field(default=0.05, ge=0.0, lt=1.0)
+    anomaly_types: dict[str, AnomalyTypeParams] = {
+        "plume": AnomalyTypeParams(views=["co2"]),
+        "streak": AnomalyTypeParams(views=["co2", "ch4"]),
+        "hotspot": AnomalyTypeParams(views=["ch4"]),
+        "crack": AnomalyTypeParams(views=["co2", "ch4"], rare=True),
+    }
+
+    @model_validator(mode="after")
+    def _generator_accepts(self) -> SyntheticParams:
+        self.to_config()
+        return self
+
+    def to_config(self) -> SyntheticConfig:
+        return SyntheticConfig.from_params(self.model_dump())
+
+
+class BboxParams(Settings):
+    """The ``bbox`` block."""
+
+    min_area: NonNegativeInt = 10
+    merge_distance: NonNegativeInt = 0
+    previews_per_class: NonNegativeInt = 4
+
+
+class CvParams(Settings):
+    """The ``cv`` block."""
+
+    folds: int = Field(default=5, ge=2)
+    group_by: Literal["unit", "none"] = "unit"
+    seed: int = 42
+    candidates: PositiveInt = 20
+    baseline_backbone: str = "tf_efficientnet_lite0"
+
+    @field_validator("baseline_backbone")
+    @classmethod
+    def _shipped(cls, name: str) -> str:
+        if name not in WEIGHT_PACKAGES:
+            raise ValueError(f"expected one of {sorted(WEIGHT_PACKAGES)}, got {name!r}")
+        return name
+
+
+BLOCKS: dict[str, type[BaseModel]] = {
+    "synthetic": SyntheticParams,
+    "ingestion": IngestionParams,
+    "bbox": BboxParams,
+    "pairing": PairingParams,
+    "split": SplitParams,
+    "train": TrainSettings,
+    "cv": CvParams,
+}
+
+
+def parse_block(name: str, values: Mapping[str, Any] | BaseModel | None) -> Any:
+    """The typed block ``name`` (a block that is already typed passes through)."""
+    schema = BLOCKS[name]
+    if isinstance(values, schema):
+        return values
+    try:
+        return schema.model_validate(dict(values or {}))
+    except ValidationError as error:
+        raise ParameterError(
+            "Invalid parameters:\n  " + "\n  ".join(describe(name, schema, error))
+        ) from None
+
+
+def check_parameters(parameters: Mapping[str, Any]) -> None:
+    """Parse every known block present; one ``ParameterError`` lists all problems."""
+    problems = []
+    for name, schema in BLOCKS.items():
+        if name not in parameters:
+            continue
+        try:
+            schema.model_validate(dict(parameters[name] or {}))
+        except ValidationError as error:
+            problems += describe(name, schema, error)
+    if problems:
+        raise ParameterError("Invalid parameters:\n  " + "\n  ".join(problems))
+
+
+_EXPECTED = {
+    "int_parsing": "an integer",
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "float_parsing": "a number",
+    "float_type": "a number",
+    "bool_parsing": "true or false",
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+}
+
+
+def describe(block: str, schema: type[BaseModel], error: ValidationError) -> list[str]:
+    """One line per problem: ``<block>.<key path>: expected ..., got <value>``.
+
+    The alternatives of a value that may take several types (``2`` or ``'auto'``) are
+    joined into one line; an unknown key names the closest valid one.
+    """
+    expected: dict[str, list[str]] = {}
+    given: dict[str, Any] = {}
+    lines = []
+    for item in error.errors():
+        path, container = _walk(schema, item["loc"])
+        name = ".".join([block, *map(str, path)])
+        kind = item["type"]
+        if kind == "extra_forbidden":
+            lines.append(f"{name}: unknown key{_closest(path[-1], container, block, path)}")
+        elif kind == "missing":
+            lines.append(f"{name}: missing")
+        elif kind == "value_error":
+            lines.append(f"{name}: {item['msg'].removeprefix('Value error, ')}")
+        else:
+            if kind == "literal_error":
+                wanted = f"one of {item['ctx']['expected']}"
+            else:
+                wanted = _EXPECTED.get(kind) or _bound(item["msg"])
+            expected.setdefault(name, []).append(wanted)
+            given[name] = item["input"]
+    lines += [
+        f"{name}: expected {' or '.join(w)}, got {given[name]!r}" for name, w in expected.items()
+    ]
+    return lines
+
+
+def _bound(message: str) -> str:
+    """Pydantic's ``Input should be greater than 0`` as ``a value greater than 0``."""
+    wanted = message.removeprefix("Input should be ")
+    return f"a value {wanted}" if wanted.startswith(("greater", "less")) else wanted
+
+
+def _closest(key: str, container: type[BaseModel] | None, block: str, path: list) -> str:
+    if container is None:
+        return ""
+    valid = list(container.model_fields)
+    prefix = ".".join([block, *map(str, path[:-1])])
+    match = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.6)
+    if match:
+        return f"; did you mean {prefix}.{match[0]}?"
+    return f"; valid keys of {prefix}: {', '.join(valid)}"
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model an annotation holds (``Model`` or ``Model | None``)."""
+    candidates = [annotation]
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        candidates = typing.get_args(annotation)
+    for candidate in candidates:
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def _walk(schema: type[BaseModel], loc: tuple) -> tuple[list, type[BaseModel] | None]:
+    """The parameter path of an error location (union-branch tags dropped) and the model
+    whose field (or unknown key) the path ends at."""
+    path: list = []
+    annotation: Any = schema
+    container = None
+    for part in loc:
+        model = _model_in(annotation)
+        if model is not None:
+            container = model
+            path.append(part)
+            field = model.model_fields.get(part)
+            if field is None:  # an unknown key
+                break
+            annotation = field.annotation
+        elif typing.get_origin(annotation) in (dict, list):
+            path.append(part)
+            annotation = typing.get_args(annotation)[-1]
+        else:  # a union branch's tag, e.g. 'int' or "literal['auto']"
+            break
+    return path, container

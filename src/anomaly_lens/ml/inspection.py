@@ -12,7 +12,8 @@ Quarantine reasons (stable codes, one per row, with a free-text ``detail``):
 ``unrecognised_name``     the file name does not match the layout's pattern
 ``ambiguous_stem``        several images share the stem an annotation is matched by
 ``mask_*``                the mask is unreadable, of another size, or breaks the value rule
-``mask_label_conflict``   a mask of an image labelled normal has foreground pixels
+``mask_label_conflict``   a mask of an image labelled normal has foreground pixels, or a
+                          mask's class is not among the image's labels
 ``rle_malformed``         an RLE string is not start/length integer pairs
 ``rle_out_of_bounds``     an RLE run leaves the image
 ``box_out_of_bounds``     a box leaves the image or is empty
@@ -109,6 +110,11 @@ def _masks_of(
             if mask.any():
                 raise Rejected("mask_label_conflict", "image labelled normal has a non-empty mask")
             continue
+        if cls not in record.labels:
+            raise Rejected(
+                "mask_label_conflict",
+                f"a mask of class {cls!r} on an image labelled {sorted(record.labels) or 'normal'}",
+            )
         masks[cls] = (mask, False)
     for box in record.boxes:
         if not (0 <= box.x0 < box.x1 <= width and 0 <= box.y0 < box.y1 <= height):

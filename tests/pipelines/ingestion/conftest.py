@@ -12,6 +12,7 @@ from kedro_datasets.partitions import PartitionedDataset
 from PIL import Image
 
 from anomaly_lens.ml import rle
+from anomaly_lens.pipelines.ingestion.nodes import collect_records, inspect_raw_records
 from tests.conftest import base_parameters
 
 
@@ -60,3 +61,40 @@ def synthetic_root(tmp_path: Path) -> Path:
 
 def load_synthetic(root: Path) -> tuple[dict, pd.DataFrame]:
     return partitions(root / "images", ".png"), pd.read_csv(root / "annotations.csv")
+
+
+def ingest(images, annotations, params):
+    records = collect_records(images, annotations, params)
+    return inspect_raw_records(records, params)
+
+
+@pytest.fixture
+def class_folder_params(params):
+    return {
+        **params,
+        "layout": "class_folders",
+        "normal_class": "Free",
+        "filename_pattern": r"MT_(?P<class_folder>[^/]+)/Imgs/(?P<view>exp\d+)_num_(?P<num>\d+)",
+    }
+
+
+def load_folders(root):
+    return partitions(root, ".jpg"), partitions(root, ".png")
+
+
+def voc_xml(*objects: tuple[str, int, int, int, int]) -> str:
+    body = "".join(
+        f"<object><name>{n}</name><bndbox><xmin>{a}</xmin><ymin>{b}</ymin>"
+        f"<xmax>{c}</xmax><ymax>{d}</ymax></bndbox></object>"
+        for n, a, b, c, d in objects
+    )
+    return f"<annotation><size><width>16</width><height>16</height></size>{body}</annotation>"
+
+
+@pytest.fixture
+def voc_params(params):
+    return {**params, "layout": "voc", "filename_pattern": r"(?P<stem>.+)"}
+
+
+def load_voc(root):
+    return partitions(root / "JPEGImages"), partitions(root / "Annotations", ".xml")

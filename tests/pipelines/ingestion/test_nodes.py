@@ -13,17 +13,21 @@ from PIL import Image
 from anomaly_lens.pipelines.ingestion.nodes import (
     DataQualityError,
     collect_records,
-    inspect_raw_records,
     plot_quality,
     summarise_quality,
 )
 
-from .conftest import encode, load_synthetic, partitions, textured, write
-
-
-def ingest(images, annotations, params):
-    records = collect_records(images, annotations, params)
-    return inspect_raw_records(records, params)
+from .conftest import (
+    encode,
+    ingest,
+    load_folders,
+    load_synthetic,
+    load_voc,
+    partitions,
+    textured,
+    voc_xml,
+    write,
+)
 
 
 def reasons(quarantine: pd.DataFrame) -> dict[str, str]:
@@ -215,20 +219,6 @@ def class_folder_root(tmp_path):
     return tmp_path
 
 
-@pytest.fixture
-def class_folder_params(params):
-    return {
-        **params,
-        "layout": "class_folders",
-        "normal_class": "Free",
-        "filename_pattern": r"MT_(?P<class_folder>[^/]+)/Imgs/(?P<view>exp\d+)_num_(?P<num>\d+)",
-    }
-
-
-def load_folders(root):
-    return partitions(root, ".jpg"), partitions(root, ".png")
-
-
 def test_class_folders_give_labels_views_and_masks(class_folder_root, class_folder_params):
     manifest, masks, _, quarantine, classes = ingest(
         *load_folders(class_folder_root), class_folder_params
@@ -281,15 +271,6 @@ def test_mask_without_image_is_quarantined(class_folder_root, class_folder_param
 # ------------------------------------------------------------------ Pascal VOC layout
 
 
-def voc_xml(*objects: tuple[str, int, int, int, int]) -> str:
-    body = "".join(
-        f"<object><name>{n}</name><bndbox><xmin>{a}</xmin><ymin>{b}</ymin>"
-        f"<xmax>{c}</xmax><ymax>{d}</ymax></bndbox></object>"
-        for n, a, b, c, d in objects
-    )
-    return f"<annotation><size><width>16</width><height>16</height></size>{body}</annotation>"
-
-
 @pytest.fixture
 def voc_root(tmp_path):
     write(tmp_path / "JPEGImages/batch1/scratch_1.png", encode(textured(1)))
@@ -300,15 +281,6 @@ def voc_root(tmp_path):
     )
     write(tmp_path / "Annotations/nested/dent_2.xml", voc_xml(("dent", 2, 2, 6, 6)))
     return tmp_path
-
-
-@pytest.fixture
-def voc_params(params):
-    return {**params, "layout": "voc", "filename_pattern": r"(?P<stem>.+)"}
-
-
-def load_voc(root):
-    return partitions(root / "JPEGImages"), partitions(root / "Annotations", ".xml")
 
 
 def test_voc_boxes_become_labels_and_weak_masks(voc_root, voc_params):

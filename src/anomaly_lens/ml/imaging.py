@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 from dataclasses import dataclass
 
 import cv2
@@ -60,8 +61,11 @@ def decode_image(content: bytes, limits: SizeLimits | None = None) -> DecodedIma
             pixels = np.asarray(image.convert("L") if mode in ("1", "P", "I;16") else image)
     except ImageProblem:
         raise
-    except Image.DecompressionBombError as err:
-        raise ImageProblem("too_large", str(err)) from None
+    except Image.DecompressionBombError as err:  # Pillow's own limit, checked on open
+        found = re.search(r"\((\d+) pixels\)", str(err))
+        if limits is None or found is None:
+            raise ImageProblem("too_large", str(err)) from None
+        raise ImageProblem("too_large", f"{found[1]} pixels > {limits.max_pixels}") from None
     except UnidentifiedImageError as err:
         raise ImageProblem("unreadable", str(err)) from None
     except (OSError, SyntaxError, ValueError) as err:

@@ -173,6 +173,24 @@ class CvParams(Settings):
         return name
 
 
+class InferenceParams(Settings):
+    """The ``inference`` block; ``input_dir`` is given on the command line, where the
+    catalog reads it too."""
+
+    input_dir: str | None = None
+    batch_size: PositiveInt = 32
+    tta: bool = True
+    threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
+    min_confidence: float = Field(default=0.0, ge=0.0, le=1.0)
+
+
+class ExportParams(Settings):
+    """The ``export`` block: the ONNX parity check."""
+
+    check_samples: PositiveInt = 32
+    tolerance: float = Field(default=1e-4, gt=0.0)
+
+
 BLOCKS: dict[str, type[BaseModel]] = {
     "synthetic": SyntheticParams,
     "ingestion": IngestionParams,
@@ -181,6 +199,8 @@ BLOCKS: dict[str, type[BaseModel]] = {
     "split": SplitParams,
     "train": TrainSettings,
     "cv": CvParams,
+    "inference": InferenceParams,
+    "export": ExportParams,
 }
 
 

@@ -9,8 +9,9 @@ from kedro.pipeline import Pipeline, pipeline
 # What the `synthetic` pipeline writes, read by the others wherever the raw layer is generated.
 GENERATED_RAW_DATA = {"raw_images": "demo_images", "raw_annotations": "demo_annotations"}
 
-# Run by name only: they train one model per fold, too long for the default run.
-BY_NAME_ONLY = ("cv", "leakage")
+# Run by name only: cv and leakage train one model per fold, too long for the default run;
+# inference and export use a trained model on request.
+BY_NAME_ONLY = ("cv", "leakage", "inference", "export")
 
 _raw_data = {"generated": True, "registered_for": None}
 
@@ -35,7 +36,7 @@ def register_pipelines() -> dict[str, Pipeline]:
     and every pipeline reads the ``demo_*`` entries it writes. In an env that points
     ``raw_images`` at a user's data, ``__default__`` starts at ``ingestion`` and nothing
     reads or writes the demo entries; ``synthetic`` stays available by name and only ever
-    writes its own folder. ``cv`` and ``leakage`` run by name only.
+    writes its own folder. ``BY_NAME_ONLY`` pipelines run by name only.
     """
     generated = _raw_data["generated"]
     found = find_pipelines(raise_errors=True)

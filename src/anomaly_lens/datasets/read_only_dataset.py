@@ -24,17 +24,29 @@ class ReadOnlyDataset(AbstractDataset[Any, Any]):
             path: ${runtime_params:raw_dir}
             dataset: anomaly_lens.datasets.BinaryDataset
 
+    ``optional: true`` loads None where the wrapped dataset does not exist.
+
     The catalog entry's name is filled in by ``anomaly_lens.hooks`` so that the error
     names it; the wrapped dataset's description names the place.
     """
 
-    def __init__(self, dataset: dict[str, Any] | str, metadata: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        dataset: dict[str, Any] | str,
+        optional: bool = False,
+        metadata: dict[str, Any] | None = None,
+    ):
         config = {"type": dataset} if isinstance(dataset, str) else dict(dataset)
         self._dataset = AbstractDataset.from_config("read-only source", config)
+        self._optional = optional
         self.entry_name: str | None = None
         self.metadata = metadata
 
     def load(self) -> Any:
+        """The wrapped dataset's data; None for an ``optional`` one that does not exist
+        (e.g. the labels of a folder of new images)."""
+        if self._optional and not self._dataset.exists():
+            return None
         return self._dataset.load()
 
     def save(self, data: Any) -> None:

@@ -81,9 +81,12 @@ def _strip_suffix(partition_id: str) -> str:
 
 
 def from_synthetic(
-    images: Mapping[str, Loader], annotations: pd.DataFrame, filename_pattern: str
+    images: Mapping[str, Loader], annotations: pd.DataFrame | None, filename_pattern: str
 ) -> list[RawRecord]:
-    """Images per view folder (``<view>/<name>.png``) plus a Severstal-style RLE table."""
+    """Images per view folder (``<view>/<name>.png``) plus a Severstal-style RLE table
+    (None: images without labels, e.g. new images to predict)."""
+    if annotations is None:
+        annotations = pd.DataFrame(columns=["ImageId", "ClassId", "EncodedPixels"])
     missing = {"ImageId", "ClassId", "EncodedPixels"} - set(annotations.columns)
     if missing:
         raise ValueError(f"annotations CSV lacks columns {sorted(missing)}")
@@ -112,16 +115,18 @@ def from_synthetic(
 
 def from_class_folders(
     images: Mapping[str, Loader],
-    masks: Mapping[str, Loader],
+    masks: Mapping[str, Loader] | None,
     filename_pattern: str,
     normal_class: str | None,
 ) -> list[RawRecord]:
-    """``<Class>/.../<stem>.<img>`` with a same-stem mask file beside each image.
+    """``<Class>/.../<stem>.<img>`` with a same-stem mask file beside each image (None: a
+    folder without masks).
 
     The pattern's ``class_folder`` group names the image's class; ``normal_class`` marks
     the defect-free folder, whose images get no label.
     """
     pattern = re.compile(filename_pattern)
+    masks = masks or {}
     records = {}
     for pid, load in images.items():
         image_id = _strip_suffix(pid)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 
 import lightning as L
+import mlflow
 import numpy as np
 import pandas as pd
 import torch
@@ -157,6 +159,10 @@ def train_model(
         "label_type": label_type,
         "views": used_views,
         "per_view": per_view,
+        "image_size": settings.image_size,
+        "input_clahe": settings.augmentation.clahe,
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "mlflow_run_id": run.info.run_id if (run := mlflow.active_run()) else None,
         "best_epoch": result.best_epoch,
         "n_parameters": sum(p.numel() for p in module.model.parameters()),
     }

@@ -1,0 +1,192 @@
+"""Nodes of the ``inference`` pipeline."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from anomaly_lens.ml.data import build_image_cache
+from anomaly_lens.ml.fitting import (
+    build_datasets,
+    build_loaders,
+    load_model,
+    predict,
+    prediction_table,
+    probability_columns,
+    score,
+    task_targets,
+)
+from anomaly_lens.ml.inference import DecisionRule
+from anomaly_lens.ml.metrics import json_safe
+from anomaly_lens.ml.settings import AugmentationSettings
+from anomaly_lens.parameters import parse_block
+
+logger = logging.getLogger(__name__)
+
+NOT_CALIBRATED = "no calibrator: probabilities are the model's own (temperature 1)"
+NO_DETECTOR = "no out-of-distribution detector: ood_score is empty, no row is flagged"
+
+
+def _label_classes(bundle: Mapping) -> list[str]:
+    """The classes that have a label column: a multi-class model's ``normal`` has none."""
+    return [c for c in bundle["classes"] if c != "normal" or bundle["label_type"] != "multiclass"]
+
+
+def _decided(table: pd.DataFrame, bundle: Mapping, rule: DecisionRule) -> pd.DataFrame:
+    """Decision per class, confidence, OOD columns and abstain flag beside the probabilities."""
+    classes = bundle["classes"]
+    probs = table[probability_columns("prob", classes)].to_numpy(np.float64)
+    decisions, confidence, abstain = rule.apply(probs, bundle["label_type"])
+    for k, name in enumerate(classes):
+        table[f"pred_{name}"] = decisions[:, k]
+    table["predicted"] = [
+        ";".join(c for c, d in zip(classes, row, strict=True) if d) for row in decisions
+    ]
+    table["confidence"] = confidence
+    table["ood_score"] = np.nan
+    table["out_of_distribution"] = pd.array([pd.NA] * len(table), dtype="boolean")
+    table["abstain"] = abstain
+    table["model_trained_at"] = bundle["trained_at"]
+    table["model_run_id"] = bundle["mlflow_run_id"]
+    return table
+
+
+def predict_new_images(
+    model: dict,
+    samples: pd.DataFrame,
+    manifest: pd.DataFrame,
+    masks: pd.DataFrame,
+    images: Mapping[str, Callable[[], bytes]],
+    params: dict,
+) -> pd.DataFrame:
+    """``predictions``: one row per sample (``level`` = ``sample``) and, for a per-view
+    model, one per photo (``photo``; a sample's probabilities are its photos' mean).
+
+    Columns: ``prob_<class>``, ``pred_<class>`` (decisions), ``predicted``,
+    ``confidence``, ``ood_score``, ``out_of_distribution``, ``abstain``, the model's
+    training time and MLflow run, and ``target_<class>`` where the images carry labels.
+    Views are paired as in training; a missing view is masked as in training.
+    """
+    settings = parse_block("inference", params)
+    label_classes = _label_classes(model)
+    frame = samples.copy()
+    for name in label_classes:  # classes the new images do not carry: label 0
+        if f"label_{name}" not in frame:
+            frame[f"label_{name}"] = 0
+    cache = build_image_cache(
+        frame,
+        manifest,
+        masks,
+        lambda pid: images[pid](),
+        views=model["views"],
+        classes=label_classes,
+        image_size=model["image_size"],
+    )
+    targets = task_targets(cache.labels, model["label_type"])
+    datasets = build_datasets(
+        cache,
+        {"inference": list(cache.sample_ids)},
+        targets,
+        model["views"],
+        model["per_view"],
+        AugmentationSettings(preset="none", clahe=model["input_clahe"]),
+        seed=0,
+    )
+    loader = build_loaders(datasets, settings.batch_size, 0, False, 0)["inference"]
+    network = load_model(model)
+    if network.classifier is None:
+        raise ValueError("A segmentation-only model predicts no classes: train with a class head")
+    progress = tqdm(loader, desc="Predicting", unit="batch", total=len(loader))
+    probs, item_targets, _, _ = predict(network, progress, settings.tta)
+    table = prediction_table(
+        "inference", datasets["inference"], probs, item_targets, model["classes"]
+    )
+    table = table.drop(columns="split")
+    if model["per_view"]:
+        per_sample = table.groupby("sample_id", sort=False)
+        samples_table = pd.concat(
+            [
+                per_sample[probability_columns("prob", model["classes"])].mean(),
+                per_sample[probability_columns("target", model["classes"])].max(),
+            ],
+            axis=1,
+        ).reset_index()
+        samples_table.insert(1, "item_id", samples_table["sample_id"])
+        table = pd.concat(
+            [table.assign(level="photo"), samples_table.assign(level="sample")], ignore_index=True
+        )
+    else:
+        table["level"] = "sample"
+    rule = DecisionRule(settings.threshold, settings.min_confidence)
+    table = _decided(table, model, rule)
+    if not (manifest["labels"].map(len) > 0).any():
+        table = table.drop(columns=probability_columns("target", model["classes"]))
+    logger.info(
+        "Predicted %d samples (%d abstain)",
+        int((table["level"] == "sample").sum()),
+        int(table.loc[table["level"] == "sample", "abstain"].sum()),
+    )
+    return table
+
+
+def summarise_inference(
+    predictions: pd.DataFrame,
+    manifest: pd.DataFrame,
+    quarantine: pd.DataFrame,
+    model: dict,
+    params: dict,
+) -> dict:
+    """``inference_report``: what was read, set aside and predicted, the decision and
+    abstain rules, and, where the new images carry labels, the evaluation's metrics."""
+    settings = parse_block("inference", params)
+    classes, label_type = model["classes"], model["label_type"]
+    samples = predictions[predictions["level"] == "sample"]
+    found = sorted({c for labels in manifest["labels"] for c in labels})
+    report = {
+        "input_dir": settings.input_dir,
+        "model": {
+            "trained_at": model["trained_at"],
+            "mlflow_run_id": model["mlflow_run_id"],
+            "classes": classes,
+            "label_type": label_type,
+            "views": model["views"],
+            "per_view": model["per_view"],
+        },
+        "n_images": int(len(manifest)),
+        "n_quarantined": int(len(quarantine)),
+        "quarantine_by_reason": {
+            str(k): int(v) for k, v in quarantine["reason"].value_counts().items()
+        },
+        "n_samples": int(len(samples)),
+        "n_abstain": int(samples["abstain"].sum()),
+        "predicted_by_class": {c: int(samples[f"pred_{c}"].sum()) for c in classes},
+        "calibration": NOT_CALIBRATED,
+        "out_of_distribution": NO_DETECTOR,
+        "decision_rule": (
+            "the most probable class"
+            if label_type == "multiclass"
+            else f"each class with probability >= {settings.threshold}"
+        ),
+        "abstain_rule": f"confidence < {settings.min_confidence}, or out of distribution",
+        "tta": settings.tta,
+        "labels_found": found,
+        "labels_unknown_to_model": [c for c in found if c not in classes],
+    }
+    if f"target_{classes[-1]}" in predictions:
+        for level, part in predictions.groupby("level"):
+            probs = torch.tensor(part[probability_columns("prob", classes)].to_numpy(np.float32))
+            targets = torch.tensor(
+                part[probability_columns("target", classes)].to_numpy(np.float32)
+            )
+            report[f"metrics_per_{level}"] = {
+                "n": int(len(part)),
+                **score(probs, targets, None, None, classes, label_type, 200, 0),
+            }
+    else:
+        report["metrics"] = "the images carry no labels"
+    return json_safe(report)

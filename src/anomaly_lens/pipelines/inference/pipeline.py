@@ -1,0 +1,50 @@
+"""The ``inference`` pipeline: the ingestion and pairing pipelines on the new images
+(namespace ``inference``), then prediction with the trained ``model``."""
+
+from kedro.pipeline import Node, Pipeline, pipeline
+
+from anomaly_lens.pipelines import ingestion, pairing
+from anomaly_lens.pipelines.inference.nodes import predict_new_images, summarise_inference
+
+NAMESPACE = "inference"
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    prepared = pipeline(
+        ingestion.create_pipeline() + pairing.create_pipeline(),
+        namespace=NAMESPACE,
+        inputs={"raw_images": "inference_images", "raw_annotations": "inference_annotations"},
+        outputs={"quarantine": "inference_quarantine"},
+        parameters={"params:ingestion", "params:pairing"},
+    )
+    return prepared + Pipeline(
+        [
+            Node(
+                predict_new_images,
+                inputs=[
+                    "model",
+                    "inference.samples",
+                    "inference.manifest",
+                    "inference.masks",
+                    "inference_images",
+                    "params:inference",
+                ],
+                outputs="predictions",
+                name="predict_new_images",
+                namespace=NAMESPACE,
+            ),
+            Node(
+                summarise_inference,
+                inputs=[
+                    "predictions",
+                    "inference.manifest",
+                    "inference_quarantine",
+                    "model",
+                    "params:inference",
+                ],
+                outputs="inference_report",
+                name="summarise_inference",
+                namespace=NAMESPACE,
+            ),
+        ]
+    )

@@ -1,0 +1,78 @@
+"""New images through a trained model, as a user runs it: `inference` on a folder with a
+corrupt image and a missing view, then `export` to ONNX."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pandas as pd
+import pytest
+
+from tests.conftest import SMALL_RUN
+from tests.test_session import latest, run
+
+
+@pytest.mark.slow
+def test_new_images_are_inspected_predicted_and_the_model_exported(project, tmp_path):
+    run(project, ["__default__"], **SMALL_RUN)
+    demo = project / "data/01_raw/demo"
+    new = tmp_path / "new"
+    for view in ("co2", "ch4"):
+        shutil.copytree(demo / "images" / view, new / view)
+    (new / "ch4" / "S0001_c0.png").unlink()  # a sample with one view missing
+    (new / "co2" / "S0999_c0.png").write_text("not a picture")  # a corrupt file
+    labels = pd.read_csv(demo / "annotations.csv")  # labelled: metrics
+    labels[labels["ImageId"] != "ch4/S0001_c0.png"].to_csv(new / "annotations.csv", index=False)
+
+    run(project, ["inference"], inference={"input_dir": str(new)}, **SMALL_RUN)
+    out = project / "data"
+    quarantine = pd.read_csv(latest(out / "08_reporting/synthetic/inference/quarantine.csv"))
+    assert quarantine[["image_id", "reason"]].values.tolist() == [["co2/S0999_c0", "unreadable"]]
+    predictions = pd.read_parquet(latest(out / "07_model_output/synthetic/predictions.parquet"))
+    samples = {p.stem for p in new.rglob("*.png")} - {"S0999_c0"}
+    assert len(predictions) == len(samples) == predictions["sample_id"].nunique()
+    assert set(predictions["level"]) == {"sample"}
+    classes = json.loads(latest(out / "02_intermediate/synthetic/class_names.json").read_text())
+    for prefix in ("prob", "pred", "target"):
+        assert {f"{prefix}_{c}" for c in classes} <= set(predictions.columns)
+    probs = predictions[[f"prob_{c}" for c in classes]].to_numpy()
+    assert ((probs >= 0) & (probs <= 1)).all()
+    assert (predictions[[f"pred_{c}" for c in classes]].to_numpy() == (probs >= 0.5)).all()
+    assert predictions["out_of_distribution"].isna().all() and not predictions["abstain"].any()
+    assert predictions["model_run_id"].notna().all()
+    assert "S0001|c0" in set(predictions["sample_id"])  # predicted without its ch4 view
+    report = json.loads(
+        latest(out / "08_reporting/synthetic/inference/inference_report.json").read_text()
+    )
+    assert report["n_quarantined"] == 1 and report["n_samples"] == len(samples)
+    assert report["calibration"].startswith("no calibrator")
+    assert 0 <= report["metrics_per_sample"]["macro_f1"] <= 1
+
+    run(project, ["export"], **SMALL_RUN)
+    export = json.loads(latest(out / "08_reporting/synthetic/export_report.json").read_text())
+    assert export["max_abs_diff"] <= 1e-4 and export["n_checked"] > 0
+    graph = onnx.load(latest(out / "06_models/synthetic/model.onnx"))
+    assert [i.name for i in graph.graph.input] == ["images", "view_mask"]
+    assert export["inputs"]["images"][0] == "batch" and export["inputs"]["images"][1] == 2
+
+
+@pytest.mark.slow
+def test_unlabelled_folder_gets_no_metrics_and_no_targets(project, tmp_path):
+    """Without annotations.csv the images carry no labels: no target columns, no metrics."""
+    run(project, ["synthetic", "ingestion", "pairing", "split", "train"], **SMALL_RUN)
+    new = tmp_path / "new"
+    shutil.copytree(project / "data/01_raw/demo/images", new)
+    run(project, ["inference"], inference={"input_dir": str(new), "min_confidence": 0.99})
+    out = project / "data"
+    predictions = pd.read_parquet(latest(out / "07_model_output/synthetic/predictions.parquet"))
+    assert not any(c.startswith("target_") for c in predictions.columns)
+    report = json.loads(
+        latest(out / "08_reporting/synthetic/inference/inference_report.json").read_text()
+    )
+    assert report["metrics"] == "the images carry no labels"
+    # One epoch leaves the model unsure: a high bar makes it abstain, and the rule says so.
+    assert report["n_abstain"] == int(predictions["abstain"].sum()) > 0
+    assert np.all(predictions.loc[predictions["abstain"], "confidence"] < 0.99)

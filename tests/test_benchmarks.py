@@ -3,6 +3,7 @@
 import importlib.util
 
 import numpy as np
+import torch
 
 from tests.conftest import PROJECT_ROOT
 
@@ -21,3 +22,11 @@ def test_train_loop_benchmark_builds_its_cache_and_loader():
     batch = next(iter(script.loader(cache, 4)))
     assert batch.images.shape == (4, 2, 1, 32, 32)
     assert np.array_equal(cache.unregistered([0, 1]), [])
+
+
+def test_inference_benchmark_builds_a_model_that_predicts():
+    script = load_script("inference_engines")
+    model = script.probability_model("resnet18", 2, 32)
+    images, view_mask = torch.rand(2, 2, 1, 32, 32), torch.ones(2, 2, dtype=torch.bool)
+    assert model(images, view_mask).shape == (2, 4)
+    assert script.images_per_second(lambda: None, images=4, repeats=2) > 0

@@ -113,6 +113,13 @@ def _resize(pixels: np.ndarray, size: int, interpolation: int) -> np.ndarray:
     return cv2.resize(pixels, (size, size), interpolation=interpolation)
 
 
+def view_pixels(content: bytes, image_size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """One encoded view as models read it: grey, resized (area) to a square of
+    ``image_size``; and its original (height, width)."""
+    pixels = imaging.to_gray(imaging.decode_image(content).pixels)
+    return _resize(pixels, image_size, cv2.INTER_AREA), pixels.shape[:2]
+
+
 def build_image_cache(
     samples: pd.DataFrame,
     manifest: pd.DataFrame,
@@ -142,12 +149,10 @@ def build_image_cache(
             image_id = getattr(row, f"image_{view}")
             if pd.isna(image_id):
                 continue
-            pixels = imaging.to_gray(
-                imaging.decode_image(load_image(info.at[image_id, "partition_id"])).pixels
-            )
-            images[i, j] = _resize(pixels, image_size, cv2.INTER_AREA)
+            content = load_image(info.at[image_id, "partition_id"])
+            images[i, j], (height, width) = view_pixels(content, image_size)
+            view_shapes[i, j] = height, width
             view_mask[i, j] = True
-            height, width = view_shapes[i, j] = pixels.shape
             for cls in info.at[image_id, "labels"]:
                 if cls in class_index and (image_id, cls) in rle_of.index:
                     full = rle.decode(rle_of.at[(image_id, cls)], height, width).astype(np.uint8)

@@ -10,13 +10,19 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
+import mlflow
 import numpy as np
 import onnxruntime
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from anomaly_lens.ml.batch import Batch
+from anomaly_lens.ml.data import view_pixels
+from anomaly_lens.ml.fitting import load_model, predict, probability_columns
 from anomaly_lens.ml.training import probabilities
 
 logger = logging.getLogger(__name__)
@@ -107,3 +113,50 @@ class DecisionRule:
         if out_of_distribution is not None:
             abstain |= out_of_distribution
         return decisions, confidence, abstain
+
+
+class ImageFileModel(mlflow.pyfunc.PythonModel):
+    """The trained model as an MLflow pyfunc: a table of image paths in, predictions out.
+
+    ``model_input`` has one column per view the model reads (``co2``, ``ch4``; a per-view
+    model: ``image``), each cell a path (empty where the view is missing). Images are
+    prepared exactly as the training cache prepares them. Returns ``prob_<class>``,
+    ``pred_<class>``, ``confidence`` and ``abstain`` per row.
+    """
+
+    def __init__(self, bundle: dict, rule: DecisionRule, tta: bool = True):
+        self.bundle, self.rule, self.tta = bundle, rule, tta
+        self._network = None
+
+    @property
+    def columns(self) -> list[str]:
+        """The input table's columns: the model's views (``image`` for a per-view model)."""
+        return ["image"] if self.bundle["per_view"] else list(self.bundle["views"])
+
+    def load_context(self, context) -> None:
+        self._network = load_model(self.bundle)
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        if self.bundle["input_clahe"]:
+            raise ValueError("Models trained on CLAHE-equalised images are not served here")
+        if self._network is None:
+            self._network = load_model(self.bundle)
+        missing = [c for c in self.columns if c not in model_input.columns]
+        if missing:
+            raise ValueError(f"model input lacks the view columns {missing}")
+        size, classes = self.bundle["image_size"], self.bundle["classes"]
+        images = np.zeros((len(model_input), len(self.columns), size, size), np.float32)
+        present = model_input[self.columns].notna().to_numpy()
+        for (row, slot), path in np.ndenumerate(model_input[self.columns].to_numpy(object)):
+            if present[row, slot]:
+                images[row, slot] = view_pixels(Path(path).read_bytes(), size)[0] / 255.0
+        batch = Batch(
+            torch.from_numpy(images).unsqueeze(2),
+            torch.from_numpy(present),
+            labels=torch.zeros(len(images), len(classes)),
+        )
+        probs = predict(self._network, [batch], self.tta)[0].numpy()
+        decisions, confidence, abstain = self.rule.apply(probs, self.bundle["label_type"])
+        table = pd.DataFrame(probs, columns=probability_columns("prob", classes))
+        table[probability_columns("pred", classes)] = decisions
+        return table.assign(confidence=confidence, abstain=abstain)

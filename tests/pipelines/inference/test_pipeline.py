@@ -1,11 +1,13 @@
-"""New images through a trained model, as a user runs it: `inference` on a folder with a
-corrupt image and a missing view, then `export` to ONNX."""
+"""New images through a trained model, as a user runs it: the model logged to MLflow,
+`inference` on a folder with a corrupt image and a missing view, `export` to ONNX."""
 
 from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
+import mlflow
 import numpy as np
 import onnx
 import pandas as pd
@@ -14,13 +16,33 @@ import pytest
 from tests.conftest import SMALL_RUN
 from tests.test_session import latest, run
 
+VIEWS = ("co2", "ch4")
+
 
 @pytest.mark.slow
 def test_new_images_are_inspected_predicted_and_the_model_exported(project, tmp_path):
     run(project, ["__default__"], **SMALL_RUN)
     demo = project / "data/01_raw/demo"
+    out = project / "data"
+
+    # The model logged to the training run, loaded back from the tracking store, predicts
+    # image paths as evaluation predicted the same (cached) samples.
+    run_id = mlflow.search_runs(experiment_names=["anomaly_lens"]).iloc[0].run_id
+    served = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    evaluated = pd.read_parquet(
+        latest(out / "07_model_output/synthetic/evaluation_predictions.parquet")
+    )
+    keys = evaluated["sample_id"].str.split("|", expand=True)
+    paths = pd.DataFrame(
+        {v: [str(demo / "images" / v / f"{s}_{c}.png") for s, c in keys.values] for v in VIEWS}
+    )
+    paths = paths.where(paths.map(lambda p: Path(p).exists()))  # missing views stay empty
+    answer = served.predict(paths)
+    columns = [c for c in evaluated.columns if c.startswith("prob_")]
+    assert np.abs(answer[columns].to_numpy() - evaluated[columns].to_numpy()).max() < 1e-5
+    assert {"confidence", "abstain"} <= set(answer.columns)
     new = tmp_path / "new"
-    for view in ("co2", "ch4"):
+    for view in VIEWS:
         shutil.copytree(demo / "images" / view, new / view)
     (new / "ch4" / "S0001_c0.png").unlink()  # a sample with one view missing
     (new / "co2" / "S0999_c0.png").write_text("not a picture")  # a corrupt file
@@ -28,7 +50,6 @@ def test_new_images_are_inspected_predicted_and_the_model_exported(project, tmp_
     labels[labels["ImageId"] != "ch4/S0001_c0.png"].to_csv(new / "annotations.csv", index=False)
 
     run(project, ["inference"], inference={"input_dir": str(new)}, **SMALL_RUN)
-    out = project / "data"
     quarantine = pd.read_csv(latest(out / "08_reporting/synthetic/inference/quarantine.csv"))
     assert quarantine[["image_id", "reason"]].values.tolist() == [["co2/S0999_c0", "unreadable"]]
     predictions = pd.read_parquet(latest(out / "07_model_output/synthetic/predictions.parquet"))

@@ -30,6 +30,7 @@ from anomaly_lens.ml.fitting import (
     score,
     task_targets,
 )
+from anomaly_lens.ml.inference import DecisionRule, ImageFileModel
 from anomaly_lens.ml.metrics import json_safe
 from anomaly_lens.ml.models import load_matching_weights
 from anomaly_lens.ml.settings import TrainSettings
@@ -167,6 +168,14 @@ def train_model(
         "n_parameters": sum(p.numel() for p in module.model.parameters()),
     }
     return bundle, result.history
+
+
+def package_model(model_bundle: dict, params: dict) -> ImageFileModel:
+    """``mlflow_model``: the model as an MLflow pyfunc (image paths in, predictions out)
+    with the ``inference`` decision rule, logged to the training run."""
+    settings = parse_block("inference", params)
+    rule = DecisionRule(settings.threshold, settings.min_confidence)
+    return ImageFileModel(model_bundle, rule, settings.tta)
 
 
 def _split_metrics(probs, targets, seg, masks, classes, label_type, settings, groups=None):

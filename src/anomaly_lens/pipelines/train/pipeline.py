@@ -1,4 +1,5 @@
-"""The ``train`` pipeline: cache images, fit, evaluate (model and random-forest baseline)."""
+"""The ``train`` pipeline: cache images, fit, package the model for MLflow, evaluate (model
+and random-forest baseline)."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -6,6 +7,7 @@ from anomaly_lens.pipelines import evaluate
 from anomaly_lens.pipelines.train.nodes import (
     cache_images,
     evaluate_baseline,
+    package_model,
     plot_training_curves,
     train_model,
 )
@@ -41,6 +43,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ],
                 outputs=["model", "training_history"],
                 name="train_model",
+            ),
+            Node(
+                package_model,
+                inputs=["model", "params:inference"],
+                outputs="mlflow_model",
+                name="package_model",
             ),
             Node(
                 plot_training_curves,

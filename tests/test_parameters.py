@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mlflow
 import pytest
 from kedro.config import OmegaConfigLoader
 from kedro.framework.session import KedroSession
@@ -124,3 +125,4 @@ def test_a_run_with_bad_parameters_stops_before_any_node(project, params, messag
         with pytest.raises(ParameterError, match=message):
             session.run(pipeline_names=["__default__"])
     assert not (project / "data").exists()  # not even the synthetic data was written
+    assert mlflow.active_run() is None  # no tracking run was opened (and left open)

@@ -21,12 +21,13 @@ logger = logging.getLogger(__name__)
 
 
 class ParameterCheckHook:
-    """Checks every parameter block against its schema before any node runs: a bad value
-    or a misspelt key (also one given with ``--params``) stops the run at once, named."""
+    """Checks every parameter block against its schema when the catalog is made, before a
+    run starts (and before kedro-mlflow opens its run): a bad value or a misspelt key (also
+    one given with ``--params``) stops the run at once, named."""
 
     @hook_impl
-    def before_pipeline_run(self, run_params: dict, pipeline, catalog) -> None:
-        check_parameters(catalog.load("parameters"))
+    def after_catalog_created(self, parameters: dict[str, Any]) -> None:
+        check_parameters(parameters["parameters"])
 
 
 class ReportLoggingHook:

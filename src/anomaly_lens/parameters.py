@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from anomaly_lens.ml.layouts import LAYOUTS
+from anomaly_lens.ml.ood import DETECTORS
 from anomaly_lens.ml.pretrained import WEIGHT_PACKAGES
 from anomaly_lens.ml.settings import Settings, TrainSettings
 from anomaly_lens.ml.splitting import check_ratios
@@ -173,6 +174,24 @@ class CvParams(Settings):
         return name
 
 
+class CalibrationParams(Settings):
+    """The ``calibration`` block."""
+
+    per_class_temperature: bool = True
+    threshold_rule: Literal["f1", "precision", "recall"] = "f1"
+    threshold_targets: dict[str, float] = {}
+
+
+class OODParams(Settings):
+    """The ``ood`` block."""
+
+    detector: Literal[DETECTORS] = "knn"
+    kept: float = Field(default=0.95, gt=0.5, lt=1.0)
+    max_items: PositiveInt = 200
+    neighbours: PositiveInt = 50
+    seed: int = 42
+
+
 class InferenceParams(Settings):
     """The ``inference`` block; ``input_dir`` is given on the command line, where the
     catalog reads it too."""
@@ -199,6 +218,8 @@ BLOCKS: dict[str, type[BaseModel]] = {
     "split": SplitParams,
     "train": TrainSettings,
     "cv": CvParams,
+    "calibration": CalibrationParams,
+    "ood": OODParams,
     "inference": InferenceParams,
     "export": ExportParams,
 }

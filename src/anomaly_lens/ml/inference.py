@@ -36,12 +36,13 @@ class ProbabilityModel(nn.Module):
     ``(batch, views)`` -> class probabilities ``(batch, classes)``.
 
     Resizes to the model's ``image_size`` (bilinear), divides the logits by
-    ``temperature`` (1: uncalibrated), then sigmoid (multi-label) or softmax (multi-class).
+    ``temperature`` (1: uncalibrated; one, or one per class), then sigmoid (multi-label) or softmax (multi-class).
     """
 
-    def __init__(self, model: nn.Module, image_size: int, temperature: float = 1.0):
+    def __init__(self, model: nn.Module, image_size: int, temperature: float | list[float] = 1.0):
         super().__init__()
-        self.model, self.image_size, self.temperature = model.eval(), image_size, temperature
+        self.model, self.image_size = model.eval(), image_size
+        self.register_buffer("temperature", torch.as_tensor(temperature, dtype=torch.float32))
 
     def forward(self, images: torch.Tensor, view_mask: torch.Tensor) -> torch.Tensor:
         batch, views = images.shape[:2]
@@ -96,7 +97,7 @@ class DecisionRule:
     abstains when its confidence is under ``min_confidence`` or it is out of distribution.
     """
 
-    threshold: float = 0.5
+    threshold: float | tuple[float, ...] = 0.5  # one for all classes, or one per class
     min_confidence: float = 0.0
 
     def apply(
@@ -107,7 +108,7 @@ class DecisionRule:
             decisions = np.eye(probs.shape[1], dtype=np.uint8)[probs.argmax(1)]
             confidence = probs.max(1)
         else:
-            decisions = (probs >= self.threshold).astype(np.uint8)
+            decisions = (probs >= np.asarray(self.threshold)).astype(np.uint8)
             confidence = np.maximum(probs, 1 - probs).min(1)
         abstain = confidence < self.min_confidence
         if out_of_distribution is not None:

@@ -26,7 +26,7 @@ def trained(request, prepared, tmp_path_factory):  # noqa: F811
 
 def test_onnx_probabilities_match_pytorch(trained):
     bundle, cache, splits = trained
-    onnx_model, report = export_model(bundle, cache, splits, base_parameters()["export"])
+    onnx_model, report = export_model(bundle, None, cache, splits, base_parameters()["export"])
     assert report["max_abs_diff"] <= 1e-4 and report["n_checked"] > 0
     assert report["inputs"]["images"][1] == (1 if bundle["per_view"] else len(VIEWS))
     # Another batch size and another image size than the export's example batch.
@@ -40,4 +40,6 @@ def test_onnx_probabilities_match_pytorch(trained):
 def test_a_parity_failure_stops_the_export(trained):
     bundle, cache, splits = trained
     with pytest.raises(ExportParityError, match="differ by"):
-        export_model(bundle, cache, splits, {**base_parameters()["export"], "tolerance": 1e-12})
+        export_model(
+            bundle, None, cache, splits, {**base_parameters()["export"], "tolerance": 1e-12}
+        )

@@ -61,20 +61,27 @@ def test_new_images_are_inspected_predicted_and_the_model_exported(project, tmp_
         assert {f"{prefix}_{c}" for c in classes} <= set(predictions.columns)
     probs = predictions[[f"prob_{c}" for c in classes]].to_numpy()
     assert ((probs >= 0) & (probs <= 1)).all()
-    assert (predictions[[f"pred_{c}" for c in classes]].to_numpy() == (probs >= 0.5)).all()
-    assert predictions["out_of_distribution"].isna().all() and not predictions["abstain"].any()
+    # The default run calibrated the model: its temperatures and thresholds are applied.
+    calibrator = json.loads(latest(out / "06_models/synthetic/calibrator.json").read_text())
+    decisions = predictions[[f"pred_{c}" for c in classes]].to_numpy()
+    assert (decisions == (probs >= np.array(calibrator["thresholds"]))).all()
+    # ... and its OOD detector: flagged samples abstain (min_confidence is 0).
+    assert predictions["out_of_distribution"].notna().all()
+    assert (predictions["abstain"] == predictions["out_of_distribution"]).all()
     assert predictions["model_run_id"].notna().all()
     assert "S0001|c0" in set(predictions["sample_id"])  # predicted without its ch4 view
     report = json.loads(
         latest(out / "08_reporting/synthetic/inference/inference_report.json").read_text()
     )
     assert report["n_quarantined"] == 1 and report["n_samples"] == len(samples)
-    assert report["calibration"].startswith("no calibrator")
+    assert report["calibration"]["temperature"] == calibrator["temperature"]
+    assert report["out_of_distribution"]["detector"] == "knn"
     assert 0 <= report["metrics_per_sample"]["macro_f1"] <= 1
 
     run(project, ["export"], **SMALL_RUN)
     export = json.loads(latest(out / "08_reporting/synthetic/export_report.json").read_text())
     assert export["max_abs_diff"] <= 1e-4 and export["n_checked"] > 0
+    assert export["temperature"] == calibrator["temperature"]  # folded into the graph
     graph = onnx.load(latest(out / "06_models/synthetic/model.onnx"))
     assert [i.name for i in graph.graph.input] == ["images", "view_mask"]
     assert export["inputs"]["images"][0] == "batch" and export["inputs"]["images"][1] == 2
@@ -94,6 +101,8 @@ def test_unlabelled_folder_gets_no_metrics_and_no_targets(project, tmp_path):
         latest(out / "08_reporting/synthetic/inference/inference_report.json").read_text()
     )
     assert report["metrics"] == "the images carry no labels"
+    assert report["calibration"].startswith("no calibrator")  # calibration never ran
+    assert report["out_of_distribution"].startswith("no out-of-distribution detector")
     # One epoch leaves the model unsure: a high bar makes it abstain, and the rule says so.
     assert report["n_abstain"] == int(predictions["abstain"].sum()) > 0
     assert np.all(predictions.loc[predictions["abstain"], "confidence"] < 0.99)

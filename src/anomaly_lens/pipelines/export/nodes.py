@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import pandas as pd
 
+from anomaly_lens.ml.calibration import Calibrator
 from anomaly_lens.ml.data import ImageCache
 from anomaly_lens.ml.fitting import build_datasets, build_loaders, load_model, task_targets
 from anomaly_lens.ml.inference import (
@@ -48,10 +49,12 @@ def _check_batch(cache: ImageCache, splits: pd.DataFrame, model: dict, size: int
 
 
 def export_model(
-    model: dict, image_cache: dict, splits: pd.DataFrame, params: dict
+    model: dict, calibrator: dict | None, image_cache: dict, splits: pd.DataFrame, params: dict
 ) -> tuple[bytes, dict]:
-    """``onnx_model`` (resize, the model, temperature 1 and sigmoid/softmax in one graph;
-    batch, height and width dynamic) and ``export_report``; raises ``ExportParityError``
+    """``onnx_model`` (resize, the model, the calibrator's temperatures (1 without one) and
+    sigmoid/softmax in one graph; batch, height and width dynamic) and ``export_report``
+    (the calibrator's thresholds included: decisions stay outside the graph); raises
+    ``ExportParityError``
     when onnxruntime and PyTorch disagree on real cached samples by more than
     ``export.tolerance``."""
     settings = parse_block("export", params)
@@ -60,7 +63,11 @@ def export_model(
             "The model was trained on CLAHE-equalised images; CLAHE is not part of the ONNX "
             "graph. Train with train.augmentation.clahe=false to export"
         )
-    wrapped = ProbabilityModel(load_model(model), model["image_size"])
+    fitted = Calibrator(**calibrator) if calibrator else None
+    if fitted is not None and fitted.classes != model["classes"]:
+        raise ValueError("The newest calibrator was fitted for another model: run calibration")
+    temperature = fitted.temperature if fitted else 1.0
+    wrapped = ProbabilityModel(load_model(model), model["image_size"], temperature)
     batch = _check_batch(ImageCache.from_arrays(image_cache), splits, model, settings.check_samples)
     onnx_model = export_onnx(wrapped, batch.images, batch.view_mask)
     expected = wrapped(batch.images, batch.view_mask).detach().numpy()
@@ -90,7 +97,8 @@ def export_model(
         "views": model["views"],
         "per_view": model["per_view"],
         "image_size": model["image_size"],
-        "temperature": 1.0,
+        "temperature": temperature,
+        "thresholds": fitted.thresholds if fitted else None,
         "size_bytes": len(onnx_model),
         "model_trained_at": model["trained_at"],
     }

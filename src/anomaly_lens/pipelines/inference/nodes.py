@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from anomaly_lens.ml.calibration import Calibrator
 from anomaly_lens.ml.data import build_image_cache
 from anomaly_lens.ml.fitting import (
     build_datasets,
@@ -23,13 +24,20 @@ from anomaly_lens.ml.fitting import (
 )
 from anomaly_lens.ml.inference import DecisionRule
 from anomaly_lens.ml.metrics import json_safe
+from anomaly_lens.ml.ood import OODScorer, logits_and_features
 from anomaly_lens.ml.settings import AugmentationSettings
 from anomaly_lens.parameters import parse_block
 
 logger = logging.getLogger(__name__)
 
-NOT_CALIBRATED = "no calibrator: probabilities are the model's own (temperature 1)"
-NO_DETECTOR = "no out-of-distribution detector: ood_score is empty, no row is flagged"
+NOT_CALIBRATED = (
+    "no calibrator (run the calibration pipeline): probabilities are the model's own "
+    "(temperature 1), decisions at inference.threshold"
+)
+NO_DETECTOR = (
+    "no out-of-distribution detector (run the ood pipeline): ood_score is empty, no row "
+    "is flagged"
+)
 
 
 def _label_classes(bundle: Mapping) -> list[str]:
@@ -38,26 +46,50 @@ def _label_classes(bundle: Mapping) -> list[str]:
 
 
 def _decided(table: pd.DataFrame, bundle: Mapping, rule: DecisionRule) -> pd.DataFrame:
-    """Decision per class, confidence, OOD columns and abstain flag beside the probabilities."""
+    """Decision per class, confidence and abstain flag beside the probabilities and the
+    OOD columns."""
     classes = bundle["classes"]
     probs = table[probability_columns("prob", classes)].to_numpy(np.float64)
-    decisions, confidence, abstain = rule.apply(probs, bundle["label_type"])
+    flagged = table["out_of_distribution"].fillna(False).to_numpy(bool)
+    decisions, confidence, abstain = rule.apply(probs, bundle["label_type"], flagged)
     for k, name in enumerate(classes):
         table[f"pred_{name}"] = decisions[:, k]
     table["predicted"] = [
         ";".join(c for c, d in zip(classes, row, strict=True) if d) for row in decisions
     ]
     table["confidence"] = confidence
-    table["ood_score"] = np.nan
-    table["out_of_distribution"] = pd.array([pd.NA] * len(table), dtype="boolean")
     table["abstain"] = abstain
     table["model_trained_at"] = bundle["trained_at"]
     table["model_run_id"] = bundle["mlflow_run_id"]
     return table
 
 
+def _calibrator_of(calibrator: dict | None, model: dict) -> Calibrator | None:
+    """The newest calibrator, refused when it was fitted for another model's classes."""
+    if calibrator is None:
+        return None
+    fitted = Calibrator(**calibrator)
+    if fitted.classes != model["classes"] or fitted.label_type != model["label_type"]:
+        raise ValueError(
+            "The newest calibrator was fitted for other classes than the model's: run "
+            "`kedro run --pipelines=calibration` for this model"
+        )
+    return fitted
+
+
+def _ood_columns(detector: OODScorer | None, network, loader, table: pd.DataFrame) -> pd.DataFrame:
+    """``ood_score`` and ``out_of_distribution`` per item (empty without a detector)."""
+    if detector is None:
+        flags = pd.array([pd.NA] * len(table), dtype="boolean")
+        return table.assign(ood_score=np.nan, out_of_distribution=flags)
+    scores, flags = detector.flag(*logits_and_features(network, loader))
+    return table.assign(ood_score=scores, out_of_distribution=pd.array(flags, dtype="boolean"))
+
+
 def predict_new_images(
     model: dict,
+    calibrator: dict | None,
+    ood_detector: OODScorer | None,
     samples: pd.DataFrame,
     manifest: pd.DataFrame,
     masks: pd.DataFrame,
@@ -70,9 +102,13 @@ def predict_new_images(
     Columns: ``prob_<class>``, ``pred_<class>`` (decisions), ``predicted``,
     ``confidence``, ``ood_score``, ``out_of_distribution``, ``abstain``, the model's
     training time and MLflow run, and ``target_<class>`` where the images carry labels.
-    Views are paired as in training; a missing view is masked as in training.
+    Views are paired as in training; a missing view is masked as in training. With a
+    calibrator, probabilities are temperature-scaled and multi-label decisions use its
+    per-class thresholds; with an OOD detector, items above its threshold are flagged and
+    abstain (a sample: its highest photo score).
     """
     settings = parse_block("inference", params)
+    fitted = _calibrator_of(calibrator, model)
     label_classes = _label_classes(model)
     frame = samples.copy()
     for name in label_classes:  # classes the new images do not carry: label 0
@@ -103,16 +139,19 @@ def predict_new_images(
         raise ValueError("A segmentation-only model predicts no classes: train with a class head")
     progress = tqdm(loader, desc="Predicting", unit="batch", total=len(loader))
     probs, item_targets, _, _ = predict(network, progress, settings.tta)
+    if fitted is not None:
+        probs = torch.from_numpy(fitted.apply(probs.numpy()))
     table = prediction_table(
         "inference", datasets["inference"], probs, item_targets, model["classes"]
     )
-    table = table.drop(columns="split")
+    table = _ood_columns(ood_detector, network, loader, table.drop(columns="split"))
     if model["per_view"]:
         per_sample = table.groupby("sample_id", sort=False)
         samples_table = pd.concat(
             [
                 per_sample[probability_columns("prob", model["classes"])].mean(),
                 per_sample[probability_columns("target", model["classes"])].max(),
+                per_sample[["ood_score", "out_of_distribution"]].max(),
             ],
             axis=1,
         ).reset_index()
@@ -122,7 +161,10 @@ def predict_new_images(
         )
     else:
         table["level"] = "sample"
-    rule = DecisionRule(settings.threshold, settings.min_confidence)
+    thresholds = fitted.thresholds if fitted and fitted.thresholds else settings.threshold
+    rule = DecisionRule(
+        tuple(thresholds) if isinstance(thresholds, list) else thresholds, settings.min_confidence
+    )
     table = _decided(table, model, rule)
     if not (manifest["labels"].map(len) > 0).any():
         table = table.drop(columns=probability_columns("target", model["classes"]))
@@ -139,11 +181,14 @@ def summarise_inference(
     manifest: pd.DataFrame,
     quarantine: pd.DataFrame,
     model: dict,
+    calibrator: dict | None,
+    ood_detector: OODScorer | None,
     params: dict,
 ) -> dict:
     """``inference_report``: what was read, set aside and predicted, the decision and
     abstain rules, and, where the new images carry labels, the evaluation's metrics."""
     settings = parse_block("inference", params)
+    fitted = _calibrator_of(calibrator, model)
     classes, label_type = model["classes"], model["label_type"]
     samples = predictions[predictions["level"] == "sample"]
     found = sorted({c for labels in manifest["labels"] for c in labels})
@@ -165,11 +210,21 @@ def summarise_inference(
         "n_samples": int(len(samples)),
         "n_abstain": int(samples["abstain"].sum()),
         "predicted_by_class": {c: int(samples[f"pred_{c}"].sum()) for c in classes},
-        "calibration": NOT_CALIBRATED,
-        "out_of_distribution": NO_DETECTOR,
+        "calibration": NOT_CALIBRATED
+        if fitted is None
+        else {"temperature": fitted.temperature, "thresholds": fitted.thresholds},
+        "out_of_distribution": NO_DETECTOR
+        if ood_detector is None
+        else {
+            "detector": ood_detector.name,
+            "threshold": ood_detector.threshold,
+            "flagged_samples": int(samples["out_of_distribution"].sum()),
+        },
         "decision_rule": (
             "the most probable class"
             if label_type == "multiclass"
+            else "each class with probability >= its calibrated threshold"
+            if fitted and fitted.thresholds
             else f"each class with probability >= {settings.threshold}"
         ),
         "abstain_rule": f"confidence < {settings.min_confidence}, or out of distribution",

@@ -23,6 +23,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                 predict_new_images,
                 inputs=[
                     "model",
+                    "latest_calibrator",
+                    "latest_ood_detector",
                     "inference.samples",
                     "inference.manifest",
                     "inference.masks",
@@ -40,6 +42,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "inference.manifest",
                     "inference_quarantine",
                     "model",
+                    "latest_calibrator",
+                    "latest_ood_detector",
                     "params:inference",
                 ],
                 outputs="inference_report",

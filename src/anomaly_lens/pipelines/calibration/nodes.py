@@ -1,0 +1,165 @@
+"""Nodes of the ``calibration`` pipeline. Fitted on the validation split only; the test
+split is only scored."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+from sklearn.metrics import f1_score
+
+from anomaly_lens.ml.calibration import (
+    CALIBRATION_BINS,
+    Calibrator,
+    calibration_summary,
+    fit_temperature,
+    tune_thresholds,
+)
+from anomaly_lens.ml.fitting import probability_columns
+from anomaly_lens.ml.metrics import json_safe
+from anomaly_lens.parameters import parse_block
+
+logger = logging.getLogger(__name__)
+
+
+def _arrays(rows: pd.DataFrame, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    return (
+        rows[probability_columns("prob", classes)].to_numpy(np.float32),
+        rows[probability_columns("target", classes)].to_numpy(np.float32),
+    )
+
+
+def _per_sample(rows: pd.DataFrame, probs: np.ndarray, classes: list[str]):
+    """A per-view model's sample-level probabilities (mean over photos) and targets."""
+    frame = pd.DataFrame(probs, columns=probability_columns("prob", classes))
+    frame["sample_id"] = rows["sample_id"].to_numpy()
+    grouped = frame.groupby("sample_id", sort=True)
+    targets = rows.groupby("sample_id", sort=True)[probability_columns("target", classes)].max()
+    return grouped.mean().to_numpy(np.float32), targets.to_numpy(np.float32)
+
+
+def _summary(probs: np.ndarray, targets: np.ndarray, label_type: str, classes) -> dict:
+    return calibration_summary(
+        torch.from_numpy(probs), torch.from_numpy(targets), label_type, classes
+    )
+
+
+def _macro_f1(probs: np.ndarray, targets: np.ndarray, thresholds) -> float:
+    return float(
+        f1_score(targets, probs >= np.asarray(thresholds), average="macro", zero_division=0)
+    )
+
+
+def calibrate(predictions: pd.DataFrame, model: dict, params: dict) -> tuple[dict, dict, dict]:
+    """``calibrator`` (temperatures and thresholds fitted on val), ``calibration_metrics``
+    (test before/after: ECE, MCE, Brier, NLL; macro-F1 at 0.5 and at the thresholds) and
+    the headline figures for the MLflow run."""
+    settings = parse_block("calibration", params)
+    classes, label_type = model["classes"], model["label_type"]
+    val = predictions[predictions["split"] == "val"]
+    test = predictions[predictions["split"] == "test"]
+    if set(val["sample_id"]) & set(test["sample_id"]):
+        raise ValueError("evaluation_predictions has samples in both val and test")
+    if val.empty or test.empty:
+        raise ValueError("Calibration needs val and test predictions: run `train` first")
+    val_probs, val_targets = _arrays(val, classes)
+    temperature = fit_temperature(  # the only fit on predictions: validation rows only
+        torch.from_numpy(val_probs),
+        torch.from_numpy(val_targets),
+        label_type,
+        settings.per_class_temperature,
+    )
+    fitted_probs = Calibrator(classes, label_type, temperature.tolist(), None, "sample").apply(
+        val_probs
+    )
+    val_after = fitted_probs
+    if model["per_view"]:  # thresholds decide samples: the mean over a sample's photos
+        val_after, val_targets = _per_sample(val, fitted_probs, classes)
+    thresholds = None
+    if label_type == "multilabel":
+        goals = [settings.threshold_targets.get(c, 0.0) for c in classes]
+        thresholds = tune_thresholds(val_after, val_targets, settings.threshold_rule, goals)
+    calibrator = Calibrator(classes, label_type, temperature.tolist(), thresholds, "sample")
+
+    report = {
+        "fitted_on": {"split": "val", "n": int(len(val))},
+        "scored_on": {"split": "test", "n": int(len(test))},
+        "bins": CALIBRATION_BINS,
+        "temperature": calibrator.temperature,
+        "thresholds": dict(zip(classes, thresholds, strict=True)) if thresholds else None,
+        "threshold_rule": settings.threshold_rule if thresholds else "most probable class",
+        "threshold_level": "sample",
+    }
+    test_probs, test_targets = _arrays(test, classes)
+    test_after = calibrator.apply(test_probs)
+    if model["per_view"]:
+        report["photo"] = _before_after(test_probs, test_after, test_targets, label_type, classes)
+        test_probs, _ = _per_sample(test, test_probs, classes)
+        test_after, test_targets = _per_sample(test, test_after, classes)
+    report["sample"] = _before_after(test_probs, test_after, test_targets, label_type, classes)
+    if thresholds:
+        report["test_macro_f1_at_0.5"] = _macro_f1(test_after, test_targets, 0.5)
+        report["test_macro_f1_at_thresholds"] = _macro_f1(test_after, test_targets, thresholds)
+    headline = report["sample"]
+    flat = {
+        f"{k}_{when}": headline[when][k]
+        for when in ("before", "after")
+        for k in headline["before"]
+        if k != "per_class"
+    }
+    report.update(flat)
+    logger.info(
+        "Calibration (test samples): ECE %.3f -> %.3f, NLL %.3f -> %.3f",
+        flat["ece_before"],
+        flat["ece_after"],
+        flat["nll_before"],
+        flat["nll_after"],
+    )
+    mlflow_metrics = {k: {"value": v, "step": 0} for k, v in flat.items()}
+    return calibrator.to_dict(), json_safe(report), mlflow_metrics
+
+
+def _before_after(before, after, targets, label_type, classes) -> dict:
+    return {
+        "before": _summary(before, targets, label_type, classes),
+        "after": _summary(after, targets, label_type, classes),
+    }
+
+
+def plot_reliability(predictions: pd.DataFrame, calibrator: dict) -> Figure:
+    """Reliability diagrams of the test split before and after temperature scaling:
+    accuracy against confidence in 15 equal-width bins (multi-class: the top label;
+    multi-label: every class's positive probability pooled)."""
+    fitted = Calibrator(**calibrator)
+    test = predictions[predictions["split"] == "test"]
+    probs, targets = _arrays(test, fitted.classes)
+    fig = Figure(figsize=(10, 4.5), layout="tight")
+    edges = np.linspace(0, 1, CALIBRATION_BINS + 1)
+    for axes, (title, p) in zip(
+        fig.subplots(1, 2), (("before", probs), ("after", fitted.apply(probs))), strict=True
+    ):
+        if fitted.label_type == "multiclass":
+            confidence, correct = p.max(1), p.argmax(1) == targets.argmax(1)
+        else:
+            confidence, correct = p.ravel(), targets.ravel() > 0.5
+        index = np.clip(np.digitize(confidence, edges) - 1, 0, CALIBRATION_BINS - 1)
+        counts = np.bincount(index, minlength=CALIBRATION_BINS)
+        accuracy = np.bincount(index, correct, CALIBRATION_BINS) / np.maximum(counts, 1)
+        centres = (edges[:-1] + edges[1:]) / 2
+        axes.bar(centres, accuracy, width=1 / CALIBRATION_BINS, edgecolor="k", alpha=0.7)
+        axes.plot([0, 1], [0, 1], "r--", label="perfect calibration")
+        ece = calibration_summary(
+            torch.from_numpy(p), torch.from_numpy(targets), fitted.label_type
+        )["ece"]
+        axes.set(
+            xlabel="confidence",
+            ylabel="observed frequency",
+            xlim=(0, 1),
+            ylim=(0, 1),
+            title=f"test, {title} scaling (ECE {ece:.3f})",
+        )
+        axes.legend(fontsize="small")
+    return fig

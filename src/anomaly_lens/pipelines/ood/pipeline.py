@@ -1,0 +1,41 @@
+"""The ``ood`` pipeline: fit detectors on train, score test and the OOD sets, report."""
+
+from kedro.pipeline import Node, Pipeline
+
+from anomaly_lens.pipelines.ood.nodes import (
+    fit_ood_detectors,
+    plot_ood_scores,
+    score_ood_sets,
+    summarise_ood,
+)
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                fit_ood_detectors,
+                inputs=["model", "image_cache", "splits", "params:ood"],
+                outputs="ood_detectors",
+                name="fit_ood_detectors",
+            ),
+            Node(
+                score_ood_sets,
+                inputs=["ood_detectors", "model", "image_cache", "splits", "params:ood"],
+                outputs="ood_scores",
+                name="score_ood_sets",
+            ),
+            Node(
+                summarise_ood,
+                inputs=["ood_scores", "ood_detectors", "params:ood"],
+                outputs=["ood_detector", "ood_metrics", "ood_table", "ood_mlflow_metrics"],
+                name="summarise_ood",
+            ),
+            Node(
+                plot_ood_scores,
+                inputs="ood_scores",
+                outputs="ood_score_histograms",
+                name="plot_ood_scores",
+            ),
+        ]
+    )

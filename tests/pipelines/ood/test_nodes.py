@@ -1,0 +1,54 @@
+"""The ood nodes on a tiny trained model: every set scored, test items never fitted."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from anomaly_lens.ml.ood import CORRUPTIONS, DETECTORS
+from anomaly_lens.pipelines.ood.nodes import (
+    fit_ood_detectors,
+    plot_ood_scores,
+    score_ood_sets,
+    summarise_ood,
+)
+from anomaly_lens.pipelines.train.nodes import cache_images, train_model
+from tests.conftest import base_parameters
+from tests.pipelines.train.test_nodes import VIEWS, params, prepared  # noqa: F401 (fixture)
+
+
+@pytest.fixture(scope="module")
+def trained(prepared, tmp_path_factory):  # noqa: F811
+    samples, manifest, masks, raw, classes, splits = prepared
+    p = params(tmp_path_factory.mktemp("ckpt"), cbam_stages=[])
+    cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, p)
+    bundle, _ = train_model(cache, samples, manifest, splits, classes, VIEWS, p)
+    return bundle, cache, splits
+
+
+def test_the_ood_pipeline_scores_every_set_and_reports(trained):
+    bundle, cache, splits = trained
+    settings = {**base_parameters()["ood"], "max_items": 8}
+    detectors = fit_ood_detectors(bundle, cache, splits, settings)
+    scores = score_ood_sets(detectors, bundle, cache, splits, settings)
+    corrupted = scores[scores["set"] == "corruption"]
+    assert set(corrupted["corruption"]) == set(CORRUPTIONS)
+    assert set(corrupted["severity"]) == {1, 2, 3, 4, 5}
+    assert set(scores["detector"]) == set(DETECTORS) and scores["score"].notna().all()
+    chosen, report, table, headline = summarise_ood(scores, detectors, settings)
+    assert chosen.name == settings["detector"] and chosen.threshold is not None
+    assert 0 <= report["summary"]["best_auroc_far_ood"] <= 1
+    assert len(table) == len(DETECTORS) * (len(CORRUPTIONS) * 5 + 1)  # + far-OOD; no shift
+    assert "best_auroc_corruption_severity_3plus" in headline
+    assert isinstance(plot_ood_scores(scores), Figure)
+
+
+def test_test_items_never_enter_the_fit(trained):
+    bundle, cache, splits = trained
+    settings = base_parameters()["ood"]
+    fitted = fit_ood_detectors(bundle, cache, splits, settings)
+    without_test = splits.assign(split=splits["split"].replace({"test": "unused"}))
+    again = fit_ood_detectors(bundle, cache, without_test, settings)
+    assert {n: d.threshold for n, d in fitted.items()} == {n: d.threshold for n, d in again.items()}
+    assert pd.Series(list(splits["split"])).eq("test").any()

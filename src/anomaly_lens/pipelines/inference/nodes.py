@@ -35,8 +35,7 @@ NOT_CALIBRATED = (
     "(temperature 1), decisions at inference.threshold"
 )
 NO_DETECTOR = (
-    "no out-of-distribution detector (run the ood pipeline): ood_score is empty, no row "
-    "is flagged"
+    "no out-of-distribution detector (run the ood pipeline): ood_score is empty, no row is flagged"
 )
 
 

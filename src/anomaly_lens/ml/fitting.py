@@ -111,6 +111,23 @@ def build_datasets(
     return datasets
 
 
+def model_datasets(
+    cache: ImageCache, ids_by_part: Mapping[str, Sequence[str]], bundle: Mapping
+) -> dict[str, MultiViewDataset]:
+    """A trained model's items per part, as the model reads them (its views, per view or
+    not, its input CLAHE), without augmentation; targets in its label type."""
+    return build_datasets(
+        cache,
+        ids_by_part,
+        task_targets(cache.labels, bundle["label_type"]),
+        bundle["views"],
+        bundle["per_view"],
+        AugmentationSettings(preset="none", clahe=bundle["input_clahe"]),
+        seed=0,
+        training_part="",
+    )
+
+
 def build_loaders(
     datasets: Mapping[str, MultiViewDataset],
     batch_size: int,

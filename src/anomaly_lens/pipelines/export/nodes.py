@@ -10,7 +10,7 @@ import pandas as pd
 
 from anomaly_lens.ml.calibration import Calibrator
 from anomaly_lens.ml.data import ImageCache
-from anomaly_lens.ml.fitting import build_datasets, build_loaders, load_model, task_targets
+from anomaly_lens.ml.fitting import build_loaders, load_model, model_datasets
 from anomaly_lens.ml.inference import (
     ONNX_INPUTS,
     ONNX_OUTPUT,
@@ -19,7 +19,6 @@ from anomaly_lens.ml.inference import (
     onnx_probabilities,
     onnx_session,
 )
-from anomaly_lens.ml.settings import AugmentationSettings
 from anomaly_lens.parameters import parse_block
 
 logger = logging.getLogger(__name__)
@@ -34,16 +33,7 @@ def _check_batch(cache: ImageCache, splits: pd.DataFrame, model: dict, size: int
     order = {"test": 0, "val": 1, "train": 2}
     ranked = splits.assign(rank=splits["split"].map(order).fillna(3)).sort_values("rank")
     ids = [s for s in ranked["sample_id"] if s in set(cache.sample_ids)][:size]
-    targets = task_targets(cache.labels, model["label_type"])
-    dataset = build_datasets(
-        cache,
-        {"check": ids},
-        targets,
-        model["views"],
-        model["per_view"],
-        AugmentationSettings(preset="none"),
-        seed=0,
-    )
+    dataset = model_datasets(cache, {"check": ids}, model)
     loader = build_loaders(dataset, size, 0, False, 0)["check"]
     return next(iter(loader))
 

@@ -13,19 +13,17 @@ from tqdm.auto import tqdm
 from anomaly_lens.ml.calibration import Calibrator
 from anomaly_lens.ml.data import build_image_cache
 from anomaly_lens.ml.fitting import (
-    build_datasets,
     build_loaders,
     load_model,
+    model_datasets,
     predict,
     prediction_table,
     probability_columns,
     score,
-    task_targets,
 )
 from anomaly_lens.ml.inference import DecisionRule
 from anomaly_lens.ml.metrics import json_safe
 from anomaly_lens.ml.ood import OODScorer, logits_and_features
-from anomaly_lens.ml.settings import AugmentationSettings
 from anomaly_lens.parameters import parse_block
 
 logger = logging.getLogger(__name__)
@@ -122,16 +120,7 @@ def predict_new_images(
         classes=label_classes,
         image_size=model["image_size"],
     )
-    targets = task_targets(cache.labels, model["label_type"])
-    datasets = build_datasets(
-        cache,
-        {"inference": list(cache.sample_ids)},
-        targets,
-        model["views"],
-        model["per_view"],
-        AugmentationSettings(preset="none", clahe=model["input_clahe"]),
-        seed=0,
-    )
+    datasets = model_datasets(cache, {"inference": list(cache.sample_ids)}, model)
     loader = build_loaders(datasets, settings.batch_size, 0, False, 0)["inference"]
     network = load_model(model)
     if network.classifier is None:

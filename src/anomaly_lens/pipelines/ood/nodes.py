@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 
 from anomaly_lens.ml.batch import Batch
 from anomaly_lens.ml.data import ImageCache
-from anomaly_lens.ml.fitting import build_datasets, build_loaders, load_model, task_targets
+from anomaly_lens.ml.fitting import build_loaders, load_model, model_datasets
 from anomaly_lens.ml.metrics import json_safe
 from anomaly_lens.ml.ood import (
     CORRUPTIONS,
@@ -23,7 +23,6 @@ from anomaly_lens.ml.ood import (
     separation,
     textures,
 )
-from anomaly_lens.ml.settings import AugmentationSettings
 from anomaly_lens.parameters import parse_block
 
 logger = logging.getLogger(__name__)
@@ -37,18 +36,8 @@ def _items(
     """Per part: the items' images ``(N, V, 1, H, W)`` in [0, 1], view masks and targets,
     at most ``limit`` items (a seeded draw)."""
     cache = ImageCache.from_arrays(image_cache)
-    targets = task_targets(cache.labels, model["label_type"])
     ids = {p: splits.loc[splits["split"] == p, "sample_id"].tolist() for p in parts}
-    datasets = build_datasets(
-        cache,
-        {p: i for p, i in ids.items() if i},
-        targets,
-        model["views"],
-        model["per_view"],
-        AugmentationSettings(preset="none", clahe=model["input_clahe"]),
-        seed,
-        training_part="",
-    )
+    datasets = model_datasets(cache, {p: i for p, i in ids.items() if i}, model)
     out = {}
     rng = np.random.default_rng(seed)
     for part, loader in build_loaders(datasets, 64, 0, False, seed, training_part="").items():

@@ -197,10 +197,13 @@ class InferenceParams(Settings):
     catalog reads it too."""
 
     input_dir: str | None = None
+    engine: Literal["torch", "onnxruntime"] = "torch"
     batch_size: PositiveInt = 32
     tta: bool = True
     threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
     min_confidence: float = Field(default=0.0, ge=0.0, le=1.0)
+    mask_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
+    min_box_area: PositiveInt = 4
 
 
 class ExportParams(Settings):

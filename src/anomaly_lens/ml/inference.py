@@ -8,12 +8,15 @@ ONNX by ``export_onnx`` and checked against PyTorch by ``onnx_probabilities``.
 from __future__ import annotations
 
 import io
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import mlflow
 import numpy as np
+import onnx
 import onnxruntime
 import pandas as pd
 import torch
@@ -21,8 +24,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from anomaly_lens.ml.batch import Batch
-from anomaly_lens.ml.data import view_pixels
+from anomaly_lens.ml.boxes import find_components
+from anomaly_lens.ml.data import MultiViewDataset, view_pixels
 from anomaly_lens.ml.fitting import load_model, predict, probability_columns
+from anomaly_lens.ml.imaging import encode_png
 from anomaly_lens.ml.training import probabilities
 
 logger = logging.getLogger(__name__)
@@ -53,9 +58,15 @@ class ProbabilityModel(nn.Module):
         return probabilities(logits, self.model.config.label_type)
 
 
-def export_onnx(model: ProbabilityModel, images: torch.Tensor, view_mask: torch.Tensor) -> bytes:
+def export_onnx(
+    model: ProbabilityModel,
+    images: torch.Tensor,
+    view_mask: torch.Tensor,
+    metadata: dict[str, object] | None = None,
+) -> bytes:
     """The ONNX graph of ``model`` (PyTorch's dynamo exporter) with a dynamic batch, height
-    and width; ``images``/``view_mask`` are an example batch."""
+    and width; ``images``/``view_mask`` are an example batch; ``metadata`` (JSON values) is
+    stored in the model's metadata properties (``onnx_metadata`` reads it back)."""
     if model.model.classifier is None:
         raise ValueError("A segmentation-only model has no class probabilities to export")
     batch = torch.export.Dim("batch", min=1)
@@ -71,7 +82,15 @@ def export_onnx(model: ProbabilityModel, images: torch.Tensor, view_mask: torch.
     )
     buffer = io.BytesIO()
     program.save(buffer)
-    return buffer.getvalue()
+    graph = onnx.load_from_string(buffer.getvalue())
+    onnx.helper.set_model_props(graph, {k: json.dumps(v) for k, v in (metadata or {}).items()})
+    return graph.SerializeToString()
+
+
+def onnx_metadata(onnx_model: bytes) -> dict[str, object]:
+    """The metadata ``export_onnx`` stored."""
+    graph = onnx.load_from_string(onnx_model)
+    return {prop.key: json.loads(prop.value) for prop in graph.metadata_props}
 
 
 def onnx_session(onnx_model: bytes):
@@ -161,3 +180,45 @@ class ImageFileModel(mlflow.pyfunc.PythonModel):
         table = pd.DataFrame(probs, columns=probability_columns("prob", classes))
         table[probability_columns("pred", classes)] = decisions
         return table.assign(confidence=confidence, abstain=abstain)
+
+
+def predicted_objects(
+    dataset: MultiViewDataset,
+    seg_probs: torch.Tensor,
+    mask_classes: list[str],
+    threshold: float = 0.5,
+    min_area: int = 1,
+) -> tuple[list[str], dict[str, bytes]]:
+    """Boxes (a JSON list per item) and mask PNGs (``<item>/<class>``) of predicted masks.
+
+    Masks are thresholded at ``threshold``, resized (nearest) to the item's first present
+    view's original size, and split into 8-connected components of at least ``min_area``
+    pixels (the ``bbox`` pipeline's ``find_components``); boxes are in that view's pixels.
+    """
+    boxes, pngs = [], {}
+    masks = (seg_probs >= threshold).numpy()
+    for k, (position, views) in enumerate(dataset.items):
+        present = [j for j in views if dataset.cache.view_mask[position, j]]
+        height, width = (int(x) for x in dataset.cache.view_shapes[position, present[0]])
+        found = []
+        for c, name in enumerate(mask_classes):
+            if not masks[k, c].any():
+                continue
+            full = cv2.resize(
+                masks[k, c].astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST
+            )
+            pngs[f"{dataset.item_id(k)}/{name}"] = encode_png(full * 255)
+            components, _ = find_components(full, min_area)
+            found += [
+                {
+                    "class": name,
+                    "x0": o.x0,
+                    "y0": o.y0,
+                    "x1": o.x1,
+                    "y1": o.y1,
+                    "pixel_count": o.pixel_count,
+                }
+                for o in components
+            ]
+        boxes.append(json.dumps(found))
+    return boxes, pngs

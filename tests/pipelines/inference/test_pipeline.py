@@ -86,6 +86,15 @@ def test_new_images_are_inspected_predicted_and_the_model_exported(project, tmp_
     assert [i.name for i in graph.graph.input] == ["images", "view_mask"]
     assert export["inputs"]["images"][0] == "batch" and export["inputs"]["images"][1] == 2
 
+    # The exported graph predicts as PyTorch does (its temperatures are the calibrator's).
+    tables = {}
+    for engine in ("torch", "onnxruntime"):
+        settings = {"input_dir": str(new), "engine": engine, "tta": False}
+        run(project, ["inference"], inference=settings, **SMALL_RUN)
+        found = pd.read_parquet(latest(out / "07_model_output/synthetic/predictions.parquet"))
+        tables[engine] = found.sort_values("sample_id")[[f"prob_{c}" for c in classes]]
+    assert np.abs(tables["torch"].to_numpy() - tables["onnxruntime"].to_numpy()).max() < 1e-4
+
 
 @pytest.mark.slow
 def test_unlabelled_folder_gets_no_metrics_and_no_targets(project, tmp_path):

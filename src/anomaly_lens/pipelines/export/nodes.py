@@ -59,7 +59,8 @@ def export_model(
     temperature = fitted.temperature if fitted else 1.0
     wrapped = ProbabilityModel(load_model(model), model["image_size"], temperature)
     batch = _check_batch(ImageCache.from_arrays(image_cache), splits, model, settings.check_samples)
-    onnx_model = export_onnx(wrapped, batch.images, batch.view_mask)
+    metadata = {"classes": model["classes"], "temperature": temperature}
+    onnx_model = export_onnx(wrapped, batch.images, batch.view_mask, metadata)
     expected = wrapped(batch.images, batch.view_mask).detach().numpy()
     found = onnx_probabilities(
         onnx_session(onnx_model), batch.images.numpy(), batch.view_mask.numpy()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,13 @@ from anomaly_lens.ml.fitting import (
     probability_columns,
     score,
 )
-from anomaly_lens.ml.inference import DecisionRule
+from anomaly_lens.ml.inference import (
+    DecisionRule,
+    onnx_metadata,
+    onnx_probabilities,
+    onnx_session,
+    predicted_objects,
+)
 from anomaly_lens.ml.metrics import json_safe
 from anomaly_lens.ml.ood import OODScorer, logits_and_features
 from anomaly_lens.parameters import parse_block
@@ -83,18 +90,50 @@ def _ood_columns(detector: OODScorer | None, network, loader, table: pd.DataFram
     return table.assign(ood_score=scores, out_of_distribution=pd.array(flags, dtype="boolean"))
 
 
+def _onnx_probabilities(
+    onnx_model: bytes | None, fitted: Calibrator | None, model: dict, batches, tta: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Probabilities and targets from the exported graph (its temperatures folded in);
+    ``tta`` averages the probabilities of the image and its horizontal flip."""
+    if onnx_model is None:
+        raise ValueError(
+            "inference.engine=onnxruntime reads the exported model: run "
+            "`kedro run --pipelines=export` first"
+        )
+    exported = onnx_metadata(onnx_model)
+    temperature = fitted.temperature if fitted else 1.0
+    if exported.get("classes") != model["classes"] or exported.get("temperature") != temperature:
+        raise ValueError(
+            "The exported ONNX model was made from another model or calibrator: run "
+            "`kedro run --pipelines=export` again"
+        )
+    session = onnx_session(onnx_model)
+    probs, targets = [], []
+    for batch in batches:
+        images, view_mask = batch.images.numpy(), batch.view_mask.numpy()
+        found = onnx_probabilities(session, images, view_mask)
+        if tta:
+            found = (found + onnx_probabilities(session, images[..., ::-1].copy(), view_mask)) / 2
+        probs.append(torch.from_numpy(found))
+        targets.append(batch.labels)
+    return torch.cat(probs), torch.cat(targets)
+
+
 def predict_new_images(
     model: dict,
     calibrator: dict | None,
     ood_detector: OODScorer | None,
+    onnx_model: bytes | None,
     samples: pd.DataFrame,
     manifest: pd.DataFrame,
     masks: pd.DataFrame,
     images: Mapping[str, Callable[[], bytes]],
     params: dict,
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, dict[str, bytes]]:
     """``predictions``: one row per sample (``level`` = ``sample``) and, for a per-view
-    model, one per photo (``photo``; a sample's probabilities are its photos' mean).
+    model, one per photo (``photo``; a sample's probabilities are its photos' mean); and
+    ``prediction_masks``, PNGs of predicted masks (``<run>/<item>/<class>``) for models
+    with a segmentation head, whose objects are in the ``boxes`` column (JSON).
 
     Columns: ``prob_<class>``, ``pred_<class>`` (decisions), ``predicted``,
     ``confidence``, ``ood_score``, ``out_of_distribution``, ``abstain``, the model's
@@ -126,13 +165,25 @@ def predict_new_images(
     if network.classifier is None:
         raise ValueError("A segmentation-only model predicts no classes: train with a class head")
     progress = tqdm(loader, desc="Predicting", unit="batch", total=len(loader))
-    probs, item_targets, _, _ = predict(network, progress, settings.tta)
-    if fitted is not None:
-        probs = torch.from_numpy(fitted.apply(probs.numpy()))
+    seg = None
+    if settings.engine == "onnxruntime":  # the graph has no mask output
+        probs, item_targets = _onnx_probabilities(onnx_model, fitted, model, progress, settings.tta)
+    else:
+        probs, item_targets, seg, _ = predict(network, progress, settings.tta)
+        if fitted is not None:
+            probs = torch.from_numpy(fitted.apply(probs.numpy()))
     table = prediction_table(
         "inference", datasets["inference"], probs, item_targets, model["classes"]
     )
     table = _ood_columns(ood_detector, network, loader, table.drop(columns="split"))
+    mask_pngs: dict[str, bytes] = {}
+    if seg is not None:
+        mask_classes = _label_classes(model)
+        table["boxes"], pngs = predicted_objects(
+            datasets["inference"], seg, mask_classes, settings.mask_threshold, settings.min_box_area
+        )
+        run = datetime.now(UTC).strftime("%Y-%m-%dT%H.%M.%S.%fZ")  # never overwrite a run
+        mask_pngs = {f"{run}/{key}": png for key, png in pngs.items()}
     if model["per_view"]:
         per_sample = table.groupby("sample_id", sort=False)
         samples_table = pd.concat(
@@ -157,11 +208,12 @@ def predict_new_images(
     if not (manifest["labels"].map(len) > 0).any():
         table = table.drop(columns=probability_columns("target", model["classes"]))
     logger.info(
-        "Predicted %d samples (%d abstain)",
+        "Predicted %d samples (%d abstain), %d mask files",
         int((table["level"] == "sample").sum()),
         int(table.loc[table["level"] == "sample", "abstain"].sum()),
+        len(mask_pngs),
     )
-    return table
+    return table, mask_pngs
 
 
 def summarise_inference(
@@ -217,6 +269,7 @@ def summarise_inference(
         ),
         "abstain_rule": f"confidence < {settings.min_confidence}, or out of distribution",
         "tta": settings.tta,
+        "engine": settings.engine,
         "labels_found": found,
         "labels_unknown_to_model": [c for c in found if c not in classes],
     }

@@ -79,13 +79,31 @@ def test_scaling_lowers_the_ece_of_an_overconfident_model():
     assert calibration_summary(after, targets, "multiclass")["ece"] < before_ece / 3
 
 
-def test_thresholds_follow_their_rule():
+def test_thresholds_follow_their_rule_with_a_margin():
+    """Each threshold lies halfway between the chosen cut and the next lower score."""
     probs = np.array([[0.1], [0.2], [0.35], [0.4], [0.6], [0.7], [0.8], [0.9]])
     targets = np.array([[0], [0], [1], [0], [1], [1], [0], [1]])
-    assert tune_thresholds(probs, targets, "f1") == [0.35]  # recall 1, precision 4/6: F1 0.8
-    assert tune_thresholds(probs, targets, "precision", [0.75]) == [0.6]  # 3 of 4 above 0.6
-    assert tune_thresholds(probs, targets, "recall", [0.75]) == [0.6]  # 3 of 4 positives
+    # cut 0.35: recall 1, precision 4/6, F1 0.8 (the best); next lower score 0.2
+    assert tune_thresholds(probs, targets, "f1") == [pytest.approx(0.275)]
+    # cut 0.6: precision 3/4 and recall 3/4; next lower score 0.4
+    assert tune_thresholds(probs, targets, "precision", [0.75]) == [pytest.approx(0.5)]
+    assert tune_thresholds(probs, targets, "recall", [0.75]) == [pytest.approx(0.5)]
+    assert tune_thresholds(probs, targets, "precision", [1.01]) == [1.0]  # out of reach
     assert tune_thresholds(probs, np.zeros_like(targets), "f1") == [0.5]  # no positives
+
+
+def test_perfectly_separated_predictions_keep_their_temperature():
+    """A validation split that a class separates perfectly has no calibration signal:
+    fitting would drive T to 0 and make every prediction certain."""
+    z = logits(2000)
+    targets = torch.bernoulli(torch.sigmoid(z), generator=torch.Generator().manual_seed(1))
+    probs = torch.sigmoid(z * 2)
+    probs[:, 1] = torch.where(targets[:, 1] > 0, 0.8, 0.3)  # class 1: perfectly separated
+    found = fit_temperature(probs, targets, "multilabel")
+    shared = fit_temperature(probs[:, [0, 2]], targets[:, [0, 2]], "multilabel", False)
+    assert float(found[1]) == pytest.approx(float(shared))
+    right = torch.eye(3)[torch.tensor([0, 1, 2, 1])]
+    assert float(fit_temperature(right * 0.8 + 0.05, right, "multiclass")) == 1.0
 
 
 def test_calibrator_applies_its_temperatures():

@@ -41,20 +41,38 @@ def fit_temperature(
 ) -> torch.Tensor:
     """Temperatures minimising the NLL of ``targets`` (LBFGS on log T).
 
-    Multi-class: one temperature. Multi-label: one per class (``per_class``) or one shared;
-    a class whose targets are all 0 (or all 1) here has no calibration signal of its own
-    (its NLL falls without bound as T -> 0) and takes the shared temperature.
+    Multi-class: one temperature. Multi-label: one per class (``per_class``) or one shared.
+    Predictions that ``separated`` perfectly carry no calibration signal (their NLL falls
+    without bound as T -> 0, which would make every prediction certain): a multi-label
+    class separated here takes the temperature of the others (shared) and keeps 1 where
+    all are; a multi-class model whose every prediction here is right keeps 1.
     """
-    shared = _fit_log_temperature(logits_of(probs, label_type), targets, label_type, 1)
-    if label_type == "multiclass" or not per_class:
-        return shared.exp().float()
-    mixed = (targets.min(0).values < 0.5) & (targets.max(0).values > 0.5)
-    log_t = shared.expand(targets.shape[1]).clone()
-    if mixed.any():
-        log_t[mixed] = _fit_log_temperature(
-            logits_of(probs[:, mixed], label_type), targets[:, mixed], label_type, int(mixed.sum())
-        )
-    return log_t.exp().float()
+    informative = ~separated(probs, targets, label_type)
+    temperature = torch.ones(targets.shape[1] if label_type == "multilabel" and per_class else 1)
+    if not informative.any():
+        return temperature
+    if label_type == "multiclass":
+        return _fit_log_temperature(logits_of(probs, label_type), targets, label_type, 1).exp()
+    logits = logits_of(probs[:, informative], label_type)
+    shared = _fit_log_temperature(logits, targets[:, informative], label_type, 1).exp()
+    if not per_class:
+        return shared
+    temperature[:] = shared
+    temperature[informative] = _fit_log_temperature(
+        logits, targets[:, informative], label_type, int(informative.sum())
+    ).exp()
+    return temperature
+
+
+def separated(probs: torch.Tensor, targets: torch.Tensor, label_type: str) -> torch.Tensor:
+    """Per class (multi-label), or one flag (multi-class): True where the predictions
+    separate the targets perfectly (or one target value is absent)."""
+    if label_type == "multiclass":
+        return (probs.argmax(1) == targets.argmax(1)).all().reshape(1)
+    positive = targets > 0.5
+    lowest_positive = torch.where(positive, probs, torch.inf).min(0).values
+    highest_negative = torch.where(positive, -torch.inf, probs).max(0).values
+    return lowest_positive > highest_negative
 
 
 def _fit_log_temperature(
@@ -70,7 +88,7 @@ def _fit_log_temperature(
         return loss
 
     optimizer.step(nll)
-    return log_t.detach()
+    return log_t.detach().float()
 
 
 def _nll(logits: torch.Tensor, targets: torch.Tensor, label_type: str) -> torch.Tensor:
@@ -119,9 +137,10 @@ def tune_thresholds(
 ) -> list[float]:
     """One decision threshold per class, chosen on these (validation) predictions.
 
-    ``rule`` ``f1``: the threshold of maximum F1. ``precision`` / ``recall``: the lowest /
-    highest threshold whose precision / recall reaches the class's value in
-    ``targets_by_class``. A class without positives keeps 0.5.
+    ``rule`` ``f1``: maximum F1. ``precision`` / ``recall``: the lowest / highest cut whose
+    precision / recall reaches the class's value in ``targets_by_class``. The threshold is
+    halfway between the chosen cut (a score) and the next lower score, so that it keeps a
+    margin on both sides. A class without positives keeps 0.5.
     """
     thresholds = []
     for k in range(probs.shape[1]):
@@ -133,15 +152,20 @@ def tune_thresholds(
         precision, recall = precision[:-1], recall[:-1]  # the last point has no threshold
         if rule == "f1":
             f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
-            thresholds.append(float(cuts[int(np.argmax(f1))]))
+            cut = cuts[int(np.argmax(f1))]
         elif rule == "precision":
             reached = np.flatnonzero(precision >= targets_by_class[k])
-            thresholds.append(float(cuts[reached[0]]) if len(reached) else 1.0)
+            cut = cuts[reached[0]] if len(reached) else None
         elif rule == "recall":
             reached = np.flatnonzero(recall >= targets_by_class[k])
-            thresholds.append(float(cuts[reached[-1]]) if len(reached) else 0.0)
+            cut = cuts[reached[-1]] if len(reached) else None
         else:
             raise ValueError(f"threshold rule must be f1, precision or recall, not {rule!r}")
+        if cut is None:  # the goal is out of reach: decide nothing (precision) or all (recall)
+            thresholds.append(1.0 if rule == "precision" else 0.0)
+            continue
+        below = p[p < cut]
+        thresholds.append(float((cut + below.max()) / 2) if len(below) else float(cut / 2))
     return thresholds
 
 

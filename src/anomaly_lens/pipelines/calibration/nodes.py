@@ -16,6 +16,7 @@ from anomaly_lens.ml.calibration import (
     Calibrator,
     calibration_summary,
     fit_temperature,
+    separated,
     tune_thresholds,
 )
 from anomaly_lens.ml.fitting import probability_columns
@@ -39,6 +40,15 @@ def _per_sample(rows: pd.DataFrame, probs: np.ndarray, classes: list[str]):
     grouped = frame.groupby("sample_id", sort=True)
     targets = rows.groupby("sample_id", sort=True)[probability_columns("target", classes)].max()
     return grouped.mean().to_numpy(np.float32), targets.to_numpy(np.float32)
+
+
+def _separated_classes(probs: np.ndarray, targets: np.ndarray, model: dict) -> list[str]:
+    """Classes (multi-class: all or none) the validation predictions separate perfectly:
+    their temperature is not fitted (see ``fit_temperature``)."""
+    flags = separated(torch.from_numpy(probs), torch.from_numpy(targets), model["label_type"])
+    if model["label_type"] == "multiclass":
+        return list(model["classes"]) if bool(flags[0]) else []
+    return [c for c, flag in zip(model["classes"], flags.tolist(), strict=True) if flag]
 
 
 def _summary(probs: np.ndarray, targets: np.ndarray, label_type: str, classes) -> dict:
@@ -66,6 +76,7 @@ def calibrate(predictions: pd.DataFrame, model: dict, params: dict) -> tuple[dic
     if val.empty or test.empty:
         raise ValueError("Calibration needs val and test predictions: run `train` first")
     val_probs, val_targets = _arrays(val, classes)
+    val_targets_items = val_targets
     temperature = fit_temperature(  # the only fit on predictions: validation rows only
         torch.from_numpy(val_probs),
         torch.from_numpy(val_targets),
@@ -89,6 +100,7 @@ def calibrate(predictions: pd.DataFrame, model: dict, params: dict) -> tuple[dic
         "scored_on": {"split": "test", "n": int(len(test))},
         "bins": CALIBRATION_BINS,
         "temperature": calibrator.temperature,
+        "separated_on_val": _separated_classes(val_probs, val_targets_items, model),
         "thresholds": dict(zip(classes, thresholds, strict=True)) if thresholds else None,
         "threshold_rule": settings.threshold_rule if thresholds else "most probable class",
         "threshold_level": "sample",

@@ -66,6 +66,11 @@ def test_main_command_runs_the_whole_chain(project):
     runs = mlflow.search_runs(experiment_names=["anomaly_lens"])
     assert len(runs) == 1
     assert runs.iloc[0]["params.synthetic.n_specimens"] == "8"
+    # Headline figures are metrics, and tags tell runs apart in the UI.
+    assert runs.iloc[0]["metrics.test_macro_f1"] == pytest.approx(metrics["test"]["macro_f1"])
+    assert "metrics.calibration.ece_after" in runs and "metrics.ood.best_auroc_far_ood" in runs
+    assert runs.iloc[0]["tags.mlflow.runName"] == "base · __default__ · resnet18"
+    assert runs.iloc[0]["tags.dataset"] == "synthetic"
     artifacts = {
         a.path for a in mlflow.MlflowClient().list_artifacts(runs.iloc[0].run_id, "reports")
     }

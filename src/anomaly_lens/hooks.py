@@ -30,6 +30,32 @@ class ParameterCheckHook:
         check_parameters(parameters["parameters"])
 
 
+class RunTagsHook:
+    """Tags the MLflow run with the env, dataset, pipelines and backbone, and names it
+    after them (``mtd · train · tf_efficientnet_lite0``), so runs can be told apart and
+    filtered in the MLflow UI. Runs after kedro-mlflow has opened the run."""
+
+    def __init__(self) -> None:
+        self._dataset = None
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        self._dataset = context.config_loader["globals"].get("dataset")
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict, pipeline, catalog) -> None:
+        if mlflow.active_run() is None:
+            return
+        env = run_params.get("env") or "base"
+        pipelines = "+".join(run_params.get("pipeline_names") or ["__default__"])
+        backbone = catalog.load("parameters").get("train", {}).get("model", {}).get("backbone")
+        tags = {"env": env, "dataset": self._dataset, "pipelines": pipelines}
+        tags |= {"backbone": backbone} if backbone else {}
+        mlflow.set_tags({k: v for k, v in tags.items() if v})
+        name = " · ".join(str(v) for v in (env, pipelines, backbone) if v)
+        mlflow.set_tag("mlflow.runName", name)
+
+
 class ReportLoggingHook:
     """Logs outputs whose catalog entry carries ``metadata: {mlflow_artifact: true}``.
 

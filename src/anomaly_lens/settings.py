@@ -3,9 +3,14 @@
 from omegaconf.resolvers import oc
 
 from anomaly_lens.context import ProjectContext
-from anomaly_lens.hooks import ParameterCheckHook, ReadOnlyEntriesHook, ReportLoggingHook
+from anomaly_lens.hooks import (
+    ParameterCheckHook,
+    ReadOnlyEntriesHook,
+    ReportLoggingHook,
+    RunTagsHook,
+)
 
-HOOKS = (ParameterCheckHook(), ReportLoggingHook(), ReadOnlyEntriesHook())
+HOOKS = (ParameterCheckHook(), RunTagsHook(), ReportLoggingHook(), ReadOnlyEntriesHook())
 
 # Decides per env whether `kedro run` starts by generating the demo data (see the class).
 CONTEXT_CLASS = ProjectContext

@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from anomaly_lens.pipelines.train.nodes import evaluate_model, plot_evaluation
+from anomaly_lens.pipelines.train.nodes import evaluate_model, headline_metrics, plot_evaluation
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -13,6 +13,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=["model", "image_cache", "splits", "params:train"],
                 outputs=["evaluation_metrics", "evaluation_predictions"],
                 name="evaluate_model",
+            ),
+            Node(
+                headline_metrics,
+                inputs="evaluation_metrics",
+                outputs="evaluation_mlflow_metrics",
+                name="headline_metrics",
             ),
             Node(
                 plot_evaluation,

@@ -256,6 +256,24 @@ def evaluate_model(
     return json_safe(report), pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
+def headline_metrics(metrics: dict) -> dict:
+    """The test figures as MLflow metrics of the run, to compare runs in the MLflow UI:
+    ``test_macro_f1`` and its interval, ``test_f1_<class>``, ``test_mean_iou`` (models with
+    masks) and, for per-view models, ``test_sample_macro_f1`` (a sample's photos averaged)."""
+    test = metrics["test"]
+    figures = {}
+    if "macro_f1" in test:
+        low, high = test["macro_f1_ci95"]
+        figures |= {"test_macro_f1": test["macro_f1"], "test_macro_f1_ci95_low": low}
+        figures |= {"test_macro_f1_ci95_high": high}
+        figures |= {f"test_f1_{c}": v["f1"] for c, v in test["per_class"].items()}
+    if "segmentation" in test:
+        figures["test_mean_iou"] = test["segmentation"]["mean_iou"]
+    if "per_sample" in test:
+        figures["test_sample_macro_f1"] = test["per_sample"]["macro_f1"]
+    return {name: {"value": float(value), "step": 0} for name, value in figures.items()}
+
+
 def plot_evaluation(predictions: pd.DataFrame, metrics: dict) -> Figure:
     """Test-set confusion (matrix, or per class for multi-label) and per-class PR curves."""
     if "confusion" not in metrics["test"]:  # a segmentation-only model: no class scores

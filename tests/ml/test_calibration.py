@@ -107,7 +107,7 @@ def test_perfectly_separated_predictions_keep_their_temperature():
 
 
 def test_calibrator_applies_its_temperatures():
-    calibrator = Calibrator(["a", "b"], "multilabel", [2.0, 1.0], [0.4, 0.6], "sample")
+    calibrator = Calibrator(["a", "b"], "multilabel", [2.0, 1.0], [0.4, 0.6])
     probs = np.array([[0.9, 0.9]], dtype=np.float32)
     applied = calibrator.apply(probs)
     assert applied[0, 1] == pytest.approx(0.9) and 0.5 < applied[0, 0] < 0.9

@@ -171,13 +171,13 @@ def tune_thresholds(
 
 @dataclass(frozen=True)
 class Calibrator:
-    """What inference applies: temperatures, then per-class thresholds (multi-label)."""
+    """What inference applies: temperatures, then per-class thresholds (multi-label), which
+    decide samples (for per-view models, the mean of a sample's calibrated photos)."""
 
     classes: list[str]
     label_type: str
     temperature: list[float]
     thresholds: list[float] | None  # None: multi-class decides by the most probable class
-    threshold_level: str  # "sample" or "photo": the probabilities the thresholds were tuned on
 
     def apply(self, probs: np.ndarray) -> np.ndarray:
         temperature = torch.tensor(self.temperature)

@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 
 from anomaly_lens.ml.data import MultiViewDataset
-from anomaly_lens.ml.fitting import probability_columns, score
+from anomaly_lens.ml.fitting import per_sample_table, probability_columns, score
 from anomaly_lens.ml.metrics import classification_metrics
 
 GROUPINGS = ("unit", "none")
@@ -80,10 +80,10 @@ def pooled_report(
         )
     }
     if per_view:
-        per_sample = predictions.groupby("sample_id", sort=True)
-        samples = per_sample.agg({"unit_id": "first", **dict.fromkeys(prob_columns, "mean")})
-        targets = per_sample[target_columns].max()
-        report["oof_tile"] = scored(samples, samples[prob_columns].to_numpy(), targets.to_numpy())
+        samples = per_sample_table(predictions, classes, sort=True, first=["unit_id"])
+        report["oof_tile"] = scored(
+            samples, samples[prob_columns].to_numpy(), samples[target_columns].to_numpy()
+        )
     report["per_fold"] = [
         {
             "fold": int(fold),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +20,7 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torch.utils.data import DataLoader
 
+from anomaly_lens.ml.batch import Batch
 from anomaly_lens.ml.data import (
     EpochSampler,
     ImageCache,
@@ -291,26 +292,46 @@ def load_model(bundle: Mapping) -> torch.nn.Module:
     return model.eval()
 
 
+@dataclass
+class Predictions:
+    """A model's outputs for every item; None where it has no such head (or the batches no
+    labels or masks). ``logits`` and ``features`` are those of the images as they are,
+    without test-time augmentation: what out-of-distribution detectors score."""
+
+    probs: torch.Tensor | None
+    targets: torch.Tensor | None
+    seg_probs: torch.Tensor | None
+    masks: torch.Tensor | None
+    logits: torch.Tensor | None
+    features: torch.Tensor | None
+
+
 @torch.no_grad()
-def predict(model: torch.nn.Module, loader: DataLoader, tta: bool):
-    """Class probabilities, targets, mask probabilities and masks of every item (None where
-    the model has no such head); ``tta`` averages with the horizontally flipped views."""
-    probs, targets, seg_probs, masks = [], [], [], []
-    for batch in loader:
+def predict(model: torch.nn.Module, batches: Iterable[Batch], tta: bool) -> Predictions:
+    """Class and mask probabilities of every item, with its targets and masks; ``tta``
+    averages the logits with those of the horizontally flipped views."""
+    parts: dict[str, list] = {name: [] for name in Predictions.__dataclass_fields__}
+    for batch in batches:
         output = model(batch.images, batch.view_mask)
         logits, seg = output.logits, output.seg_logits
+        parts["logits"].append(logits)
+        parts["features"].append(output.features)
         if tta:
             flipped = model(batch.images.flip(-1), batch.view_mask)
             logits = None if logits is None else (logits + flipped.logits) / 2
             seg = None if seg is None else (seg + flipped.seg_logits.flip(-1)) / 2
         if logits is not None:
-            probs.append(probabilities(logits, model.config.label_type))
-            targets.append(batch.labels)
+            parts["probs"].append(probabilities(logits, model.config.label_type))
+            parts["targets"].append(batch.labels)
         if seg is not None:
-            seg_probs.append(torch.sigmoid(seg))
-            masks.append(batch.masks)
-    cat = lambda xs: torch.cat(xs) if xs else None  # noqa: E731
-    return cat(probs), cat(targets), cat(seg_probs), cat(masks)
+            parts["seg_probs"].append(torch.sigmoid(seg))
+            parts["masks"].append(batch.masks)
+    return Predictions(
+        **{
+            name: torch.cat(found) if found and all(x is not None for x in found) else None
+            for name, found in parts.items()
+        }
+    )
 
 
 def score(
@@ -358,6 +379,25 @@ def score(
 def probability_columns(kind: str, classes: Sequence[str]) -> list[str]:
     """Column names of a prediction table: ``prob_<class>`` or ``target_<class>``."""
     return [f"{kind}_{c}" for c in classes]
+
+
+def per_sample_table(
+    table: pd.DataFrame,
+    classes: Sequence[str],
+    sort: bool = False,
+    first: Sequence[str] = (),
+    highest: Sequence[str] = (),
+) -> pd.DataFrame:
+    """A per-view model's prediction table at sample level, one row per ``sample_id``:
+    each class's probability averaged over the sample's photos; its targets (where the
+    table has them) and the ``highest`` columns their maximum; ``first`` their first."""
+    targets = [c for c in probability_columns("target", classes) if c in table]
+    how = (
+        dict.fromkeys(probability_columns("prob", classes), "mean")
+        | dict.fromkeys([*targets, *highest], "max")
+        | dict.fromkeys(first, "first")
+    )
+    return table.groupby("sample_id", sort=sort).agg(how).reset_index()
 
 
 def prediction_table(

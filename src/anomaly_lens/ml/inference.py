@@ -153,13 +153,10 @@ class ImageFileModel(mlflow.pyfunc.PythonModel):
         """The input table's columns: the model's views (``image`` for a per-view model)."""
         return ["image"] if self.bundle["per_view"] else list(self.bundle["views"])
 
-    def load_context(self, context) -> None:
-        self._network = load_model(self.bundle)
-
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         if self.bundle["input_clahe"]:
             raise ValueError("Models trained on CLAHE-equalised images are not served here")
-        if self._network is None:
+        if self._network is None:  # built on first use: the pickled model carries weights only
             self._network = load_model(self.bundle)
         missing = [c for c in self.columns if c not in model_input.columns]
         if missing:
@@ -175,7 +172,7 @@ class ImageFileModel(mlflow.pyfunc.PythonModel):
             torch.from_numpy(present),
             labels=torch.zeros(len(images), len(classes)),
         )
-        probs = predict(self._network, [batch], self.tta)[0].numpy()
+        probs = predict(self._network, [batch], self.tta).probs.numpy()
         decisions, confidence, abstain = self.rule.apply(probs, self.bundle["label_type"])
         table = pd.DataFrame(probs, columns=probability_columns("prob", classes))
         table[probability_columns("pred", classes)] = decisions

@@ -21,26 +21,19 @@ from pytorch_ood.metrics import OODMetrics
 from sklearn.ensemble import IsolationForest
 
 from anomaly_lens.ml.batch import Batch
+from anomaly_lens.ml.fitting import predict
 
 DETECTORS = ("msp", "energy", "mahalanobis", "knn", "isolation_forest")
 
 
-@torch.no_grad()
 def logits_and_features(
     model: torch.nn.Module, batches: Iterable[Batch]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Class logits and the pooled features the class head reads, per item."""
     if model.classifier is None:
         raise ValueError("OOD scores need a model with a class head")
-    features: list[torch.Tensor] = []
-    hook = model.classifier.linear.register_forward_hook(
-        lambda module, inputs, output: features.append(inputs[0].detach())
-    )
-    try:
-        logits = [model(batch.images, batch.view_mask).logits for batch in batches]
-    finally:
-        hook.remove()
-    return torch.cat(logits), torch.cat(features)
+    found = predict(model, batches, tta=False)
+    return found.logits, found.features
 
 
 class OODScorer:

@@ -15,7 +15,7 @@ from anomaly_lens.ml.data import AUGMENTATION_PRESETS
 from anomaly_lens.ml.losses import LOSSES
 from anomaly_lens.ml.models import FUSIONS, SEGMENTATION_HEADS
 from anomaly_lens.ml.models.model import TASKS
-from anomaly_lens.ml.pretrained import WEIGHT_PACKAGES
+from anomaly_lens.ml.pretrained import PretrainedWeightsError, weight_package
 
 
 class Settings(BaseModel):
@@ -66,11 +66,11 @@ class ModelSettings(Settings):
         return _registered(SEGMENTATION_HEADS, name)
 
     def model_post_init(self, context: Any) -> None:
-        if self.pretrained and not self.weights_path and self.backbone not in WEIGHT_PACKAGES:
-            raise ValueError(
-                f"pretrained weights ship for {sorted(WEIGHT_PACKAGES)} only, not "
-                f"{self.backbone!r}: set weights_path to a local file, or pretrained to false"
-            )
+        if self.pretrained and not self.weights_path:
+            try:
+                weight_package(self.backbone)
+            except PretrainedWeightsError as error:
+                raise ValueError(str(error)) from None
 
 
 class LossSettings(Settings):

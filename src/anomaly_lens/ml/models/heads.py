@@ -47,14 +47,20 @@ class ClassificationHead(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.linear = nn.Linear(channels * (2 if pooling == "avgmax" else 1), num_classes)
 
-    def forward(self, pyramid: list[torch.Tensor]) -> torch.Tensor:
+    def pool(self, pyramid: list[torch.Tensor]) -> torch.Tensor:
+        """The pooled features of the last level, which the logits are a linear map of."""
         x = pyramid[-1]
-        pooled = {
+        return {
             "avg": lambda: x.mean(dim=(2, 3)),
             "max": lambda: x.amax(dim=(2, 3)),
             "avgmax": lambda: torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], 1),
         }[self.pooling]()
+
+    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.linear(self.dropout(pooled))
+
+    def forward(self, pyramid: list[torch.Tensor]) -> torch.Tensor:
+        return self.classify(self.pool(pyramid))
 
 
 @register_segmentation_head("fpn")

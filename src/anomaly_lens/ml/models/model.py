@@ -63,6 +63,7 @@ class ModelOutput:
     logits: torch.Tensor | None  # (B, K)
     seg_logits: torch.Tensor | None  # (B, K, H, W); multi-class: K - 1, no "normal" mask
     attention: torch.Tensor | None = None
+    features: torch.Tensor | None = None  # (B, D) pooled features the logits are made from
 
 
 class AnomalyModel(nn.Module):
@@ -114,10 +115,12 @@ class AnomalyModel(nn.Module):
 
     def forward(self, images: torch.Tensor, view_mask: torch.Tensor) -> ModelOutput:
         pyramid, attention = self.fusion(self.normalise(images), view_mask)
+        features = self.classifier.pool(pyramid) if self.classifier else None
         return ModelOutput(
-            logits=self.classifier(pyramid) if self.classifier else None,
+            logits=self.classifier.classify(features) if self.classifier else None,
             seg_logits=self.segmenter(pyramid, images.shape[-2:]) if self.segmenter else None,
             attention=attention,
+            features=features,
         )
 
     def predict_batch(self, batch: Batch) -> ModelOutput:

@@ -19,7 +19,7 @@ from anomaly_lens.ml.calibration import (
     separated,
     tune_thresholds,
 )
-from anomaly_lens.ml.fitting import probability_columns
+from anomaly_lens.ml.fitting import per_sample_table, probability_columns
 from anomaly_lens.ml.metrics import json_safe
 from anomaly_lens.parameters import parse_block
 
@@ -34,12 +34,10 @@ def _arrays(rows: pd.DataFrame, classes: list[str]) -> tuple[np.ndarray, np.ndar
 
 
 def _per_sample(rows: pd.DataFrame, probs: np.ndarray, classes: list[str]):
-    """A per-view model's sample-level probabilities (mean over photos) and targets."""
-    frame = pd.DataFrame(probs, columns=probability_columns("prob", classes))
-    frame["sample_id"] = rows["sample_id"].to_numpy()
-    grouped = frame.groupby("sample_id", sort=True)
-    targets = rows.groupby("sample_id", sort=True)[probability_columns("target", classes)].max()
-    return grouped.mean().to_numpy(np.float32), targets.to_numpy(np.float32)
+    """A per-view model's sample-level probabilities (``probs`` of its photos averaged)
+    and targets."""
+    photos = rows.assign(**dict(zip(probability_columns("prob", classes), probs.T, strict=True)))
+    return _arrays(per_sample_table(photos, classes), classes)
 
 
 def _separated_classes(probs: np.ndarray, targets: np.ndarray, model: dict) -> list[str]:
@@ -76,31 +74,28 @@ def calibrate(predictions: pd.DataFrame, model: dict, params: dict) -> tuple[dic
     if val.empty or test.empty:
         raise ValueError("Calibration needs val and test predictions: run `train` first")
     val_probs, val_targets = _arrays(val, classes)
-    val_targets_items = val_targets
     temperature = fit_temperature(  # the only fit on predictions: validation rows only
         torch.from_numpy(val_probs),
         torch.from_numpy(val_targets),
         label_type,
         settings.per_class_temperature,
-    )
-    fitted_probs = Calibrator(classes, label_type, temperature.tolist(), None, "sample").apply(
-        val_probs
-    )
-    val_after = fitted_probs
-    if model["per_view"]:  # thresholds decide samples: the mean over a sample's photos
-        val_after, val_targets = _per_sample(val, fitted_probs, classes)
+    ).tolist()
+    val_after = Calibrator(classes, label_type, temperature, None).apply(val_probs)
     thresholds = None
-    if label_type == "multilabel":
+    if label_type == "multilabel":  # thresholds decide samples: per-view, a photo mean
+        sample_probs, sample_targets = (
+            _per_sample(val, val_after, classes) if model["per_view"] else (val_after, val_targets)
+        )
         goals = [settings.threshold_targets.get(c, 0.0) for c in classes]
-        thresholds = tune_thresholds(val_after, val_targets, settings.threshold_rule, goals)
-    calibrator = Calibrator(classes, label_type, temperature.tolist(), thresholds, "sample")
+        thresholds = tune_thresholds(sample_probs, sample_targets, settings.threshold_rule, goals)
+    calibrator = Calibrator(classes, label_type, temperature, thresholds)
 
     report = {
         "fitted_on": {"split": "val", "n": int(len(val))},
         "scored_on": {"split": "test", "n": int(len(test))},
         "bins": CALIBRATION_BINS,
         "temperature": calibrator.temperature,
-        "separated_on_val": _separated_classes(val_probs, val_targets_items, model),
+        "separated_on_val": _separated_classes(val_probs, val_targets, model),
         "thresholds": dict(zip(classes, thresholds, strict=True)) if thresholds else None,
         "threshold_rule": settings.threshold_rule if thresholds else "most probable class",
         "threshold_level": "sample",

@@ -136,8 +136,8 @@ def cross_validate(
             trainer = train.trainer.model_copy(update={"checkpoint_dir": str(checkpoints)})
             result = fit(module, loaders["train"], loaders["val"], trainer)
             module.model.load_state_dict(result.state_dict)
-            probs, fold_targets, _, _ = predict(module.model.eval(), loaders["test"], train.tta)
-            table = prediction_table("test", datasets["test"], probs, fold_targets, classes)
+            found = predict(module.model.eval(), loaders["test"], train.tta)
+            table = prediction_table("test", datasets["test"], found.probs, found.targets, classes)
             if mlflow.active_run() is not None:
                 mlflow.log_params({"fold": fold, "n_train": len(datasets["train"])})
                 mlflow.log_metric("best_epoch", result.best_epoch)

@@ -14,9 +14,11 @@ from tqdm.auto import tqdm
 from anomaly_lens.ml.calibration import Calibrator
 from anomaly_lens.ml.data import build_image_cache
 from anomaly_lens.ml.fitting import (
+    Predictions,
     build_loaders,
     load_model,
     model_datasets,
+    per_sample_table,
     predict,
     prediction_table,
     probability_columns,
@@ -30,7 +32,7 @@ from anomaly_lens.ml.inference import (
     predicted_objects,
 )
 from anomaly_lens.ml.metrics import json_safe
-from anomaly_lens.ml.ood import OODScorer, logits_and_features
+from anomaly_lens.ml.ood import OODScorer
 from anomaly_lens.parameters import parse_block
 
 logger = logging.getLogger(__name__)
@@ -81,12 +83,15 @@ def _calibrator_of(calibrator: dict | None, model: dict) -> Calibrator | None:
     return fitted
 
 
-def _ood_columns(detector: OODScorer | None, network, loader, table: pd.DataFrame) -> pd.DataFrame:
-    """``ood_score`` and ``out_of_distribution`` per item (empty without a detector)."""
+def _ood_columns(
+    detector: OODScorer | None, plain: Predictions | None, table: pd.DataFrame
+) -> pd.DataFrame:
+    """``ood_score`` and ``out_of_distribution`` per item (empty without a detector), from
+    the logits and features of the items as they are (``plain``)."""
     if detector is None:
         flags = pd.array([pd.NA] * len(table), dtype="boolean")
         return table.assign(ood_score=np.nan, out_of_distribution=flags)
-    scores, flags = detector.flag(*logits_and_features(network, loader))
+    scores, flags = detector.flag(plain.logits, plain.features)
     return table.assign(ood_score=scores, out_of_distribution=pd.array(flags, dtype="boolean"))
 
 
@@ -166,34 +171,33 @@ def predict_new_images(
         raise ValueError("A segmentation-only model predicts no classes: train with a class head")
     progress = tqdm(loader, desc="Predicting", unit="batch", total=len(loader))
     seg = None
-    if settings.engine == "onnxruntime":  # the graph has no mask output
+    if settings.engine == "onnxruntime":  # the graph has no mask or feature output
         probs, item_targets = _onnx_probabilities(onnx_model, fitted, model, progress, settings.tta)
+        plain = predict(network, loader, tta=False) if ood_detector else None
     else:
-        probs, item_targets, seg, _ = predict(network, progress, settings.tta)
+        plain = predict(network, progress, settings.tta)
+        probs, item_targets, seg = plain.probs, plain.targets, plain.seg_probs
         if fitted is not None:
             probs = torch.from_numpy(fitted.apply(probs.numpy()))
     table = prediction_table(
         "inference", datasets["inference"], probs, item_targets, model["classes"]
     )
-    table = _ood_columns(ood_detector, network, loader, table.drop(columns="split"))
+    table = _ood_columns(ood_detector, plain, table.drop(columns="split"))
     mask_pngs: dict[str, bytes] = {}
     if seg is not None:
-        mask_classes = _label_classes(model)
         table["boxes"], pngs = predicted_objects(
-            datasets["inference"], seg, mask_classes, settings.mask_threshold, settings.min_box_area
+            datasets["inference"],
+            seg,
+            label_classes,
+            settings.mask_threshold,
+            settings.min_box_area,
         )
         run = datetime.now(UTC).strftime("%Y-%m-%dT%H.%M.%S.%fZ")  # never overwrite a run
         mask_pngs = {f"{run}/{key}": png for key, png in pngs.items()}
     if model["per_view"]:
-        per_sample = table.groupby("sample_id", sort=False)
-        samples_table = pd.concat(
-            [
-                per_sample[probability_columns("prob", model["classes"])].mean(),
-                per_sample[probability_columns("target", model["classes"])].max(),
-                per_sample[["ood_score", "out_of_distribution"]].max(),
-            ],
-            axis=1,
-        ).reset_index()
+        samples_table = per_sample_table(
+            table, model["classes"], highest=["ood_score", "out_of_distribution"]
+        )
         samples_table.insert(1, "item_id", samples_table["sample_id"])
         table = pd.concat(
             [table.assign(level="photo"), samples_table.assign(level="sample")], ignore_index=True

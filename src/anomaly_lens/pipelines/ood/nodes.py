@@ -31,10 +31,15 @@ IN_DISTRIBUTION = "test"
 
 
 def _items(
-    model: dict, image_cache: dict, splits: pd.DataFrame, parts: list[str], limit: int, seed: int
+    model: dict,
+    image_cache: dict,
+    splits: pd.DataFrame,
+    parts: list[str],
+    seed: int,
+    limit: int | None = None,
 ):
-    """Per part: the items' images ``(N, V, 1, H, W)`` in [0, 1], view masks and targets,
-    at most ``limit`` items (a seeded draw)."""
+    """Per part: the items' images ``(N, V, 1, H, W)`` in [0, 1], view masks and targets;
+    all of them, or at most ``limit`` (a seeded draw)."""
     cache = ImageCache.from_arrays(image_cache)
     ids = {p: splits.loc[splits["split"] == p, "sample_id"].tolist() for p in parts}
     datasets = model_datasets(cache, {p: i for p, i in ids.items() if i}, model)
@@ -45,7 +50,7 @@ def _items(
         images = torch.cat([b.images for b in batches])
         view_mask = torch.cat([b.view_mask for b in batches])
         labels = torch.cat([b.labels for b in batches])
-        keep = np.sort(rng.permutation(len(images))[:limit])
+        keep = np.sort(rng.permutation(len(images))[:limit])  # [:None]: all
         out[part] = (images[keep], view_mask[keep], labels[keep])
     return out
 
@@ -70,7 +75,7 @@ def fit_ood_detectors(
     """Every detector fitted on the train items (all of them) with its threshold at
     ``ood.kept`` of the val items; test items are not read."""
     settings = parse_block("ood", params)
-    parts = _items(model, image_cache, splits, ["train", "val"], 10**9, settings.seed)
+    parts = _items(model, image_cache, splits, ["train", "val"], settings.seed)
     network = load_model(model)
     train_logits, train_features = logits_and_features(network, _batches(*parts["train"][:2]))
     val_logits, val_features = logits_and_features(network, _batches(*parts["val"][:2]))
@@ -101,7 +106,7 @@ def score_ood_sets(
     there is one, and procedural textures (far-OOD)."""
     settings = parse_block("ood", params)
     parts = _items(
-        model, image_cache, splits, [IN_DISTRIBUTION, "shift"], settings.max_items, settings.seed
+        model, image_cache, splits, [IN_DISTRIBUTION, "shift"], settings.seed, settings.max_items
     )
     images, view_mask, _ = parts[IN_DISTRIBUTION]
     pixels = (images * 255).round().to(torch.uint8).numpy()

@@ -23,6 +23,7 @@ from anomaly_lens.ml.fitting import (
     fit,
     label_task,
     load_model,
+    per_sample_table,
     predict,
     prediction_table,
     probability_columns,
@@ -224,7 +225,8 @@ def evaluate_model(
     tables = []
     for split in ("val", "test"):
         dataset = loaders[split].dataset
-        probs, split_targets, seg, masks = predict(model, loaders[split], settings.tta)
+        found = predict(model, loaders[split], settings.tta)
+        probs, split_targets, seg, masks = found.probs, found.targets, found.seg_probs, found.masks
         groups = unit_of.loc[dataset.cache.sample_ids[dataset.positions]].to_numpy()
         report[split] = {
             "n_samples": len(dataset),
@@ -237,20 +239,18 @@ def evaluate_model(
         table = prediction_table(split, dataset, probs, split_targets, classes)
         tables.append(table)
         if per_view:
-            per_sample = table.groupby("sample_id", sort=False)
-            sample_probs = per_sample[probability_columns("prob", classes)].mean()
-            sample_targets = per_sample[probability_columns("target", classes)].max()
+            samples = per_sample_table(table, classes)
             report[split]["per_sample"] = {
-                "n_samples": len(sample_probs),
+                "n_samples": len(samples),
                 **_split_metrics(
-                    torch.from_numpy(sample_probs.values),
-                    torch.from_numpy(sample_targets.values),
+                    torch.from_numpy(samples[probability_columns("prob", classes)].to_numpy()),
+                    torch.from_numpy(samples[probability_columns("target", classes)].to_numpy()),
                     None,
                     None,
                     classes,
                     label_type,
                     settings,
-                    unit_of.loc[sample_probs.index].to_numpy(),
+                    unit_of.loc[samples["sample_id"]].to_numpy(),
                 ),
             }
     return json_safe(report), pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()

@@ -30,3 +30,14 @@ def test_inference_benchmark_builds_a_model_that_predicts():
     images, view_mask = torch.rand(2, 2, 1, 32, 32), torch.ones(2, 2, dtype=torch.bool)
     assert model(images, view_mask).shape == (2, 4)
     assert script.images_per_second(lambda: None, images=4, repeats=2) > 0
+
+
+def test_attribution_benchmark_times_a_method():
+    script = load_script("attributions")
+    scores = script.explained_model("resnet18", 2)
+    images, view_mask = torch.rand(3, 2, 1, 32, 32), torch.ones(3, 2, dtype=torch.bool)
+    settings = script.AttributionSettings(n_steps=2, batch_size=2)
+    took = script.seconds_per_image(
+        scores, images, view_mask, torch.tensor([0, 1, 2]), "saliency", settings
+    )
+    assert took > 0

@@ -50,6 +50,8 @@ def test_main_command_runs_the_whole_chain(project):
         "training_curves.png",
         "evaluation_plots.png",
         "baseline_metrics.json",
+        "xai_report.html",
+        "xai_metrics.json",
     ):
         assert latest(project / "data/08_reporting/synthetic" / report).stat().st_size > 0
     metrics = json.loads(
@@ -69,6 +71,7 @@ def test_main_command_runs_the_whole_chain(project):
     # Headline figures are metrics, and tags tell runs apart in the UI.
     assert runs.iloc[0]["metrics.test_macro_f1"] == pytest.approx(metrics["test"]["macro_f1"])
     assert "metrics.calibration.ece_after" in runs and "metrics.ood.best_auroc_far_ood" in runs
+    assert "metrics.xai.integrated_gradients.relevance_mass" in runs
     assert runs.iloc[0]["tags.mlflow.runName"] == "base · __default__ · resnet18"
     assert runs.iloc[0]["tags.dataset"] == "synthetic"
     artifacts = {
@@ -78,6 +81,7 @@ def test_main_command_runs_the_whole_chain(project):
         "reports/data_quality_report.json",
         "reports/quarantine.csv",
         "reports/split_report.json",
+        "reports/xai_report.html",
     } <= artifacts
 
 

@@ -92,6 +92,9 @@ class ReportLoggingHook:
             mlflow.log_dict(data, f"{folder}/{dataset_name}.json")
         elif isinstance(data, pd.DataFrame):
             mlflow.log_text(data.to_csv(index=False), f"{folder}/{dataset_name}.csv")
+        elif isinstance(data, str):  # an HTML report
+            suffix = ".html" if data.lstrip().lower().startswith("<!doctype html") else ".txt"
+            mlflow.log_text(data, f"{folder}/{dataset_name}{suffix}")
         else:
             logger.warning("Not logging %s to MLflow: %s", dataset_name, type(data).__name__)
 

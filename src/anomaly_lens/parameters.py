@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from anomaly_lens.ml.explain import AttributionSettings
 from anomaly_lens.ml.layouts import LAYOUTS
 from anomaly_lens.ml.ood import DETECTORS
 from anomaly_lens.ml.pretrained import WEIGHT_PACKAGES
@@ -213,6 +214,50 @@ class ExportParams(Settings):
     tolerance: float = Field(default=1e-4, gt=0.0)
 
 
+class XaiSelection(Settings):
+    """Per class, how many explained samples of each kind (``xai.per_class``)."""
+
+    correct: NonNegativeInt = 6
+    wrong: NonNegativeInt = 2
+    most_confident: NonNegativeInt = 2
+
+
+class XaiChecks(Settings):
+    """Ground-truth checks of the report (``xai.checks``)."""
+
+    view_share_min: float = Field(default=0.7, gt=0.0, le=1.0)
+    pointing_game_min: float = Field(default=0.8, gt=0.0, le=1.0)
+    large_type_min_area: float = Field(default=0.01, ge=0.0, lt=1.0)
+
+
+class XaiParams(Settings):
+    """The ``xai`` block."""
+
+    split: Literal["val", "test"] = "test"
+    per_class: XaiSelection = XaiSelection()
+    max_samples: PositiveInt = 40
+    head: Literal["auto", "classification", "segmentation"] = "auto"
+    attribution: AttributionSettings = AttributionSettings()
+    deletion_steps: int = Field(default=20, ge=2, le=20)
+    deletion_fill: Literal["zeros", "blur"] = "blur"
+    clusters: PositiveInt = 4
+    cluster_side: PositiveInt = 8
+    overlays: NonNegativeInt = 12
+    checks: XaiChecks = XaiChecks()
+    seed: int = 42
+
+
+class SubviewParams(Settings):
+    """The ``subview`` block: attribution-guided crops."""
+
+    top_mass: float = Field(default=0.1, gt=0.0, le=1.0)
+    margin: NonNegativeInt = 4
+    max_train_samples: PositiveInt = 200
+    attribution: AttributionSettings = AttributionSettings(
+        methods=["integrated_gradients"], n_steps=16
+    )
+
+
 BLOCKS: dict[str, type[BaseModel]] = {
     "synthetic": SyntheticParams,
     "ingestion": IngestionParams,
@@ -225,6 +270,8 @@ BLOCKS: dict[str, type[BaseModel]] = {
     "ood": OODParams,
     "inference": InferenceParams,
     "export": ExportParams,
+    "xai": XaiParams,
+    "subview": SubviewParams,
 }
 
 

@@ -7,11 +7,15 @@ from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline, pipeline
 
 # What the `synthetic` pipeline writes, read by the others wherever the raw layer is generated.
-GENERATED_RAW_DATA = {"raw_images": "demo_images", "raw_annotations": "demo_annotations"}
+GENERATED_RAW_DATA = {
+    "raw_images": "demo_images",
+    "raw_annotations": "demo_annotations",
+    "raw_metadata": "demo_metadata",
+}
 
 # Run by name only: cv and leakage train one model per fold, too long for the default run;
-# inference and export use a trained model on request.
-BY_NAME_ONLY = ("cv", "leakage", "inference", "export")
+# inference and export use a trained model on request; subview trains a second model.
+BY_NAME_ONLY = ("cv", "leakage", "inference", "export", "subview")
 
 _raw_data = {"generated": True, "registered_for": None}
 

@@ -7,6 +7,7 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 from kedro_datasets.pandas import ParquetDataset
 
+from anomaly_lens.pipeline_registry import register_pipelines
 from anomaly_lens.pipelines import bbox, ingestion, pairing, split
 from anomaly_lens.pipelines.synthetic.nodes import generate_raw_dataset
 from tests.conftest import base_parameters
@@ -48,3 +49,14 @@ def test_every_pipeline_is_registered():
     assert {"synthetic", "ingestion", "bbox", "pairing", "split"} <= set(
         find_pipelines(raise_errors=True)
     )
+
+
+def test_xai_runs_by_default_and_subview_by_name_only():
+    configure_project("anomaly_lens")
+    pipelines = register_pipelines()
+    default = {node.name for node in pipelines["__default__"].nodes}
+    assert {"select_explained", "explain_selection", "render_xai_report"} <= default
+    assert not any(name.startswith("subview.") for name in default)
+    subview = pipelines["subview"]
+    assert "subview.train_on_crops" in {node.name for node in subview.nodes}
+    assert {"subview.model", "subview.evaluation_metrics"} <= subview.all_outputs()

@@ -10,6 +10,7 @@ import logging
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import lightning as L
@@ -35,7 +36,7 @@ from anomaly_lens.ml.metrics import (
     segmentation_stats,
     segmentation_summary,
 )
-from anomaly_lens.ml.models import ModelConfig, create_model
+from anomaly_lens.ml.models import ModelConfig, create_model, load_matching_weights
 from anomaly_lens.ml.settings import AugmentationSettings, TrainerSettings, TrainSettings
 from anomaly_lens.ml.training import AnomalyModule, probabilities
 
@@ -277,6 +278,95 @@ def fit(
         if name.startswith("model.")
     }
     return FitResult(state_dict, int(checkpoint["epoch"]), pd.DataFrame(history.rows))
+
+
+def check_registered(cache: ImageCache, views: Sequence[str], settings: TrainSettings) -> None:
+    """Refuse one mask for fused views whose pixels do not correspond."""
+    if settings.model.task == "classification" or settings.per_view or len(views) < 2:
+        return
+    unregistered = cache.unregistered([cache.views.index(v) for v in views])
+    if len(unregistered):
+        raise ValueError(
+            f"Segmentation of fused views needs registered views, but {len(unregistered)} of "
+            f"{len(cache.sample_ids)} samples have views of different sizes (e.g. "
+            f"{cache.sample_ids[unregistered[0]]}): set train.per_view=true (each view "
+            "segmented alone) or train.model.task=classification"
+        )
+
+
+@dataclass
+class TrainResult:
+    """A trained model bundle (weights, the config that rebuilds them, classes, views, how
+    its inputs are read, provenance) and its per-epoch history."""
+
+    bundle: dict
+    history: pd.DataFrame
+
+
+def train_on_cache(
+    cache: ImageCache, ids_by_part: Mapping[str, Sequence[str]], settings: TrainSettings
+) -> TrainResult:
+    """Train a model on the ``train`` samples of an image cache, early-stopped on ``val``.
+
+    ``settings.init_from`` copies the matching tensors of a saved bundle first (fine-tuning).
+    """
+    L.seed_everything(settings.seed, workers=True)
+    label_type, targets, classes = label_task(cache.labels, cache.classes, settings.label_type)
+    if settings.model.task == "segmentation" and "f1" in settings.trainer.monitor:
+        raise ValueError(
+            "A segmentation-only model has no class scores to monitor: set "
+            "train.trainer.monitor=val_loss and train.trainer.mode=min"
+        )
+    views = settings.views or list(cache.views)
+    check_registered(cache, views, settings)
+    per_view = settings.per_view
+    datasets = build_datasets(
+        cache,
+        {part: ids_by_part[part] for part in ("train", "val")},
+        targets,
+        views,
+        per_view,
+        settings.augmentation,
+        settings.seed,
+    )
+    loaders = build_loaders(
+        datasets,
+        settings.trainer.batch_size,
+        settings.trainer.num_workers,
+        settings.balanced_sampler,
+        settings.seed,
+    )
+    frequencies = targets[datasets["train"].positions].mean(0).clip(1e-3, 1 - 1e-3).tolist()
+    module = build_module(settings, classes, views, per_view, label_type, frequencies)
+    if settings.init_from:
+        source = torch.load(settings.init_from, map_location="cpu", weights_only=True)
+        copied = load_matching_weights(module.model, source["state_dict"])
+        logger.info(
+            "Fine-tuning from %s: %d tensors loaded, %d new (%s)",
+            settings.init_from,
+            len(copied["loaded"]),
+            len(copied["skipped"]),
+            ", ".join(copied["skipped"][:6]),
+        )
+    result = fit(module, loaders["train"], loaders["val"], settings.trainer, settings.resume)
+    bundle = {
+        "config": saved_config(module.model),
+        "initial_weights": (
+            settings.model.weights_path or ("imagenet" if settings.model.pretrained else None)
+        ),
+        "state_dict": result.state_dict,
+        "classes": classes,
+        "label_type": label_type,
+        "views": views,
+        "per_view": per_view,
+        "image_size": settings.image_size,
+        "input_clahe": settings.augmentation.clahe,
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "mlflow_run_id": run.info.run_id if (run := mlflow.active_run()) else None,
+        "best_epoch": result.best_epoch,
+        "n_parameters": sum(p.numel() for p in module.model.parameters()),
+    }
+    return TrainResult(bundle, result.history)
 
 
 def saved_config(model: torch.nn.Module) -> dict:

@@ -166,6 +166,11 @@ def assign_splits(
     return pd.DataFrame({"split": split[position], "fold": fold[position]})
 
 
+def ids_by_split(splits: pd.DataFrame, parts: Sequence[str] = SPLITS) -> dict[str, list[str]]:
+    """The sample ids of each split of a split table."""
+    return {part: splits.loc[splits["split"] == part, "sample_id"].tolist() for part in parts}
+
+
 def units_of(splits: pd.DataFrame) -> pd.Series:
     """The unit of splitting (group joined with look-alikes) of each sample id."""
     column = "unit_id" if "unit_id" in splits.columns else "group_id"

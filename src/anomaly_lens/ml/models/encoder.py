@@ -52,6 +52,10 @@ class Encoder(nn.Module):
         for stage in chosen:
             self._stage_module(names[stage]).register_forward_hook(self.attention[str(stage)].hook)
 
+    def stage_module(self, stage: int) -> nn.Module:
+        """The module whose output is stage ``stage``'s feature map (negative: from the end)."""
+        return self._stage_module(self.backbone.feature_info.module_name()[stage])
+
     def _stage_module(self, name: str) -> nn.Module:
         """The module whose output is a stage's feature map (timm flattens some names)."""
         try:

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 
-import lightning as L
-import mlflow
 import numpy as np
 import pandas as pd
 import torch
@@ -19,23 +16,20 @@ from anomaly_lens.ml.data import ImageCache, build_image_cache, cache_fingerprin
 from anomaly_lens.ml.fitting import (
     build_datasets,
     build_loaders,
-    build_module,
-    fit,
     label_task,
     load_model,
     per_sample_table,
     predict,
     prediction_table,
     probability_columns,
-    saved_config,
     score,
     task_targets,
+    train_on_cache,
 )
 from anomaly_lens.ml.inference import DecisionRule, ImageFileModel
 from anomaly_lens.ml.metrics import json_safe
-from anomaly_lens.ml.models import load_matching_weights
 from anomaly_lens.ml.settings import TrainSettings
-from anomaly_lens.ml.splitting import units_of
+from anomaly_lens.ml.splitting import ids_by_split, units_of
 from anomaly_lens.parameters import parse_block
 
 logger = logging.getLogger(__name__)
@@ -70,17 +64,10 @@ def _task(cache: ImageCache, settings: TrainSettings) -> tuple[str, np.ndarray, 
     return label_task(cache.labels, cache.classes, settings.label_type)
 
 
-def _split_ids(splits: pd.DataFrame) -> dict[str, list[str]]:
-    return {
-        split: splits.loc[splits["split"] == split, "sample_id"].tolist()
-        for split in ("train", "val", "test")
-    }
-
-
 def _datasets(cache, splits, settings: TrainSettings, targets, views, per_view):
     """The train/val/test datasets of a split table (train augmented)."""
     return build_datasets(
-        cache, _split_ids(splits), targets, views, per_view, settings.augmentation, settings.seed
+        cache, ids_by_split(splits), targets, views, per_view, settings.augmentation, settings.seed
     )
 
 
@@ -92,20 +79,6 @@ def _loaders(datasets, settings: TrainSettings):
         settings.balanced_sampler,
         settings.seed,
     )
-
-
-def _check_registered(cache: ImageCache, views: list[str], settings: TrainSettings) -> None:
-    """Refuse one mask for fused views whose pixels do not correspond."""
-    if settings.model.task == "classification" or settings.per_view or len(views) < 2:
-        return
-    unregistered = cache.unregistered([cache.views.index(v) for v in views])
-    if len(unregistered):
-        raise ValueError(
-            f"Segmentation of fused views needs registered views, but {len(unregistered)} of "
-            f"{len(cache.sample_ids)} samples have views of different sizes (e.g. "
-            f"{cache.sample_ids[unregistered[0]]}): set train.per_view=true (each view "
-            "segmented alone) or train.model.task=classification"
-        )
 
 
 def train_model(
@@ -126,49 +99,8 @@ def train_model(
             "The image cache was built from other inputs: run the `train` pipeline "
             "from its start (the cache_images node) to rebuild it"
         )
-    L.seed_everything(settings.seed, workers=True)
-    label_type, targets, classes = _task(cache, settings)
-    if settings.model.task == "segmentation" and "f1" in settings.trainer.monitor:
-        raise ValueError(
-            "A segmentation-only model has no class scores to monitor: set "
-            "train.trainer.monitor=val_loss and train.trainer.mode=min"
-        )
-    used_views = settings.views or list(cache.views)
-    _check_registered(cache, used_views, settings)
-    per_view = settings.per_view
-    loaders = _loaders(_datasets(cache, splits, settings, targets, used_views, per_view), settings)
-    train_positions = loaders["train"].dataset.positions
-    frequencies = targets[train_positions].mean(0).clip(1e-3, 1 - 1e-3).tolist()
-    module = build_module(settings, classes, used_views, per_view, label_type, frequencies)
-    if settings.init_from:
-        source = torch.load(settings.init_from, map_location="cpu", weights_only=True)
-        copied = load_matching_weights(module.model, source["state_dict"])
-        logger.info(
-            "Fine-tuning from %s: %d tensors loaded, %d new (%s)",
-            settings.init_from,
-            len(copied["loaded"]),
-            len(copied["skipped"]),
-            ", ".join(copied["skipped"][:6]),
-        )
-    result = fit(module, loaders["train"], loaders["val"], settings.trainer, settings.resume)
-    bundle = {
-        "config": saved_config(module.model),
-        "initial_weights": (
-            settings.model.weights_path or ("imagenet" if settings.model.pretrained else None)
-        ),
-        "state_dict": result.state_dict,
-        "classes": classes,
-        "label_type": label_type,
-        "views": used_views,
-        "per_view": per_view,
-        "image_size": settings.image_size,
-        "input_clahe": settings.augmentation.clahe,
-        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "mlflow_run_id": run.info.run_id if (run := mlflow.active_run()) else None,
-        "best_epoch": result.best_epoch,
-        "n_parameters": sum(p.numel() for p in module.model.parameters()),
-    }
-    return bundle, result.history
+    result = train_on_cache(cache, ids_by_split(splits), settings)
+    return result.bundle, result.history
 
 
 def package_model(model_bundle: dict, params: dict) -> ImageFileModel:

@@ -1,0 +1,159 @@
+"""The xai nodes on a small trained model whose data say which view shows which type:
+the ground-truth checks of the issue hold, and the report opens in a browser."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from anomaly_lens.ml import imaging, layouts, synthetic
+from anomaly_lens.ml.explain import METHODS
+from anomaly_lens.ml.inspection import MaskRule, inspect_records
+from anomaly_lens.ml.pairing import pair_views
+from anomaly_lens.ml.splitting import assign_splits
+from anomaly_lens.pipelines.train.nodes import cache_images, evaluate_model, train_model
+from anomaly_lens.pipelines.xai.nodes import (
+    explain_selection,
+    render_xai_report,
+    score_explanations,
+    select_explained,
+)
+from tests.conftest import base_parameters
+
+VIEWS = ["co2", "ch4"]
+# One type seen only in co2, one only in ch4: what the view shares must recover.
+VISIBLE = {"plume": ["co2"], "hotspot": ["ch4"]}
+
+
+@pytest.fixture(scope="module")
+def explained(tmp_path_factory):
+    """A resnet18 trained for up to 20 epochs on 50 specimens at 64 px, explained."""
+    types = tuple(synthetic.AnomalyType(name, tuple(v)) for name, v in VISIBLE.items())
+    config = synthetic.SyntheticConfig(
+        n_specimens=50, image_size=128, seed=3, anomaly_types=types, rare_fraction=0.0
+    )
+    data = synthetic.generate(config)
+    encoded = {k: imaging.encode_png(v) for k, v in data.images.items()}
+    raw = {k: (lambda c=c: c) for k, c in encoded.items()}
+    pattern = base_parameters()["ingestion"]["filename_pattern"]
+    result = inspect_records(layouts.from_synthetic(raw, data.annotations, pattern), [], MaskRule())
+    manifest = result.manifest
+    samples, _ = pair_views(
+        manifest,
+        manifest["specimen_id"] + "|" + manifest["condition"],
+        manifest["specimen_id"],
+        VIEWS,
+        result.classes,
+    )
+    labels = samples[[f"label_{c}" for c in result.classes]].to_numpy()
+    splits = samples[["sample_id", "group_id"]].assign(
+        **assign_splits(samples["group_id"], labels, (0.6, 0.2, 0.2), seed=0)
+    )
+    train = copy.deepcopy(base_parameters()["train"])
+    train["image_size"] = 64
+    train["bootstrap_rounds"] = 10
+    train["trainer"].update(
+        max_epochs=20,
+        patience=20,
+        progress_bar=False,
+        checkpoint_dir=str(tmp_path_factory.mktemp("ckpt")),
+    )
+    cache = cache_images(samples, manifest, result.masks, raw, result.classes, VIEWS, train)
+    bundle, _ = train_model(cache, samples, manifest, splits, result.classes, VIEWS, train)
+    metrics, predictions = evaluate_model(bundle, cache, splits, train)
+    params = base_parameters()["xai"]
+    selection = select_explained(predictions, bundle, params)
+    attributions = explain_selection(bundle, cache, selection, params)
+    xai_metrics, headline = score_explanations(attributions, {"visible_in_views": VISIBLE}, params)
+    return splits, metrics, selection, attributions, xai_metrics, headline, params
+
+
+def test_only_test_samples_are_explained_with_every_kind_per_class(explained):
+    splits, _, selection, attributions, *_ = explained
+    test_ids = set(splits.loc[splits["split"] == "test", "sample_id"])
+    assert set(selection["sample_id"]) <= test_ids
+    assert set(selection["class"]) == set(VISIBLE)
+    assert {"correct", "most_confident"} <= set(selection["reason"])
+    assert set(attributions["maps"]) == set(METHODS)
+
+
+def test_single_view_types_are_attributed_to_their_view(explained):
+    _, metrics, _, _, xai_metrics, *_ = explained
+    assert metrics["test"]["macro_f1"] >= 0.9  # a model that learned the types
+    for method in ("integrated_gradients", "grad_cam"):
+        for name, (view,) in VISIBLE.items():
+            assert xai_metrics["view_share"][method][name][view] >= 0.7, (method, name)
+
+
+def test_explanations_point_at_the_defects_and_beat_random(explained):
+    xai_metrics = explained[4]
+    plume = xai_metrics["quality"]["integrated_gradients"]["plume"]
+    assert plume["pointing_game"] >= 0.8 and plume["n_positive"] >= 5
+    for method, pooled in xai_metrics["relevance_mass_pooled"].items():
+        assert pooled["method"] > pooled["random"], method
+    for method in METHODS:  # the faithfulness check: most attributed pixels matter most
+        for name in VISIBLE:
+            entry = xai_metrics["quality"][method][name]
+            assert entry["deletion_auc"] is not None and entry["deletion_auc_random"] is not None
+    ig = xai_metrics["quality"]["integrated_gradients"]
+    assert all(e["deletion_auc"] < e["deletion_auc_random"] for e in ig.values())
+    assert xai_metrics["checks_passed"] and xai_metrics["checks"]
+
+
+def test_metrics_have_the_documented_shape(explained):
+    xai_metrics, headline = explained[4], explained[5]
+    assert set(xai_metrics["seconds_per_image"]) == set(METHODS)
+    for name, views in VISIBLE.items():
+        entry = xai_metrics["per_class"][name]
+        assert entry["view_share"] == xai_metrics["view_share"]["integrated_gradients"][name]
+        assert sum(entry["distance_profile"]["attribution"]) == pytest.approx(1.0)
+        assert entry["visible_in_views"] == views
+    assert headline["xai.checks_passed"]["value"] == 1.0
+
+
+def test_the_report_is_one_self_contained_page(explained, tmp_path):
+    *_, attributions, xai_metrics, _, params = explained
+    page = render_xai_report(attributions, xai_metrics, None, params)
+    assert page.lstrip().lower().startswith("<!doctype html")
+    assert page.count("data:image/png;base64,") >= 5  # no cross-attention figure here
+    assert 'src="http' not in page and 'href="http' not in page  # nothing to fetch
+    for heading in ("Ground-truth checks", "Which view drives", "Overlays", "Clusters"):
+        assert heading in page
+    (tmp_path / "xai_report.html").write_text(page)
+
+
+def test_the_report_renders_in_headless_chromium(explained, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed (.ci/run installs it)")
+    *_, attributions, xai_metrics, _, params = explained
+    page = tmp_path / "xai_report.html"
+    page.write_text(render_xai_report(attributions, xai_metrics, None, params))
+    shot = tmp_path / "xai_report.png"
+    subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1200,1600",
+            f"--screenshot={shot}",
+            page.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    pixels = np.asarray(Image.open(shot).convert("L"))
+    assert pixels.shape == (1600, 1200)
+    # A rendered page: text and tables, and the dark heatmaps of the embedded figures.
+    assert (pixels < 60).mean() > 0.002 and (pixels > 200).mean() > 0.5

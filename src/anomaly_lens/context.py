@@ -1,6 +1,10 @@
-"""The project's Kedro context: it tells the pipeline registry where the raw layer is."""
+"""The project's Kedro context: it tells the pipeline registry where the raw layer is and
+which anomaly types ``train_binary`` trains."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 from attrs import define
 from kedro.framework.context import KedroContext
@@ -8,15 +12,35 @@ from kedro.framework.context import KedroContext
 from anomaly_lens import pipeline_registry
 
 
+def discovered_classes(class_names_path: str) -> list[str]:
+    """The classes the newest ingestion found (``class_names``), or none before one ran."""
+    versions = sorted(Path(class_names_path).glob("*/" + Path(class_names_path).name))
+    return json.loads(versions[-1].read_text()) if versions else []
+
+
 @define(slots=False)
 class ProjectContext(KedroContext):
-    """A ``KedroContext`` that reads, per env, whether the raw layer is a user's data.
+    """A ``KedroContext`` that reads, per env, whether the raw layer is a user's data, and
+    the anomaly types of ``train_binary``.
 
     An env whose catalog defines ``raw_images`` reads that (read-only) data, and
     ``kedro run`` starts at ``ingestion``. Without it the raw layer is the generated demo
     data, and ``kedro run`` starts with the ``synthetic`` pipeline that writes it.
+
+    The types: ``binary.types``, else ``ingestion.classes``, else (demo data) the
+    ``synthetic.anomaly_types``, else the classes the newest ingestion found.
     """
 
     def __attrs_post_init__(self) -> None:
         catalog = self.config_loader["catalog"]
-        pipeline_registry.use_generated_raw_data("raw_images" not in catalog)
+        generated = "raw_images" not in catalog
+        pipeline_registry.use_generated_raw_data(generated)
+        parameters = self.config_loader["parameters"]
+        types = (parameters.get("binary") or {}).get("types") or (
+            parameters.get("ingestion") or {}
+        ).get("classes")
+        if not types and generated:
+            types = list((parameters.get("synthetic") or {}).get("anomaly_types") or {})
+        if not types and "class_names" in catalog:
+            types = discovered_classes(str(self.project_path / catalog["class_names"]["filepath"]))
+        pipeline_registry.use_binary_types(list(types or []))

@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from anomaly_lens.ml.binary import OTHER_ANOMALIES, merged
 from anomaly_lens.ml.explain import AttributionSettings
 from anomaly_lens.ml.layouts import LAYOUTS
 from anomaly_lens.ml.ood import DETECTORS
@@ -258,6 +259,28 @@ class SubviewParams(Settings):
     )
 
 
+class BinaryParams(Settings):
+    """The ``binary`` block: one binary model per anomaly type (``train_binary``)."""
+
+    types: list[str] = []
+    other_anomalies: Literal[OTHER_ANOMALIES] = "exclude"
+    common: dict[str, Any] = {}
+    per_type: dict[str, dict[str, Any]] = {}
+
+
+def binary_train_settings(train: Mapping[str, Any], binary: BinaryParams, anomaly_type: str):
+    """The ``train`` block with ``binary.common`` and ``binary.per_type[anomaly_type]`` merged
+    in, as one-class (sigmoid) ``TrainSettings``; problems named by their ``binary`` path."""
+    values = merged(
+        train, binary.common, binary.per_type.get(anomaly_type, {}), {"label_type": "multilabel"}
+    )
+    try:
+        return TrainSettings.model_validate(values)
+    except ValidationError as error:
+        lines = describe(f"binary.per_type.{anomaly_type} (over train)", TrainSettings, error)
+        raise ParameterError("Invalid parameters:\n  " + "\n  ".join(lines)) from None
+
+
 BLOCKS: dict[str, type[BaseModel]] = {
     "synthetic": SyntheticParams,
     "ingestion": IngestionParams,
@@ -272,6 +295,7 @@ BLOCKS: dict[str, type[BaseModel]] = {
     "export": ExportParams,
     "xai": XaiParams,
     "subview": SubviewParams,
+    "binary": BinaryParams,
 }
 
 
@@ -298,6 +322,13 @@ def check_parameters(parameters: Mapping[str, Any]) -> None:
             schema.model_validate(dict(parameters[name] or {}))
         except ValidationError as error:
             problems += describe(name, schema, error)
+    if not problems and "binary" in parameters:
+        binary = BinaryParams.model_validate(dict(parameters["binary"] or {}))
+        for anomaly_type in sorted(set(binary.per_type) | {"*"}):
+            try:
+                binary_train_settings(parameters.get("train") or {}, binary, anomaly_type)
+            except ParameterError as error:
+                problems += str(error).splitlines()[1:]
     if problems:
         raise ParameterError("Invalid parameters:\n  " + "\n  ".join(problems))
 

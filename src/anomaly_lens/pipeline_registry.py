@@ -14,10 +14,12 @@ GENERATED_RAW_DATA = {
 }
 
 # Run by name only: cv and leakage train one model per fold, too long for the default run;
-# inference and export use a trained model on request; subview trains a second model.
-BY_NAME_ONLY = ("cv", "leakage", "inference", "export", "subview")
+# inference and export use a trained model on request; subview, train_binary and tune train
+# more models.
+BY_NAME_ONLY = ("cv", "leakage", "inference", "export", "subview", "train_binary", "tune")
 
 _raw_data = {"generated": True, "registered_for": None}
+_binary = {"types": []}
 
 
 def use_generated_raw_data(generated: bool) -> None:
@@ -31,6 +33,20 @@ def use_generated_raw_data(generated: bool) -> None:
     if registered_for is not None and registered_for != generated:
         _raw_data["registered_for"] = None
         project.pipelines.configure(f"{project.PACKAGE_NAME}.pipeline_registry")
+
+
+def use_binary_types(types: list[str]) -> None:
+    """Set by the project context: the anomaly types ``train_binary`` has a namespace for."""
+    if list(types) != _binary["types"]:
+        _binary["types"] = list(types)
+        if _raw_data["registered_for"] is not None:
+            _raw_data["registered_for"] = None
+            project.pipelines.configure(f"{project.PACKAGE_NAME}.pipeline_registry")
+
+
+def binary_types() -> list[str]:
+    """The anomaly types of the ``train_binary`` namespaces."""
+    return list(_binary["types"])
 
 
 def register_pipelines() -> dict[str, Pipeline]:

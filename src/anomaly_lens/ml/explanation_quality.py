@@ -35,16 +35,17 @@ def side_by_side(maps: np.ndarray) -> np.ndarray:
 
 def localisation_scores(maps: np.ndarray, masks: np.ndarray) -> dict[str, np.ndarray]:
     """Per item, each Quantus localisation score of the positive attribution against the
-    mask (both ``(N, V, H, W)``); NaN where the mask is empty (nothing to point at)."""
+    mask (both ``(N, V, H, W)``); NaN where the mask is empty (nothing to point at) or the
+    positive attribution is flat (nothing points anywhere)."""
     positive = side_by_side(np.clip(maps, 0, None)).astype(np.float64)
     truth = side_by_side(masks > 0).astype(np.float64)
-    scored = truth.reshape(len(truth), -1).sum(1) > 0
+    flat_positive = positive.reshape(len(positive), -1)
+    scored = (truth.reshape(len(truth), -1).sum(1) > 0) & (
+        flat_positive.max(1) > flat_positive.min(1)
+    )
     scores = {name: np.full(len(maps), np.nan) for name in LOCALISATION}
     if not scored.any():
         return scores
-    # Items without any positive attribution would divide by zero: a uniform tie instead.
-    flat = positive.reshape(len(positive), -1).sum(1) == 0
-    positive[flat] = 1e-12
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for name, metric in LOCALISATION.items():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -348,6 +349,7 @@ def train_on_cache(
             len(copied["skipped"]),
             ", ".join(copied["skipped"][:6]),
         )
+    started = time.monotonic()
     result = fit(module, loaders["train"], loaders["val"], settings.trainer, settings.resume)
     bundle = {
         "config": saved_config(module.model),
@@ -365,6 +367,7 @@ def train_on_cache(
         "mlflow_run_id": run.info.run_id if (run := mlflow.active_run()) else None,
         "best_epoch": result.best_epoch,
         "n_parameters": sum(p.numel() for p in module.model.parameters()),
+        "training_seconds": time.monotonic() - started,
     }
     return TrainResult(bundle, result.history)
 

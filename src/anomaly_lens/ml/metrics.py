@@ -14,6 +14,24 @@ def _per_class(values: torch.Tensor, classes: Sequence[str]) -> dict[str, float]
     return {c: float(v) for c, v in zip(classes, values.tolist(), strict=True)}
 
 
+def multilabel(
+    metric: str,
+    probs: torch.Tensor,
+    targets: torch.Tensor,
+    average: str | None = None,
+    **options,
+) -> torch.Tensor:
+    """torchmetrics' ``multilabel_<metric>`` over the columns of ``(N, K)`` probabilities;
+    for one column (a binary model) its ``binary_<metric>``, which torchmetrics requires
+    there, shaped as the multi-label result would be (per class: a leading axis of 1)."""
+    k = probs.shape[1]
+    if k > 1:
+        function = getattr(tmc, f"multilabel_{metric}")
+        return function(probs, targets, num_labels=k, average=average, **options)
+    value = getattr(tmc, f"binary_{metric}")(probs[:, 0], targets[:, 0], **options)
+    return value.unsqueeze(0) if average is None else value
+
+
 def classification_metrics(
     probs: torch.Tensor,
     targets: torch.Tensor,
@@ -50,32 +68,28 @@ def classification_metrics(
         balanced = float(tmc.multiclass_recall(probs, labels, average="macro", **args))
         hamming = float(tmc.multiclass_hamming_distance(probs, labels, average="micro", **args))
     elif label_type == "multilabel":
-        args = {"num_labels": k, "threshold": threshold}
         per = {
-            name: fn(probs, targets, average=None, **args)
-            for name, fn in (
-                ("precision", tmc.multilabel_precision),
-                ("recall", tmc.multilabel_recall),
-                ("f1", tmc.multilabel_f1_score),
-            )
+            name: multilabel(name, probs, targets, threshold=threshold)
+            for name in ("precision", "recall", "f1_score")
         }
-        per["ap"] = tmc.multilabel_average_precision(probs, targets, num_labels=k, average=None)
-        per["auroc"] = tmc.multilabel_auroc(probs, targets, num_labels=k, average=None)
+        per["f1"] = per.pop("f1_score")
+        per["ap"] = multilabel("average_precision", probs, targets)
+        per["auroc"] = multilabel("auroc", probs, targets)
         f1 = {
-            avg: float(tmc.multilabel_f1_score(probs, targets, average=avg, **args))
+            avg: float(multilabel("f1_score", probs, targets, avg, threshold=threshold))
             for avg in ("macro", "micro", "weighted")
         }
-        stats = tmc.multilabel_stat_scores(
-            probs, targets, average=None, **args
-        )  # tp fp tn fn support
+        stats = multilabel("stat_scores", probs, targets, threshold=threshold)  # tp fp tn fn
         confusion = {
             c: dict(zip(("tp", "fp", "tn", "fn"), map(int, row[:4]), strict=True))
             for c, row in zip(classes, stats, strict=True)
         }
         recall = per["recall"]
-        specificity = tmc.multilabel_specificity(probs, targets, average=None, **args)
+        specificity = multilabel("specificity", probs, targets, threshold=threshold)
         balanced = float(((recall + specificity) / 2).mean())
-        hamming = float(tmc.multilabel_hamming_distance(probs, targets, average="micro", **args))
+        hamming = float(
+            multilabel("hamming_distance", probs, targets, "micro", threshold=threshold)
+        )
     else:
         raise ValueError(f"label_type must be 'multilabel' or 'multiclass', not {label_type!r}")
     support = targets.sum(0)

@@ -12,6 +12,7 @@ import torchmetrics.functional.classification as tmc
 
 from anomaly_lens.ml.batch import Batch
 from anomaly_lens.ml.losses import MultiTaskLoss, create_loss
+from anomaly_lens.ml.metrics import multilabel
 from anomaly_lens.ml.models import ModelConfig, ModelOutput, create_model
 from anomaly_lens.ml.settings import MIXING, LossSettings, MixingSettings, OptimizerSettings
 
@@ -147,9 +148,7 @@ class AnomalyModule(L.LightningModule):
                 probs, targets.argmax(1), num_classes=probs.shape[1], average="macro"
             )
         else:
-            score = tmc.multilabel_f1_score(
-                probs, targets, num_labels=probs.shape[1], average="macro"
-            )
+            score = multilabel("f1_score", probs, targets, "macro")
         self.log("val_macro_f1", score, prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self):

@@ -203,7 +203,11 @@ def headline_metrics(metrics: dict) -> dict:
         figures["test_mean_iou"] = test["segmentation"]["mean_iou"]
     if "per_sample" in test:
         figures["test_sample_macro_f1"] = test["per_sample"]["macro_f1"]
-    return {name: {"value": float(value), "step": 0} for name, value in figures.items()}
+    return {
+        name: {"value": float(value), "step": 0}
+        for name, value in figures.items()
+        if value is not None  # an interval the bootstrap could not draw (too few samples)
+    }
 
 
 def plot_evaluation(predictions: pd.DataFrame, metrics: dict) -> Figure:

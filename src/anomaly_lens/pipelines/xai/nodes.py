@@ -397,9 +397,9 @@ def score_explanations(
         for key in ("relevance_mass", "pointing_game", "deletion_auc"):
             value = _mean([e[key] for e in per_class.values() if e[key] is not None])
             if value is not None:
-                headline[f"xai.{method}.{key}"] = value
-        headline[f"xai.{method}.seconds_per_image"] = bundle["seconds_per_image"][method]
-    headline["xai.checks_passed"] = float(metrics["checks_passed"])
+                headline[f"{method}.{key}"] = value
+        headline[f"{method}.seconds_per_image"] = bundle["seconds_per_image"][method]
+    headline["checks_passed"] = float(metrics["checks_passed"])
     return json_safe(metrics), {k: {"value": v, "step": 0} for k, v in headline.items()}
 
 

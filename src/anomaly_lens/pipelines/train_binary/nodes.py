@@ -1,0 +1,282 @@
+"""Nodes of the ``train_binary`` pipeline: each anomaly type's binary task and model (one
+namespace per type), and their comparison with the multi-label model of ``train``."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import mlflow  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+import torchmetrics.functional.classification as tmc  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from anomaly_lens.ml.binary import binary_cache, binary_splits  # noqa: E402
+from anomaly_lens.ml.data import ImageCache  # noqa: E402
+from anomaly_lens.ml.fitting import (  # noqa: E402
+    build_loaders,
+    load_model,
+    model_datasets,
+    per_sample_table,
+    predict,
+    train_on_cache,
+)
+from anomaly_lens.ml.metrics import bootstrap_interval, json_safe  # noqa: E402
+from anomaly_lens.ml.splitting import ids_by_split, units_of  # noqa: E402
+from anomaly_lens.parameters import binary_train_settings, parse_block  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+SCORES = ("f1", "ap", "auroc")
+
+
+def select_binary_task(
+    image_cache: dict, splits: pd.DataFrame, anomaly_type: str, params: dict
+) -> tuple[dict, pd.DataFrame]:
+    """The type's one-class image cache and split table (``binary.other_anomalies``)."""
+    settings = parse_block("binary", params)
+    cache = ImageCache.from_arrays(image_cache)
+    task_splits = binary_splits(splits, cache, anomaly_type, settings.other_anomalies)
+    counts = task_splits["split"].value_counts().to_dict()
+    logger.info(
+        "binary.%s: %s samples per split (%s)", anomaly_type, counts, settings.other_anomalies
+    )
+    return binary_cache(cache, anomaly_type).arrays(), task_splits
+
+
+def _flat(values: dict, prefix: str = "") -> dict[str, str]:
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = str(value)[:500]
+    return out
+
+
+@contextlib.contextmanager
+def _nested_run(name: str):
+    """A nested MLflow run under the active one (nothing without an active run)."""
+    if mlflow.active_run() is None:
+        yield None
+        return
+    with mlflow.start_run(run_name=name, nested=True) as run:
+        yield run
+
+
+def _curves(history: pd.DataFrame, anomaly_type: str) -> Figure:
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for column in ("train_loss", "val_loss", "val_macro_f1"):
+        if column in history:
+            ax.plot(history["epoch"], history[column], marker="o", label=column)
+    ax.set(xlabel="epoch", title=f"binary model: {anomaly_type}")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def train_binary_model(
+    image_cache: dict, splits: pd.DataFrame, anomaly_type: str, train: dict, binary: dict
+) -> tuple[dict, pd.DataFrame]:
+    """The type's model, trained with ``train`` merged with ``binary.common`` and
+    ``binary.per_type.<type>`` (one sigmoid output), in a nested MLflow run of its own with
+    its parameters, per-epoch metrics, curves and weights."""
+    settings = binary_train_settings(train, parse_block("binary", binary), anomaly_type)
+    folder = str(Path(settings.trainer.checkpoint_dir) / "binary" / anomaly_type)
+    settings = settings.model_copy(
+        update={"trainer": settings.trainer.model_copy(update={"checkpoint_dir": folder})}
+    )
+    cache = ImageCache.from_arrays(image_cache)
+    with _nested_run(f"binary · {anomaly_type}") as run:
+        if run is not None:
+            mlflow.set_tag("anomaly_type", anomaly_type)
+            mlflow.log_params(_flat(settings.model_dump()))
+        result = train_on_cache(cache, ids_by_split(splits, ["train", "val"]), settings)
+        if run is not None:
+            mlflow.log_figure(_curves(result.history, anomaly_type), "training_curves.png")
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "model.pt"
+                torch.save(result.bundle, path)
+                mlflow.log_artifact(str(path), "model")
+    plt.close("all")
+    return result.bundle, result.history
+
+
+def _test_rows(predictions: pd.DataFrame, per_view: bool, classes) -> pd.DataFrame:
+    """Test predictions, one row per sample (a per-view model's photos averaged)."""
+    rows = predictions[predictions["split"] == "test"]
+    return (per_sample_table(rows, classes) if per_view else rows).set_index("sample_id")
+
+
+def _scores(probs: np.ndarray, target: np.ndarray, hits: np.ndarray, units, rounds: int) -> dict:
+    """F1, AP and AUROC of one class with grouped-bootstrap 95 % intervals."""
+    p, t, h = torch.from_numpy(probs), torch.from_numpy(target).long(), torch.from_numpy(hits)
+
+    def value(name: str, i) -> float:
+        if name == "f1":
+            return float(tmc.binary_f1_score(h[i].float(), t[i]))
+        if t[i].min() == t[i].max():
+            return float("nan")  # AP/AUROC need both outcomes
+        metric = tmc.binary_average_precision if name == "ap" else tmc.binary_auroc
+        return float(metric(p[i], t[i]))
+
+    everything = np.arange(len(p))
+    out = {}
+    for name in SCORES:
+        out[name] = value(name, everything)
+        out[f"{name}_ci95"] = list(
+            bootstrap_interval(
+                lambda i, n=name: value(n, i), len(p), rounds=rounds, seed=0, groups=units
+            )
+        )
+    return out
+
+
+def _inference_seconds(bundle: dict, cache: ImageCache, test_ids: list[str]) -> float:
+    """Seconds per test sample of one pass over the test split (no augmentation)."""
+    model = load_model(bundle)
+    loader = build_loaders(model_datasets(cache, {"test": test_ids}, bundle), 32, 0, False, 0, "")
+    started = time.perf_counter()
+    predict(model, loader["test"], tta=False)
+    return (time.perf_counter() - started) / max(len(test_ids), 1)
+
+
+def compare_binary(
+    predictions: pd.DataFrame,
+    model: dict,
+    image_cache: dict,
+    splits: pd.DataFrame,
+    params: dict,
+    *binary_parts,
+) -> tuple[dict, pd.DataFrame, Figure]:
+    """``binary_comparison``: per type, the binary model against the multi-label model on
+    the same test samples (F1, AP, AUROC with intervals), the binary models assembled into
+    one multi-label predictor, and what each approach costs (parameters, training and
+    inference time). ``binary_parts``: each type's predictions and model, in turn."""
+    settings = parse_block("train", params)
+    rounds = settings.bootstrap_rounds
+    cache = ImageCache.from_arrays(image_cache)
+    test_ids = ids_by_split(splits, ["test"])["test"]
+    main = _test_rows(predictions, model["per_view"], model["classes"])
+    units = units_of(splits)
+    per_class, assembled, table = {}, {"binary": {}, "multilabel": {}}, []
+    binary_cost = {"parameters": 0, "training_seconds": 0.0, "inference_seconds_per_sample": 0.0}
+    pairs = list(zip(binary_parts[0::2], binary_parts[1::2], strict=True))
+    for binary_predictions, bundle in pairs:
+        (name,) = bundle["classes"]
+        rows = _test_rows(binary_predictions, bundle["per_view"], [name]).reindex(main.index)
+        target = rows[f"target_{name}"].to_numpy()
+        if not np.array_equal(target, main[f"target_{name}"].to_numpy()):
+            raise ValueError(f"binary.{name} was scored on other test samples than `model`")
+        main_probs = main[[c for c in main if c.startswith("prob_")]]
+        if model["label_type"] == "multiclass":
+            main_hits = (main_probs.idxmax(axis=1) == f"prob_{name}").to_numpy()
+        else:
+            main_hits = (main[f"prob_{name}"] >= 0.5).to_numpy()
+        binary_probs = rows[f"prob_{name}"].to_numpy()
+        assembled["binary"][name] = binary_probs >= 0.5
+        assembled["multilabel"][name] = main_hits
+        groups = units.loc[main.index].to_numpy()
+        entry = {
+            "n_positive": int(target.sum()),
+            "binary": _scores(binary_probs, target, binary_probs >= 0.5, groups, rounds),
+            "multilabel": _scores(
+                main[f"prob_{name}"].to_numpy(), target, main_hits, groups, rounds
+            ),
+        }
+        entry["f1_difference"] = entry["binary"]["f1"] - entry["multilabel"]["f1"]
+        low, high = entry["multilabel"]["f1_ci95"]
+        inside = low <= entry["binary"]["f1"] <= high
+        entry["winner_f1"] = (
+            "tie (within the multi-label interval)"
+            if inside
+            else ("binary" if entry["f1_difference"] > 0 else "multilabel")
+        )
+        per_class[name] = entry
+        for approach in ("binary", "multilabel"):
+            table.append(
+                {"class": name, "model": approach}
+                | {k: v for k, v in entry[approach].items() if not k.endswith("ci95")}
+                | {f"{k}_low": entry[approach][f"{k}_ci95"][0] for k in SCORES}
+                | {f"{k}_high": entry[approach][f"{k}_ci95"][1] for k in SCORES}
+            )
+        binary_cost["parameters"] += bundle["n_parameters"]
+        binary_cost["training_seconds"] += bundle.get("training_seconds") or 0.0
+        binary_cost["inference_seconds_per_sample"] += _inference_seconds(bundle, cache, test_ids)
+    names = list(per_class)
+    targets = main[[f"target_{n}" for n in names]].to_numpy()
+    macro = {}
+    for approach, hits in assembled.items():
+        stacked = np.column_stack([hits[n] for n in names]).astype(np.float32)
+
+        def macro_f1(i, s=stacked):
+            return float(
+                tmc.multilabel_f1_score(
+                    torch.from_numpy(s[i]),
+                    torch.from_numpy(targets[i]).long(),
+                    num_labels=len(names),
+                    average="macro",
+                )
+            )
+
+        everything = np.arange(len(stacked))
+        macro[approach] = {
+            "macro_f1": macro_f1(everything),
+            "macro_f1_ci95": list(
+                bootstrap_interval(
+                    macro_f1, len(stacked), rounds, 0, groups=units.loc[main.index].to_numpy()
+                )
+            ),
+        }
+    report = {
+        "test_samples": len(main),
+        "per_class": per_class,
+        "assembled": macro,
+        "cost": {
+            "binary": binary_cost,
+            "multilabel": {
+                "parameters": model["n_parameters"],
+                "training_seconds": model.get("training_seconds"),
+                "inference_seconds_per_sample": _inference_seconds(model, cache, test_ids),
+            },
+        },
+    }
+    wins = {n: e["winner_f1"] for n, e in per_class.items()}
+    report["verdict"] = (
+        f"Assembled binary models: test macro-F1 {macro['binary']['macro_f1']:.3f} "
+        f"vs multi-label {macro['multilabel']['macro_f1']:.3f}; per type (F1): {wins}; "
+        f"{len(names)} binary models have {binary_cost['parameters'] / model['n_parameters']:.1f}"
+        "x the parameters of the multi-label model."
+    )
+    logger.info(report["verdict"])
+    return json_safe(report), pd.DataFrame(table), _comparison_plot(per_class)
+
+
+def _comparison_plot(per_class: dict) -> Figure:
+    """F1, AP and AUROC per type, binary beside multi-label, with their intervals."""
+    names = list(per_class)
+    fig, axes = plt.subplots(1, len(SCORES), figsize=(4 * len(SCORES), 3.4), squeeze=False)
+    x = np.arange(len(names))
+    for ax, score in zip(axes[0], SCORES, strict=True):
+        for offset, approach in ((-0.2, "multilabel"), (0.2, "binary")):
+            values = [per_class[n][approach][score] for n in names]
+            low = [per_class[n][approach][f"{score}_ci95"][0] for n in names]
+            high = [per_class[n][approach][f"{score}_ci95"][1] for n in names]
+            values = np.array([np.nan if v is None else v for v in values], dtype=float)
+            errors = np.abs(
+                np.array([values - np.array(low, float), np.array(high, float) - values])
+            )
+            ax.bar(x + offset, values, 0.4, yerr=errors, capsize=3, label=approach)
+        ax.set_xticks(x, names, rotation=30)
+        ax.set(title=f"test {score}", ylim=(0, 1.05))
+    axes[0, 0].legend(fontsize="small")
+    fig.tight_layout()
+    return fig

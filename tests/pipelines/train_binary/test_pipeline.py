@@ -1,0 +1,115 @@
+"""train_binary: one namespace per configured type, run whole or one type alone, each model
+in a nested MLflow run, compared with the multi-label model on the same test samples."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import pandas as pd
+import pytest
+from kedro.framework.project import configure_project
+from kedro.framework.session import KedroSession
+
+from anomaly_lens import pipeline_registry
+from anomaly_lens.ml import synthetic
+from anomaly_lens.ml.binary import binary_splits, merged
+from anomaly_lens.ml.data import ImageCache
+from anomaly_lens.pipelines.train_binary import create_pipeline
+from tests.conftest import SMALL_RUN
+from tests.test_session import latest
+
+DEMO_TYPES = [t.name for t in synthetic.SyntheticConfig().anomaly_types]
+TINY = {**SMALL_RUN, "binary": {"common": {"trainer": {"max_epochs": 1}}}, "ood": {"max_items": 8}}
+
+
+def test_one_node_set_per_configured_type():
+    configure_project("anomaly_lens")
+    pipeline_registry.use_binary_types(["plume", "crack"])
+    try:
+        pipeline = create_pipeline()
+    finally:
+        pipeline_registry.use_binary_types([])
+    namespaces = {n.namespace for n in pipeline.nodes if n.namespace}
+    assert namespaces >= {"binary.plume", "binary.crack"}
+    per_type = {
+        name: sorted(
+            n.name.removeprefix(f"binary.{name}.")
+            for n in pipeline.nodes
+            if n.name.startswith(f"binary.{name}.")
+        )
+        for name in ("plume", "crack")
+    }
+    assert per_type["plume"] == per_type["crack"] and "train_binary_model" in per_type["plume"]
+    assert {"calibrate", "fit_ood_detectors", "explain_selection"} <= set(per_type["plume"])
+    assert "binary.crack.model" in pipeline.all_outputs()
+    assert "compare_binary" in {n.name for n in pipeline.nodes}
+
+
+def test_types_come_from_the_configuration(project):
+    with KedroSession.create(project_path=project) as session:
+        session.load_context()
+        assert pipeline_registry.binary_types() == DEMO_TYPES  # the demo data's types
+    types = {"binary": {"types": ["plume"]}}
+    with KedroSession.create(project_path=project, runtime_params=types) as session:
+        session.load_context()
+        assert pipeline_registry.binary_types() == ["plume"]
+    pipeline_registry.use_binary_types([])
+
+
+def test_other_anomalies_leave_training_but_stay_in_test():
+    cache = ImageCache(
+        sample_ids=pd.Index(["a", "b", "c", "d"]).to_numpy(),
+        images=None,
+        view_mask=None,
+        masks=None,
+        view_shapes=None,
+        labels=pd.DataFrame([[1, 0], [0, 1], [0, 0], [0, 1]]).to_numpy(),
+        views=["v"],
+        classes=["plume", "crack"],
+        fingerprint="",
+    )
+    splits = pd.DataFrame({"sample_id": list("abcd"), "split": ["train", "train", "val", "test"]})
+    excluded = binary_splits(splits, cache, "plume", "exclude")
+    assert excluded["sample_id"].tolist() == ["a", "c", "d"]  # b (crack only) left train
+    assert binary_splits(splits, cache, "plume", "negative").equals(splits)
+    assert merged({"a": {"b": 1, "c": 2}}, {"a": {"c": 3}}) == {"a": {"b": 1, "c": 3}}
+
+
+@pytest.mark.slow
+def test_train_binary_whole_and_one_namespace_alone(project):
+    def run(*pipelines: str, **options):
+        with KedroSession.create(project_path=project, runtime_params=TINY) as session:
+            session.run(pipeline_names=list(pipelines), **options)
+
+    run("synthetic", "ingestion", "bbox", "pairing", "split", "train")
+    run("train_binary")
+    reports = project / "data/08_reporting/synthetic"
+    comparison = json.loads(latest(reports / "binary_comparison.json").read_text())
+    types = DEMO_TYPES
+    assert set(comparison["per_class"]) == set(types)
+    metrics = json.loads(latest(reports / "evaluation_metrics.json").read_text())
+    assert comparison["test_samples"] == metrics["test"]["n_samples"]
+    for entry in comparison["per_class"].values():
+        assert {"f1", "ap", "auroc", "f1_ci95"} <= set(entry["binary"])
+        assert {"f1", "ap", "auroc"} <= set(entry["multilabel"])
+    assert (
+        comparison["cost"]["binary"]["parameters"] > comparison["cost"]["multilabel"]["parameters"]
+    )
+    assert latest(reports / "binary_comparison.png").stat().st_size > 0
+    for name in types:
+        assert latest(reports / f"binary.{name}" / "xai_report.html").stat().st_size > 0
+        assert latest(project / f"data/06_models/synthetic/binary.{name}/calibrator.json")
+
+    runs = mlflow.search_runs(experiment_names=["anomaly_lens"])
+    parent = runs[runs["tags.mlflow.runName"] == "base · train_binary · resnet18"].run_id
+    children = runs[runs["tags.mlflow.parentRunId"].isin(parent)]
+    assert set(children["tags.anomaly_type"]) == set(types)
+    assert children["metrics.val_macro_f1"].notna().all()  # per-epoch metrics in each child
+
+    before = len(list((project / "data/06_models/synthetic/binary.crack/model.pt").iterdir()))
+    run("train_binary", namespaces=["binary.plume"])
+    assert len(list((project / "data/06_models/synthetic/binary.plume/model.pt").iterdir())) == 2
+    assert (
+        len(list((project / "data/06_models/synthetic/binary.crack/model.pt").iterdir())) == before
+    )

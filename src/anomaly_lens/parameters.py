@@ -34,6 +34,7 @@ from anomaly_lens.ml.pretrained import WEIGHT_PACKAGES
 from anomaly_lens.ml.settings import Settings, TrainSettings
 from anomaly_lens.ml.splitting import check_ratios
 from anomaly_lens.ml.synthetic import SyntheticConfig
+from anomaly_lens.ml.tuning import Dimension, PrunerSettings, StudySettings
 
 
 class ParameterError(ValueError):
@@ -264,7 +265,7 @@ class BinaryParams(Settings):
 
     types: list[str] = []
     other_anomalies: Literal[OTHER_ANOMALIES] = "exclude"
-    common: dict[str, Any] = {}
+    common: dict[str, Any] = {"trainer": {"max_epochs": 15, "patience": 5}}
     per_type: dict[str, dict[str, Any]] = {}
 
 
@@ -279,6 +280,43 @@ def binary_train_settings(train: Mapping[str, Any], binary: BinaryParams, anomal
     except ValidationError as error:
         lines = describe(f"binary.per_type.{anomaly_type} (over train)", TrainSettings, error)
         raise ParameterError("Invalid parameters:\n  " + "\n  ".join(lines)) from None
+
+
+class TuneParams(Settings):
+    """The ``tune`` block."""
+
+    target: str = "main"
+    study_name: str | None = None
+    storage: str = "sqlite:///data/06_models/tuning.db"
+    n_trials: PositiveInt = 12
+    direction: Literal["maximize", "minimize"] = "maximize"
+    seed: int = 42
+    heartbeat_seconds: PositiveInt = 60
+    pruner: PrunerSettings = PrunerSettings()
+    search_space: dict[str, Dimension] = {
+        "optimizer.lr": Dimension(type="float", low=3e-4, high=1e-2, log=True),
+        "optimizer.weight_decay": Dimension(type="float", low=1e-6, high=1e-2, log=True),
+        "model.fusion": Dimension(type="categorical", choices=["late", "early", "multiscale"]),
+        "loss.classification": Dimension(type="categorical", choices=["bce", "focal"]),
+        "augmentation.preset": Dimension(type="categorical", choices=["none", "light", "medium"]),
+        "model.dropout": Dimension(type="float", low=0.0, high=0.5),
+    }
+    trial_overrides: dict[str, Any] = {
+        "trainer": {"max_epochs": 10, "patience": 4, "progress_bar": False}
+    }
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, target: str) -> str:
+        if target != "main" and not target.startswith("binary."):
+            raise ValueError(f"expected 'main' or 'binary.<type>', got {target!r}")
+        return target
+
+    def study(self) -> StudySettings:
+        """The library's settings; the study is named after the target by default."""
+        values = self.model_dump(exclude={"target"})
+        values["study_name"] = self.study_name or self.target
+        return StudySettings.model_validate(values)
 
 
 BLOCKS: dict[str, type[BaseModel]] = {
@@ -296,6 +334,7 @@ BLOCKS: dict[str, type[BaseModel]] = {
     "xai": XaiParams,
     "subview": SubviewParams,
     "binary": BinaryParams,
+    "tune": TuneParams,
 }
 
 

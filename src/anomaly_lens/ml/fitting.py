@@ -218,8 +218,10 @@ def fit(
     val_loader: DataLoader,
     trainer_settings: TrainerSettings,
     resume: bool = False,
+    callbacks: Sequence[L.Callback] = (),
 ) -> FitResult:
-    """Lightning fit with early stopping on ``trainer_settings.monitor``.
+    """Lightning fit with early stopping on ``trainer_settings.monitor`` (and any further
+    ``callbacks``, e.g. a tuner's pruning).
 
     Checkpoints go to ``checkpoint_dir``: the best one (returned) and the last one, which
     ``resume`` continues from; a fresh run clears the folder first.
@@ -264,6 +266,7 @@ def fit(
                 check_on_train_epoch_end=False,  # after validation, also when resuming
             ),
             history,
+            *callbacks,
         ],
         deterministic=True,
         enable_progress_bar=trainer_settings.progress_bar,
@@ -305,9 +308,13 @@ class TrainResult:
 
 
 def train_on_cache(
-    cache: ImageCache, ids_by_part: Mapping[str, Sequence[str]], settings: TrainSettings
+    cache: ImageCache,
+    ids_by_part: Mapping[str, Sequence[str]],
+    settings: TrainSettings,
+    callbacks: Sequence[L.Callback] = (),
 ) -> TrainResult:
-    """Train a model on the ``train`` samples of an image cache, early-stopped on ``val``.
+    """Train a model on the ``train`` samples of an image cache, early-stopped on ``val``;
+    no other part is read.
 
     ``settings.init_from`` copies the matching tensors of a saved bundle first (fine-tuning).
     """
@@ -350,7 +357,9 @@ def train_on_cache(
             ", ".join(copied["skipped"][:6]),
         )
     started = time.monotonic()
-    result = fit(module, loaders["train"], loaders["val"], settings.trainer, settings.resume)
+    result = fit(
+        module, loaders["train"], loaders["val"], settings.trainer, settings.resume, callbacks
+    )
     bundle = {
         "config": saved_config(module.model),
         "initial_weights": (

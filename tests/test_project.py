@@ -63,6 +63,11 @@ def test_kedro_viz_build_shows_the_lineage(project):
     assert ("inspect_raw_records", "manifest") in edges
     assert {"raw", "intermediate", "reporting"} <= set(graph["layers"])
     assert (project / "build" / "index.html").is_file()
+    for view in (project / "build" / "api" / "pipelines").iterdir():  # no cycle of layers
+        assert json.loads(view.read_text())["layers"], view.name
+    binary = json.loads((project / "build" / "api" / "pipelines" / "train_binary").read_text())
+    groups = set(binary["modular_pipelines"])  # one collapsible group per anomaly type
+    assert {"binary.plume", "binary.streak", "binary.hotspot", "binary.crack"} <= groups
 
 
 @pytest.mark.slow

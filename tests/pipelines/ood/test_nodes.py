@@ -13,17 +13,13 @@ from anomaly_lens.pipelines.ood.nodes import (
     score_ood_sets,
     summarise_ood,
 )
-from anomaly_lens.pipelines.train.nodes import cache_images, train_model
 from tests.conftest import base_parameters
-from tests.pipelines.train.test_nodes import VIEWS, params, prepared  # noqa: F401 (fixture)
+from tests.pipelines.train.test_nodes import prepared, train_tiny  # noqa: F401 (fixture)
 
 
 @pytest.fixture(scope="module")
 def trained(prepared, tmp_path_factory):  # noqa: F811
-    samples, manifest, masks, raw, classes, splits = prepared
-    p = params(tmp_path_factory.mktemp("ckpt"), cbam_stages=[])
-    cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, p)
-    bundle, _ = train_model(cache, samples, manifest, splits, classes, VIEWS, p)
+    bundle, cache, splits, _ = train_tiny(prepared, tmp_path_factory.mktemp("ckpt"))
     return bundle, cache, splits
 
 

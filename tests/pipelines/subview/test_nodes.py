@@ -13,18 +13,14 @@ from anomaly_lens.pipelines.subview.nodes import (
     crop_to_regions,
     train_on_crops,
 )
-from anomaly_lens.pipelines.train.nodes import cache_images, evaluate_model, train_model
+from anomaly_lens.pipelines.train.nodes import evaluate_model
 from tests.conftest import base_parameters
-from tests.pipelines.train.test_nodes import VIEWS, params, prepared  # noqa: F401 (fixture)
+from tests.pipelines.train.test_nodes import VIEWS, prepared, train_tiny  # noqa: F401 (fixture)
 
 
 @pytest.fixture(scope="module")
 def trained(prepared, tmp_path_factory):  # noqa: F811
-    samples, manifest, masks, raw, classes, splits = prepared
-    p = params(tmp_path_factory.mktemp("ckpt"), cbam_stages=[])
-    cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, p)
-    bundle, _ = train_model(cache, samples, manifest, splits, classes, VIEWS, p)
-    return bundle, cache, splits, p
+    return train_tiny(prepared, tmp_path_factory.mktemp("ckpt"))
 
 
 def _settings():

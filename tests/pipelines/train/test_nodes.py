@@ -29,9 +29,10 @@ from tests.conftest import base_parameters
 VIEWS = ["co2", "ch4"]
 
 
-@pytest.fixture(scope="module")
-def prepared():
-    data = synthetic.generate(synthetic.SyntheticConfig(n_specimens=12, image_size=32, seed=2))
+def prepare(config: synthetic.SyntheticConfig):
+    """Generated data through inspection and pairing, split 60/20/20 by specimen:
+    (samples, manifest, masks, raw loaders, classes, splits)."""
+    data = synthetic.generate(config)
     encoded = {k: imaging.encode_png(v) for k, v in data.images.items()}
     raw = {k: (lambda c=c: c) for k, c in encoded.items()}
     pattern = base_parameters()["ingestion"]["filename_pattern"]
@@ -49,6 +50,20 @@ def prepared():
         **assign_splits(samples["group_id"], labels, (0.6, 0.2, 0.2), seed=0)
     )
     return samples, manifest, result.masks, raw, result.classes, splits
+
+
+@pytest.fixture(scope="module")
+def prepared():
+    return prepare(synthetic.SyntheticConfig(n_specimens=12, image_size=32, seed=2))
+
+
+def train_tiny(prepared, checkpoints):
+    """A one-epoch model without CBAM on the prepared data: (bundle, cache, splits, params)."""
+    samples, manifest, masks, raw, classes, splits = prepared
+    p = params(checkpoints, cbam_stages=[])
+    cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, p)
+    bundle, _ = train_model(cache, samples, manifest, splits, classes, VIEWS, p)
+    return bundle, cache, splits, p
 
 
 def params(tmp_path, **model) -> dict:

@@ -11,11 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from anomaly_lens.ml import imaging, layouts, synthetic
+from anomaly_lens.ml import synthetic
 from anomaly_lens.ml.explain import METHODS
-from anomaly_lens.ml.inspection import MaskRule, inspect_records
-from anomaly_lens.ml.pairing import pair_views
-from anomaly_lens.ml.splitting import assign_splits
 from anomaly_lens.pipelines.train.nodes import cache_images, evaluate_model, train_model
 from anomaly_lens.pipelines.xai.nodes import (
     explain_selection,
@@ -24,8 +21,8 @@ from anomaly_lens.pipelines.xai.nodes import (
     select_explained,
 )
 from tests.conftest import base_parameters
+from tests.pipelines.train.test_nodes import VIEWS, prepare
 
-VIEWS = ["co2", "ch4"]
 # One type seen only in co2, one only in ch4: what the view shares must recover.
 VISIBLE = {"plume": ["co2"], "hotspot": ["ch4"]}
 
@@ -37,23 +34,7 @@ def explained(tmp_path_factory):
     config = synthetic.SyntheticConfig(
         n_specimens=50, image_size=128, seed=3, anomaly_types=types, rare_fraction=0.0
     )
-    data = synthetic.generate(config)
-    encoded = {k: imaging.encode_png(v) for k, v in data.images.items()}
-    raw = {k: (lambda c=c: c) for k, c in encoded.items()}
-    pattern = base_parameters()["ingestion"]["filename_pattern"]
-    result = inspect_records(layouts.from_synthetic(raw, data.annotations, pattern), [], MaskRule())
-    manifest = result.manifest
-    samples, _ = pair_views(
-        manifest,
-        manifest["specimen_id"] + "|" + manifest["condition"],
-        manifest["specimen_id"],
-        VIEWS,
-        result.classes,
-    )
-    labels = samples[[f"label_{c}" for c in result.classes]].to_numpy()
-    splits = samples[["sample_id", "group_id"]].assign(
-        **assign_splits(samples["group_id"], labels, (0.6, 0.2, 0.2), seed=0)
-    )
+    samples, manifest, masks, raw, classes, splits = prepare(config)
     train = copy.deepcopy(base_parameters()["train"])
     train["image_size"] = 64
     train["bootstrap_rounds"] = 10
@@ -63,8 +44,8 @@ def explained(tmp_path_factory):
         progress_bar=False,
         checkpoint_dir=str(tmp_path_factory.mktemp("ckpt")),
     )
-    cache = cache_images(samples, manifest, result.masks, raw, result.classes, VIEWS, train)
-    bundle, _ = train_model(cache, samples, manifest, splits, result.classes, VIEWS, train)
+    cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, train)
+    bundle, _ = train_model(cache, samples, manifest, splits, classes, VIEWS, train)
     metrics, predictions = evaluate_model(bundle, cache, splits, train)
     params = base_parameters()["xai"]
     selection = select_explained(predictions, bundle, params)

@@ -45,11 +45,15 @@ def create_pipeline(**kwargs) -> Pipeline:
         inputs={"splits": "splits"},
         parameters={"params:train": "params:train"},
     )
-    comparison = Node(
-        compare_subview,
-        inputs=["evaluation_metrics", "subview.evaluation_metrics", "subview_regions"],
-        outputs="subview_report",
-        name="compare_subview",
-        namespace="subview",
+    comparison = pipeline(  # outside the namespace: it reads the full-view model's figures
+        [
+            Node(
+                compare_subview,
+                inputs=["evaluation_metrics", "cropped_metrics", "subview_regions"],
+                outputs="subview_report",
+                name="compare_subview",
+            )
+        ],
+        inputs={"cropped_metrics": "subview.evaluation_metrics"},
     )
-    return cropping + evaluation + Pipeline([comparison])
+    return cropping + evaluation + comparison

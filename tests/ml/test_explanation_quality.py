@@ -81,3 +81,10 @@ def test_clusters_separate_two_patterns_and_regions_hold_the_mass():
     assert region_of_interest(mass, 1.0) == (2, 5, 12, 9)
     x0, y0, x1, y1 = region_of_interest(mass, 0.1)
     assert (x1 - x0) * (y1 - y0) <= 40 and 2 <= x0 and x1 <= 12
+
+
+def test_flat_maps_are_not_scored():
+    masks = _masks()
+    flat = np.zeros(masks.shape, dtype=np.float32)  # nothing points anywhere
+    scores = localisation_scores(flat, masks)
+    assert all(np.isnan(values).all() for values in scores.values())

@@ -249,11 +249,10 @@ def _mean(values) -> float | None:
     return float(values.mean()) if len(values) else None
 
 
-def _quality(bundle: dict, method: str, random: dict, positive: np.ndarray) -> dict:
-    """Per class: localisation scores and deletion AUC of one method, with the random
-    baseline's beside each."""
+def _quality(bundle: dict, method: str, found: dict, random: dict, positive: np.ndarray) -> dict:
+    """Per class: one method's localisation scores (``found``) and deletion AUC, with the
+    random baseline's beside each."""
     rows = bundle["rows"]
-    found = localisation_scores(bundle["maps"][method], bundle["masks"])
     deletion = curve_area(torch.from_numpy(bundle["deletion"][method])).numpy()
     deletion_random = curve_area(torch.from_numpy(bundle["deletion"]["random"])).numpy()
     out = {}
@@ -359,10 +358,10 @@ def score_explanations(
     }
     metrics["relevance_mass_pooled"] = {}
     for method, maps in bundle["maps"].items():
-        metrics["quality"][method] = _quality(bundle, method, random, positive)
-        found = localisation_scores(maps, bundle["masks"])["relevance_mass"]
+        found = localisation_scores(maps, bundle["masks"])
+        metrics["quality"][method] = _quality(bundle, method, found, random, positive)
         metrics["relevance_mass_pooled"][method] = {
-            "method": _mean(found[positive]),
+            "method": _mean(found["relevance_mass"][positive]),
             "random": _mean(random["relevance_mass"][positive]),
         }
         if method == "grad_cam" and not bundle["grad_cam_per_view"]:

@@ -113,3 +113,11 @@ def test_train_binary_whole_and_one_namespace_alone(project):
     assert (
         len(list((project / "data/06_models/synthetic/binary.crack/model.pt").iterdir())) == before
     )
+
+
+def test_without_types_the_pipeline_says_what_to_do():
+    configure_project("anomaly_lens")
+    pipeline_registry.use_binary_types([])
+    (node,) = create_pipeline().nodes
+    with pytest.raises(ValueError, match="binary.types"):
+        node.run({})

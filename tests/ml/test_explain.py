@@ -97,3 +97,13 @@ def test_deletion_curve_runs_from_the_intact_to_the_fully_replaced_images():
     torch.testing.assert_close(curves[:, 0], intact)
     torch.testing.assert_close(curves[:, -1], emptied)
     assert curve_area(torch.ones(2, 21)).tolist() == pytest.approx([1.0, 1.0])
+
+
+def test_an_occlusion_window_larger_than_the_image_covers_it_whole():
+    model = _model()
+    scores = ExplainedScores(model, "classification")
+    images, view_mask, targets = _inputs(2)
+    big = FAST.model_copy(update={"occlusion_window": 64, "occlusion_stride": 32})
+    maps = attribute(scores, images, view_mask, targets, "occlusion", big).maps
+    assert maps.shape == (4, 2, 32, 32)
+    assert (maps[1, 0] == maps[1, 0, 0, 0]).all()  # one window: one value per view

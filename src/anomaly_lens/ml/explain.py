@@ -180,8 +180,9 @@ def _attribute_batch(
     elif method == "grad_cam":
         found = _grad_cam(scores, inputs, targets, extra, settings.grad_cam_stage, size)
     elif method == "occlusion":
-        channels = images.shape[2]
-        window, stride = settings.occlusion_window, settings.occlusion_stride
+        channels, side = images.shape[2], min(images.shape[-2:])
+        window = min(settings.occlusion_window, side)  # a window larger than the image: all of it
+        stride = min(settings.occlusion_stride, window)
         found = Occlusion(scores).attribute(
             inputs,
             sliding_window_shapes=tuple((channels, window, window) for _ in inputs),

@@ -103,7 +103,7 @@ def storage(url: str, heartbeat_seconds: int) -> RDBStorage:
         engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
         heartbeat_interval=heartbeat_seconds,
         grace_period=2 * heartbeat_seconds,
-        failed_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
     )
 
 

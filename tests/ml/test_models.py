@@ -191,3 +191,18 @@ def test_local_weights_file_is_loaded(tmp_path):
     conv1 = model.fusion.views.encoders[0].backbone.conv1.weight
     assert conv1.shape[1] == 1  # adapted to one input channel
     assert torch.allclose(conv1, torch.full_like(conv1, 0.03), atol=1e-6)  # 3 RGB channels summed
+
+
+def test_switching_only_the_fusion_keeps_a_valid_config():
+    """The base config's fusion_options ({shared_encoder: true}) hold for every fusion."""
+    for fusion in ("early", "late", "cross_attention", "multiscale"):
+        config = ModelConfig(
+            num_classes=2,
+            views=["co2", "ch4"],
+            fusion=fusion,
+            fusion_options={"shared_encoder": True},
+            cbam_stages=[],
+        )
+        images = torch.rand(2, 2, 1, 32, 32)
+        output = create_model(config)(images, torch.ones(2, 2, dtype=torch.bool))
+        assert output.logits.shape == (2, 2)

@@ -179,7 +179,10 @@ def run_study(
         history = result.history[monitor]
         return float(history.max() if settings.direction == "maximize" else history.min())
 
-    study.optimize(objective, n_trials=settings.n_trials, gc_after_trial=True)
+    # A combination that cannot train (e.g. out of memory) fails its trial, not the study.
+    study.optimize(
+        objective, n_trials=settings.n_trials, gc_after_trial=True, catch=(RuntimeError,)
+    )
     return study
 
 

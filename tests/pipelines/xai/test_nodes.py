@@ -48,7 +48,7 @@ def explained(tmp_path_factory):
     bundle, _ = train_model(cache, samples, manifest, splits, classes, VIEWS, train)
     metrics, predictions = evaluate_model(bundle, cache, splits, train)
     params = base_parameters()["xai"]
-    selection = select_explained(predictions, bundle, params)
+    selection = select_explained(predictions, bundle, cache, splits, params)
     attributions = explain_selection(bundle, cache, selection, params)
     xai_metrics, headline = score_explanations(attributions, {"visible_in_views": VISIBLE}, params)
     return splits, metrics, selection, attributions, xai_metrics, headline, params

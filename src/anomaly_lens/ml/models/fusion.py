@@ -45,9 +45,13 @@ class _PerViewEncoders(nn.Module):
 
 @register_fusion("early")
 class EarlyFusion(nn.Module):
-    """Views as channels of one image, plus one presence channel per view."""
+    """Views as channels of one image, plus one presence channel per view.
 
-    def __init__(self, n_views: int, in_chans: int, **encoder_args):
+    One encoder reads the stacked views, so ``shared_encoder`` (an option of the other
+    fusions) changes nothing here: switching ``fusion`` alone keeps a valid config.
+    """
+
+    def __init__(self, n_views: int, in_chans: int, shared_encoder: bool = True, **encoder_args):
         super().__init__()
         self.encoder = Encoder(in_chans=n_views * (in_chans + 1), **encoder_args)
         self.channels, self.reductions = self.encoder.channels, self.encoder.reductions

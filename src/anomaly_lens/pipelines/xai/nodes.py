@@ -60,17 +60,42 @@ def _draw(rows: pd.DataFrame, count: int, seed: int) -> pd.DataFrame:
     return rows.sample(n=min(count, len(rows)), random_state=seed) if count else rows.iloc[:0]
 
 
-def select_explained(predictions: pd.DataFrame, model: dict, params: dict) -> pd.DataFrame:
+def _label_rows(image_cache: dict, splits: pd.DataFrame, part: str, classes) -> pd.DataFrame:
+    """A segmentation-only model has no class scores: its samples' labels stand in for
+    them (probability 1 where the class is present), so the selection takes samples that
+    carry each class."""
+    cache = ImageCache.from_arrays(image_cache)
+    ids = splits.loc[splits["split"] == part, "sample_id"].tolist()
+    targets = cache.labels[cache.positions(ids)].astype(np.float32)
+    names = [c for c in classes if c != "normal"]
+    frame = pd.DataFrame(targets, columns=probability_columns("target", names))
+    frame[probability_columns("prob", names)] = targets
+    if "normal" in classes:
+        frame["prob_normal"] = frame["target_normal"] = (targets.sum(1) == 0).astype(float)
+    return frame.assign(sample_id=ids)
+
+
+def select_explained(
+    predictions: pd.DataFrame,
+    model: dict,
+    image_cache: dict,
+    splits: pd.DataFrame,
+    params: dict,
+) -> pd.DataFrame:
     """``xai_selection``: per class (``normal`` aside), samples predicted right, wrong
     (missed first, then false alarms) and most confidently; one row per sample and class,
-    at most ``xai.max_samples`` rows, the classes taking turns."""
+    at most ``xai.max_samples`` rows, the classes taking turns. For a segmentation-only
+    model (no class scores): samples that carry each class."""
     settings = parse_block("xai", params)
     classes, label_type = model["classes"], model["label_type"]
-    rows = predictions[predictions["split"] == settings.split]
+    if "split" not in predictions:  # no class scores: a segmentation-only model
+        rows = _label_rows(image_cache, splits, settings.split, classes)
+    else:
+        rows = predictions[predictions["split"] == settings.split]
+        if model["per_view"]:
+            rows = per_sample_table(rows, classes, sort=True)
     if rows.empty:
         raise ValueError(f"No {settings.split} predictions to explain: run `train` first")
-    if model["per_view"]:
-        rows = per_sample_table(rows, classes, sort=True)
     rows = rows.reset_index(drop=True)
     probs = rows[probability_columns("prob", classes)].set_axis(classes, axis=1)
     targets = rows[probability_columns("target", classes)].set_axis(classes, axis=1) > 0

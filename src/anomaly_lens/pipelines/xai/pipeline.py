@@ -16,7 +16,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 select_explained,
-                inputs=["evaluation_predictions", "model", "params:xai"],
+                inputs=["evaluation_predictions", "model", "image_cache", "splits", "params:xai"],
                 outputs="xai_selection",
                 name="select_explained",
             ),

@@ -6,6 +6,7 @@ values they need, not a pipeline's parameter block.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
@@ -13,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import mlflow
@@ -187,6 +189,19 @@ def build_module(
         settings.mixing,
         settings.channels_last,
     )
+
+
+def nested_run(name: str, params: Mapping[str, Any] | None = None, **tags: Any):
+    """A nested MLflow run under the active one, with ``params`` and ``tags`` logged; a
+    no-op context without an active run (the library used without tracking)."""
+    if mlflow.active_run() is None:
+        return contextlib.nullcontext()
+    run = mlflow.start_run(run_name=name, nested=True)
+    if params:
+        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+    if tags:
+        mlflow.set_tags(tags)
+    return run
 
 
 @dataclass

@@ -6,14 +6,12 @@ Only the ``train`` and ``val`` parts are read: the objective is a validation met
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import mlflow
 import optuna
 import pandas as pd
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -23,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from anomaly_lens.ml.binary import merged
 from anomaly_lens.ml.data import ImageCache
-from anomaly_lens.ml.fitting import train_on_cache
+from anomaly_lens.ml.fitting import nested_run, train_on_cache
 from anomaly_lens.ml.settings import Settings, TrainSettings
 
 logger = logging.getLogger(__name__)
@@ -130,18 +128,6 @@ def open_study(settings: StudySettings, attempts: int = 5) -> optuna.Study:
     raise AssertionError("unreachable")
 
 
-@contextlib.contextmanager
-def _trial_run(trial: optuna.Trial, values: Mapping[str, Any]):
-    """A nested MLflow run per trial under the active run (nothing without one)."""
-    if mlflow.active_run() is None:
-        yield
-        return
-    with mlflow.start_run(run_name=f"trial {trial.number}", nested=True):
-        mlflow.log_params({k: str(v) for k, v in values.items()})
-        mlflow.set_tag("optuna_trial", trial.number)
-        yield
-
-
 def run_study(
     cache: ImageCache,
     ids_by_part: Mapping[str, Sequence[str]],
@@ -169,7 +155,7 @@ def run_study(
             merged(base, settings.trial_overrides, nested(values), {"trainer": trainer})
         )
         monitor = train.trainer.monitor
-        with _trial_run(trial, values):
+        with nested_run(f"trial {trial.number}", values, optuna_trial=trial.number):
             result = train_on_cache(
                 cache,
                 ids_by_part,

@@ -3,7 +3,6 @@ out-of-fold predictions, and a frozen-feature baseline on the same folds."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from anomaly_lens.ml.fitting import (
     build_module,
     fit,
     label_task,
+    nested_run,
     predict,
     prediction_table,
 )
@@ -76,13 +76,6 @@ def assign_cv_folds(image_cache: dict, splits: pd.DataFrame, train: dict, cv: di
     )
 
 
-def _fold_run(fold: int):
-    """A nested MLflow run for one fold under the active run (none without one)."""
-    if mlflow.active_run() is None:
-        return contextlib.nullcontext()
-    return mlflow.start_run(run_name=f"fold {fold}", nested=True)
-
-
 def cross_validate(
     image_cache: dict,
     samples: pd.DataFrame,
@@ -131,7 +124,7 @@ def cross_validate(
         frequencies = train_targets.mean(0).clip(1e-3, 1 - 1e-3)
         module = build_module(train, classes, used_views, per_view, label_type, frequencies)
         started = time.monotonic()
-        with _fold_run(fold):
+        with nested_run(f"fold {fold}"):
             checkpoints = Path(train.trainer.checkpoint_dir) / "cv" / f"fold_{fold}"
             trainer = train.trainer.model_copy(update={"checkpoint_dir": str(checkpoints)})
             result = fit(module, loaders["train"], loaders["val"], trainer)

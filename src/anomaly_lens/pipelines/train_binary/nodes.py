@@ -3,7 +3,6 @@ namespace per type), and their comparison with the multi-label model of ``train`
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import tempfile
 import time
@@ -26,6 +25,7 @@ from anomaly_lens.ml.fitting import (  # noqa: E402
     build_loaders,
     load_model,
     model_datasets,
+    nested_run,
     per_sample_table,
     predict,
     train_on_cache,
@@ -33,6 +33,7 @@ from anomaly_lens.ml.fitting import (  # noqa: E402
 from anomaly_lens.ml.metrics import bootstrap_interval, json_safe  # noqa: E402
 from anomaly_lens.ml.splitting import ids_by_split, units_of  # noqa: E402
 from anomaly_lens.parameters import binary_train_settings, parse_block  # noqa: E402
+from anomaly_lens.pipelines.train.nodes import plot_training_curves  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -59,28 +60,8 @@ def _flat(values: dict, prefix: str = "") -> dict[str, str]:
         if isinstance(value, dict):
             out.update(_flat(value, f"{prefix}{key}."))
         else:
-            out[f"{prefix}{key}"] = str(value)[:500]
+            out[f"{prefix}{key}"] = value
     return out
-
-
-@contextlib.contextmanager
-def _nested_run(name: str):
-    """A nested MLflow run under the active one (nothing without an active run)."""
-    if mlflow.active_run() is None:
-        yield None
-        return
-    with mlflow.start_run(run_name=name, nested=True) as run:
-        yield run
-
-
-def _curves(history: pd.DataFrame, anomaly_type: str) -> Figure:
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    for column in ("train_loss", "val_loss", "val_macro_f1"):
-        if column in history:
-            ax.plot(history["epoch"], history[column], marker="o", label=column)
-    ax.set(xlabel="epoch", title=f"binary model: {anomaly_type}")
-    ax.legend(fontsize="small")
-    return fig
 
 
 def train_binary_model(
@@ -95,13 +76,11 @@ def train_binary_model(
         update={"trainer": settings.trainer.model_copy(update={"checkpoint_dir": folder})}
     )
     cache = ImageCache.from_arrays(image_cache)
-    with _nested_run(f"binary · {anomaly_type}") as run:
-        if run is not None:
-            mlflow.set_tag("anomaly_type", anomaly_type)
-            mlflow.log_params(_flat(settings.model_dump()))
+    params = _flat(settings.model_dump())
+    with nested_run(f"binary · {anomaly_type}", params, anomaly_type=anomaly_type) as run:
         result = train_on_cache(cache, ids_by_split(splits, ["train", "val"]), settings)
         if run is not None:
-            mlflow.log_figure(_curves(result.history, anomaly_type), "training_curves.png")
+            mlflow.log_figure(plot_training_curves(result.history), "training_curves.png")
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "model.pt"
                 torch.save(result.bundle, path)

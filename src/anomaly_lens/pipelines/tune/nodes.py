@@ -52,7 +52,7 @@ def _best_parameters(settings, best: dict) -> dict:
     return {"train": values}
 
 
-def _history(study: optuna.Study) -> Figure:
+def _history(study: optuna.Study, importances: dict[str, float]) -> Figure:
     """Each trial's value (pruned trials at their last report) and the best so far."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.4))
     rows = [
@@ -77,9 +77,7 @@ def _history(study: optuna.Study) -> Figure:
     left.step(complete["trial"], best, where="post", color="black", label="best so far")
     left.set(xlabel="trial", ylabel="validation metric", title="optimisation history")
     left.legend(fontsize="small")
-    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if len(completed) >= 2 and study.best_params:
-        importances = optuna.importance.get_param_importances(study)
+    if importances:
         right.barh(list(importances), list(importances.values()))
         right.set(title="parameter importance (fANOVA)")
     else:
@@ -109,4 +107,4 @@ def report_study(study: optuna.Study, params: dict):
         for name in ("best_value", "default_value", "n_trials", "n_pruned")
         if report[name] is not None
     }
-    return report, trials, best, _history(study), metrics
+    return report, trials, best, _history(study, report["importances"]), metrics

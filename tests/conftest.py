@@ -41,21 +41,25 @@ def magnetic_tile_dir() -> Path:
     return MAGNETIC_TILE_DIR
 
 
+def make_project(folder: Path) -> Path:
+    """A throw-away project folder: the real conf and pyproject, an empty data tree."""
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", folder)
+    shutil.copytree(PROJECT_ROOT / "conf", folder / "conf", ignore=shutil.ignore_patterns("local"))
+    (folder / "conf" / "local").mkdir()
+    (folder / "src").mkdir()  # the package itself is imported from the installed project
+    bootstrap_project(folder)
+    return folder
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A throw-away project folder: the real conf and pyproject, an empty data tree."""
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", tmp_path)
-    shutil.copytree(
-        PROJECT_ROOT / "conf", tmp_path / "conf", ignore=shutil.ignore_patterns("local")
-    )
-    (tmp_path / "conf" / "local").mkdir()
-    (tmp_path / "src").mkdir()  # the package itself is imported from the installed project
-    bootstrap_project(tmp_path)
-    return tmp_path
+    return make_project(tmp_path)
 
 
-# A whole default run kept small: few specimens, one short epoch.
+# A whole default run kept small: few specimens, one short epoch, one binary model.
 SMALL_RUN = {
+    "binary": {"types": ["plume"], "common": {"trainer": {"max_epochs": 1}}},
     "synthetic": {"n_specimens": 8, "image_size": 48},
     "train": {
         "image_size": 32,

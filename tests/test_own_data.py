@@ -40,10 +40,15 @@ def readme_commands() -> dict[str, str]:
     return dict(rows)
 
 
+# The binary models of the main command (one per type) kept as short.
+SMALL_BINARY = {"binary": {"common": {"trainer": {"max_epochs": 1}}}, "ood": {"max_items": 8}}
+
+
 def make_training_small(project: Path, env: str) -> None:
-    path = project / "conf" / env / "parameters_train.yml"
-    current = OmegaConf.load(path) if path.exists() else OmegaConf.create()
-    path.write_text(OmegaConf.to_yaml(OmegaConf.merge(current, SMALL_TRAINING)))
+    for name, small in (("train", SMALL_TRAINING), ("binary", SMALL_BINARY)):
+        path = project / "conf" / env / f"parameters_{name}.yml"
+        current = OmegaConf.load(path) if path.exists() else OmegaConf.create()
+        path.write_text(OmegaConf.to_yaml(OmegaConf.merge(current, small)))
 
 
 def test_readme_shows_one_command_per_layout():

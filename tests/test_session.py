@@ -64,9 +64,18 @@ def test_main_command_runs_the_whole_chain(project):
     )
     assert len(predictions) == metrics["val"]["n_samples"] + metrics["test"]["n_samples"]
 
-    # One MLflow run with the parameters and the reports.
-    runs = mlflow.search_runs(experiment_names=["anomaly_lens"])
+    # One MLflow run with the parameters and the reports, the binary model nested in it.
+    everything = mlflow.search_runs(experiment_names=["anomaly_lens"])
+    runs = everything[everything["tags.mlflow.parentRunId"].isna()]
     assert len(runs) == 1
+    nested = everything[everything["tags.mlflow.parentRunId"] == runs.iloc[0].run_id]
+    assert list(nested["tags.anomaly_type"]) == ["plume"]
+    comparison = json.loads(
+        latest(project / "data/08_reporting/synthetic/binary_comparison.json").read_text()
+    )
+    assert runs.iloc[0]["metrics.binary.plume.f1_difference"] == pytest.approx(
+        comparison["per_class"]["plume"]["f1_difference"]
+    )
     assert runs.iloc[0]["params.synthetic.n_specimens"] == "8"
     # Headline figures are metrics, and tags tell runs apart in the UI.
     assert runs.iloc[0]["metrics.test_macro_f1"] == pytest.approx(metrics["test"]["macro_f1"])

@@ -14,6 +14,7 @@ import torch
 from kedro.framework.hooks import hook_impl
 from matplotlib.figure import Figure
 
+from anomaly_lens.browser import register_headline_view
 from anomaly_lens.datasets import ReadOnlyDataset
 from anomaly_lens.parameters import check_parameters
 
@@ -33,7 +34,8 @@ class ParameterCheckHook:
 class RunTagsHook:
     """Tags the MLflow run with the env, dataset, pipelines and backbone, and names it
     after them (``mtd · train · tf_efficientnet_lite0``), so runs can be told apart and
-    filtered in the MLflow UI. Runs after kedro-mlflow has opened the run."""
+    filtered in the MLflow UI; stores the experiment's ``headline`` view (the run table
+    with the headline metrics as columns). Runs after kedro-mlflow has opened the run."""
 
     def __init__(self) -> None:
         self._dataset = None
@@ -54,6 +56,7 @@ class RunTagsHook:
         mlflow.set_tags({k: v for k, v in tags.items() if v})
         name = " · ".join(str(v) for v in (env, pipelines, backbone) if v)
         mlflow.set_tag("mlflow.runName", name)
+        register_headline_view(mlflow.MlflowClient(), mlflow.active_run().info.experiment_id)
 
 
 class ReportLoggingHook:

@@ -265,7 +265,7 @@ class BinaryParams(Settings):
 
     types: list[str] = []
     other_anomalies: Literal[OTHER_ANOMALIES] = "exclude"
-    common: dict[str, Any] = {"trainer": {"max_epochs": 15, "patience": 5}}
+    common: dict[str, Any] = {"trainer": {"max_epochs": 8, "patience": 4}}
     per_type: dict[str, dict[str, Any]] = {}
 
 

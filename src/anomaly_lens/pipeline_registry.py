@@ -14,9 +14,8 @@ GENERATED_RAW_DATA = {
 }
 
 # Run by name only: cv and leakage train one model per fold, too long for the default run;
-# inference and export use a trained model on request; subview, train_binary and tune train
-# more models.
-BY_NAME_ONLY = ("cv", "leakage", "inference", "export", "subview", "train_binary", "tune")
+# inference and export use a trained model on request; subview and tune train more models.
+BY_NAME_ONLY = ("cv", "leakage", "inference", "export", "subview", "tune")
 
 _raw_data = {"generated": True, "registered_for": None}
 _binary = {"types": []}
@@ -56,7 +55,9 @@ def register_pipelines() -> dict[str, Pipeline]:
     and every pipeline reads the ``demo_*`` entries it writes. In an env that points
     ``raw_images`` at a user's data, ``__default__`` starts at ``ingestion`` and nothing
     reads or writes the demo entries; ``synthetic`` stays available by name and only ever
-    writes its own folder. ``BY_NAME_ONLY`` pipelines run by name only.
+    writes its own folder. ``train_binary`` joins ``__default__`` once its anomaly types are
+    known (configured, or found by an earlier ingestion). ``BY_NAME_ONLY`` pipelines run by
+    name only.
     """
     generated = _raw_data["generated"]
     found = find_pipelines(raise_errors=True)
@@ -69,7 +70,9 @@ def register_pipelines() -> dict[str, Pipeline]:
     chain = [
         p
         for name, p in registered.items()
-        if name not in BY_NAME_ONLY and (generated or name != "synthetic")
+        if name not in BY_NAME_ONLY
+        and (generated or name != "synthetic")
+        and (binary_types() or name != "train_binary")
     ]
     registered["__default__"] = sum(chain, start=Pipeline([]))
     _raw_data["registered_for"] = generated

@@ -7,6 +7,7 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 from kedro_datasets.pandas import ParquetDataset
 
+from anomaly_lens import pipeline_registry
 from anomaly_lens.pipeline_registry import register_pipelines
 from anomaly_lens.pipelines import bbox, ingestion, pairing, split
 from anomaly_lens.pipelines.synthetic.nodes import generate_raw_dataset
@@ -60,3 +61,15 @@ def test_xai_runs_by_default_and_subview_by_name_only():
     subview = pipelines["subview"]
     assert "subview.train_on_crops" in {node.name for node in subview.nodes}
     assert {"subview.model", "subview.evaluation_metrics"} <= subview.all_outputs()
+
+
+def test_train_binary_joins_the_default_run_once_its_types_are_known():
+    configure_project("anomaly_lens")
+    pipeline_registry.use_binary_types([])
+    assert "compare_binary" not in {n.name for n in register_pipelines()["__default__"].nodes}
+    pipeline_registry.use_binary_types(["plume"])
+    try:
+        default = {node.name for node in register_pipelines()["__default__"].nodes}
+    finally:
+        pipeline_registry.use_binary_types([])
+    assert {"compare_binary", "binary.plume.train_binary_model"} <= default

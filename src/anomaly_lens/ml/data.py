@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset, Sampler
+from tqdm.auto import tqdm
 
 from anomaly_lens.ml import imaging, rle
 from anomaly_lens.ml.batch import Batch
@@ -144,7 +145,9 @@ def build_image_cache(
     view_shapes = np.zeros((n, v, 2), dtype=np.int32)
     pixel_masks = np.zeros((n, v, k, image_size, image_size), dtype=np.uint8)
     labels = samples[[f"label_{c}" for c in classes]].to_numpy(dtype=np.uint8)
-    for i, row in enumerate(samples.itertuples(index=False)):
+    rows = samples.itertuples(index=False)
+    progress = tqdm(rows, total=n, desc="Caching images", unit="sample", disable=None)
+    for i, row in enumerate(progress):
         for j, view in enumerate(views):
             image_id = getattr(row, f"image_{view}")
             if pd.isna(image_id):

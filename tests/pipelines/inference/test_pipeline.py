@@ -27,7 +27,8 @@ def test_new_images_are_inspected_predicted_and_the_model_exported(project, tmp_
 
     # The model logged to the training run, loaded back from the tracking store, predicts
     # image paths as evaluation predicted the same (cached) samples.
-    run_id = mlflow.search_runs(experiment_names=["anomaly_lens"]).iloc[0].run_id
+    runs = mlflow.search_runs(experiment_names=["anomaly_lens"])
+    run_id = runs[runs["tags.mlflow.parentRunId"].isna()].iloc[0].run_id
     served = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
     evaluated = pd.read_parquet(
         latest(out / "07_model_output/synthetic/evaluation_predictions.parquet")

@@ -106,6 +106,14 @@ def test_train_binary_whole_and_one_namespace_alone(project):
     children = runs[runs["tags.mlflow.parentRunId"].isin(parent)]
     assert set(children["tags.anomaly_type"]) == set(types)
     assert children["metrics.val_macro_f1"].notna().all()  # per-epoch metrics in each child
+    headline = runs[runs.run_id.isin(parent)].iloc[0]
+    assert headline["metrics.binary.assembled_macro_f1"] == pytest.approx(
+        comparison["assembled"]["binary"]["macro_f1"]
+    )
+    for name in types:
+        assert headline[f"metrics.binary.{name}.f1_difference"] == pytest.approx(
+            comparison["per_class"][name]["f1_difference"]
+        )
 
     before = len(list((project / "data/06_models/synthetic/binary.crack/model.pt").iterdir()))
     run("train_binary", namespaces=["binary.plume"])

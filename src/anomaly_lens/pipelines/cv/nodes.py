@@ -12,6 +12,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from anomaly_lens.ml import baseline
 from anomaly_lens.ml.crossval import fold_parts, item_units, pooled_report
@@ -105,7 +106,8 @@ def cross_validate(
     per_view = train.per_view
     used_views = train.views or list(cache.views)
     tables, histories = [], []
-    for fold in range(int(fold_of_item.max()) + 1):
+    n_folds = int(fold_of_item.max()) + 1
+    for fold in tqdm(range(n_folds), desc="Cross-validation", unit="fold", disable=None):
         parts = fold_parts(fold_of_item, fold)
         datasets = {
             "train": data["train"].subset(parts["train"]),

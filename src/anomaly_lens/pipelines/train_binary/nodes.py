@@ -30,7 +30,7 @@ from anomaly_lens.ml.fitting import (  # noqa: E402
     predict,
     train_on_cache,
 )
-from anomaly_lens.ml.metrics import bootstrap_interval, json_safe  # noqa: E402
+from anomaly_lens.ml.metrics import bootstrap_interval, json_safe, multilabel  # noqa: E402
 from anomaly_lens.ml.splitting import ids_by_split, units_of  # noqa: E402
 from anomaly_lens.parameters import binary_train_settings, parse_block  # noqa: E402
 from anomaly_lens.pipelines.train.nodes import plot_training_curves  # noqa: E402
@@ -197,14 +197,8 @@ def compare_binary(
         stacked = np.column_stack([hits[n] for n in names]).astype(np.float32)
 
         def macro_f1(i, s=stacked):
-            return float(
-                tmc.multilabel_f1_score(
-                    torch.from_numpy(s[i]),
-                    torch.from_numpy(targets[i]).long(),
-                    num_labels=len(names),
-                    average="macro",
-                )
-            )
+            hits_i, targets_i = torch.from_numpy(s[i]), torch.from_numpy(targets[i]).long()
+            return float(multilabel("f1_score", hits_i, targets_i, average="macro"))
 
         everything = np.arange(len(stacked))
         macro[approach] = {
@@ -237,6 +231,23 @@ def compare_binary(
     )
     logger.info(report["verdict"])
     return json_safe(report), pd.DataFrame(table), _comparison_plot(per_class)
+
+
+def binary_headline_metrics(comparison: dict) -> dict:
+    """The comparison's figures as MLflow metrics of the run: ``binary.<type>.f1`` beside
+    ``binary.<type>.multilabel_f1`` and their difference, and the assembled macro-F1."""
+    figures = {}
+    for name, entry in comparison["per_class"].items():
+        figures[f"binary.{name}.f1"] = entry["binary"]["f1"]
+        figures[f"binary.{name}.multilabel_f1"] = entry["multilabel"]["f1"]
+        figures[f"binary.{name}.f1_difference"] = entry["f1_difference"]
+    assembled = comparison["assembled"]
+    figures["binary.assembled_macro_f1"] = assembled["binary"]["macro_f1"]
+    figures["binary.multilabel_macro_f1"] = assembled["multilabel"]["macro_f1"]
+    figures["binary.macro_f1_difference"] = (
+        assembled["binary"]["macro_f1"] - assembled["multilabel"]["macro_f1"]
+    )
+    return {k: {"value": float(v), "step": 0} for k, v in figures.items() if v is not None}
 
 
 def _comparison_plot(per_class: dict) -> Figure:

@@ -12,6 +12,7 @@ from kedro.pipeline import Node, Pipeline, pipeline
 from anomaly_lens import pipeline_registry
 from anomaly_lens.pipelines import calibration, evaluate, ood, xai
 from anomaly_lens.pipelines.train_binary.nodes import (
+    binary_headline_metrics,
     compare_binary,
     select_binary_task,
     train_binary_model,
@@ -85,7 +86,13 @@ def create_pipeline(**kwargs) -> Pipeline:
                 + list(parts),
                 outputs=["binary_comparison", "binary_comparison_table", "binary_comparison_plot"],
                 name="compare_binary",
-            )
+            ),
+            Node(
+                binary_headline_metrics,
+                inputs="binary_comparison",
+                outputs="binary_mlflow_metrics",
+                name="binary_headline_metrics",
+            ),
         ],
         inputs=parts,
         parameters={"params:train": "params:train"},

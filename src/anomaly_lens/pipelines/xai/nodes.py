@@ -12,6 +12,7 @@ import logging
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from anomaly_lens.ml.data import ImageCache, collate
 from anomaly_lens.ml.explain import (
@@ -203,7 +204,7 @@ def explain_selection(
             settings.deletion_fill,
         ).numpy()
 
-    for method in attribution.methods:
+    for method in tqdm(attribution.methods, desc="Attributions", unit="method", disable=None):
         found = attribute(scores, images, view_mask, targets, method, attribution)
         maps[method], seconds[method] = found.maps.numpy(), found.seconds_per_image
         deletion[method] = deletion_curve(found.maps)

@@ -1,0 +1,181 @@
+"""Look at the project's pages as a person would: the MLflow UI's run table and kedro-viz,
+served on a local port and opened in headless Chromium.
+
+``python -m anomaly_lens.browser OUT_DIR`` (in a project folder, after a run) writes
+``mlflow_runs.png`` and ``kedro_viz.png`` there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+
+# The MLflow UI opens a run table with these columns at
+# ``#/experiments/<id>/runs?viewStateShareKey=headline`` (MLflow's shared view state, an
+# experiment tag); columns of metrics an experiment does not have yet are left out.
+HEADLINE_VIEW = "headline"
+HEADLINE_METRICS = (
+    "test_macro_f1",
+    "test_macro_f1_ci95_low",
+    "test_macro_f1_ci95_high",
+    "test_mean_iou",
+    "calibration.ece_before",
+    "calibration.ece_after",
+    "ood.chosen_auroc_corruption_severity_3plus",
+    "ood.chosen_auroc_far_ood",
+    "xai.integrated_gradients.relevance_mass",
+    "binary.assembled_macro_f1",
+    "binary.macro_f1_difference",
+    "cv.oof_macro_f1",
+)
+HEADLINE_TAGS = ("env", "dataset", "pipelines", "backbone")
+
+
+def headline_view_state() -> dict:
+    """The shared view: top-level runs, newest first, headline metrics and tags as columns."""
+    columns = [f"metrics.`{m}`" for m in HEADLINE_METRICS] + [f"tags.`{t}`" for t in HEADLINE_TAGS]
+    return {
+        "selectedColumns": columns,
+        "orderByKey": "attributes.start_time",
+        "orderByAsc": False,
+        "searchFilter": "tags.`mlflow.parentRunId` IS NULL",
+    }
+
+
+def register_headline_view(client, experiment_id: str) -> None:
+    """Stores the headline view on the experiment (``client``: an ``MlflowClient``)."""
+    client.set_experiment_tag(
+        experiment_id, f"mlflow.sharedViewState.{HEADLINE_VIEW}", json.dumps(headline_view_state())
+    )
+
+
+def headline_url(base: str, experiment_id: str) -> str:
+    return f"{base}/#/experiments/{experiment_id}/runs?viewStateShareKey={HEADLINE_VIEW}"
+
+
+def chromium() -> str | None:
+    """The headless browser on this machine (Debian's ``chromium``), or None."""
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def free_port() -> int:
+    """A free local port below 49152 (kedro-viz refuses the ephemeral range)."""
+    for port in random.Random().sample(range(20000, 45000), 200):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) != 0:
+                return port
+    raise RuntimeError("no free local port found")
+
+
+@contextlib.contextmanager
+def serve(command: list[str], url: str, cwd: Path, timeout: float = 120) -> Iterator[str]:
+    """Runs a local web server until the block ends; yields ``url`` once it answers."""
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"{command[0]} exited: {log.read().decode()[-2000:]}")
+            try:
+                urllib.request.urlopen(url, timeout=5).close()
+                break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s") from None
+                time.sleep(1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def look(url: str, screenshot: Path, size: tuple[int, int] = (1800, 900)) -> str:
+    """Opens ``url`` in headless Chromium, lets its scripts run, saves a screenshot and
+    returns the rendered page's HTML."""
+    browser = chromium()
+    if browser is None:
+        raise FileNotFoundError("chromium is not installed (Debian: apt-get install chromium)")
+    with tempfile.TemporaryDirectory() as profile:
+        flags = [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            f"--window-size={size[0]},{size[1]}",
+            "--virtual-time-budget=20000",  # let the single-page app fetch and draw
+        ]
+        subprocess.run(
+            [*flags, f"--screenshot={screenshot}", url],
+            check=True,
+            capture_output=True,
+            timeout=180,
+        )
+        shown = subprocess.run(
+            [*flags, "--dump-dom", url], check=True, capture_output=True, timeout=180, text=True
+        )
+    return shown.stdout
+
+
+def mlflow_ui(project: Path, tracking_uri: str) -> contextlib.AbstractContextManager[str]:
+    """The MLflow UI over ``tracking_uri`` on a free local port."""
+    port = free_port()
+    command = [str(Path(sys.executable).with_name("mlflow")), "ui", "--port", str(port)]
+    command += ["--host", "127.0.0.1", "--backend-store-uri", tracking_uri]
+    return serve(command, f"http://127.0.0.1:{port}", project)
+
+
+def kedro_viz(project: Path, *extra: str) -> contextlib.AbstractContextManager[str]:
+    """``kedro viz run`` of the project on a free local port."""
+    port = free_port()
+    command = [str(Path(sys.executable).with_name("kedro")), "viz", "run", "--no-browser"]
+    command += ["--host", "127.0.0.1", "--port", str(port), *extra]
+    return serve(command, f"http://127.0.0.1:{port}", project, timeout=240)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", type=Path, help="folder for the screenshots")
+    parser.add_argument("--experiment", default="anomaly_lens")
+    args = parser.parse_args()
+    project = Path.cwd()
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    client = mlflow.MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(args.experiment)
+    if experiment is None:
+        raise SystemExit(f"no experiment {args.experiment!r} in {tracking_uri}: run kedro first")
+    register_headline_view(client, experiment.experiment_id)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with mlflow_ui(project, tracking_uri) as base:
+        look(headline_url(base, experiment.experiment_id), args.out / "mlflow_runs.png")
+    with kedro_viz(project) as base:
+        look(base, args.out / "kedro_viz.png", size=(1800, 1100))
+    sys.stdout.write(f"Wrote {args.out / 'mlflow_runs.png'} and {args.out / 'kedro_viz.png'}\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -4,13 +4,12 @@ the ground-truth checks of the issue hold, and the report opens in a browser."""
 from __future__ import annotations
 
 import copy
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from anomaly_lens import browser
 from anomaly_lens.ml import synthetic
 from anomaly_lens.ml.explain import METHODS
 from anomaly_lens.pipelines.train.nodes import cache_images, evaluate_model, train_model
@@ -109,31 +108,13 @@ def test_the_report_is_one_self_contained_page(explained, tmp_path):
 
 
 def test_the_report_renders_in_headless_chromium(explained, tmp_path):
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
+    if browser.chromium() is None:
         pytest.skip("chromium is not installed (.ci/run installs it)")
     *_, attributions, xai_metrics, _, params = explained
     page = tmp_path / "xai_report.html"
     page.write_text(render_xai_report(attributions, xai_metrics, None, params))
     shot = tmp_path / "xai_report.png"
-    subprocess.run(
-        [
-            browser,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--no-first-run",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--window-size=1200,1600",
-            f"--screenshot={shot}",
-            page.as_uri(),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    browser.look(page.as_uri(), shot, size=(1200, 1600))
     pixels = np.asarray(Image.open(shot).convert("L"))
     assert pixels.shape == (1600, 1200)
     # A rendered page: text and tables, and the dark heatmaps of the embedded figures.

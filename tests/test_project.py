@@ -18,7 +18,7 @@ import pytest
 from kedro.framework.session import KedroSession
 from PIL import Image
 
-from anomaly_lens import browser
+from anomaly_lens import browser, tracking
 from tests.conftest import PROJECT_ROOT, SMALL_RUN, make_project
 
 ML_PACKAGE = PROJECT_ROOT / "src" / "anomaly_lens" / "ml"
@@ -122,7 +122,7 @@ def test_mlflow_ui_lists_the_run_with_its_headline_metrics(ran_project, tmp_path
     experiment = mlflow.MlflowClient(tracking_uri).get_experiment_by_name("anomaly_lens")
     shot = tmp_path / "mlflow_runs.png"
     with browser.mlflow_ui(project, tracking_uri) as url:
-        page = browser.look(browser.headline_url(url, experiment.experiment_id), shot)
+        page = browser.look(tracking.headline_url(url, experiment.experiment_id), shot)
     assert "base · __default__ · resnet18" in page  # the run, by its readable name
     for column in ("test_macro_f1", "calibration.ece_after", "binary.assembled_macro_f1"):
         assert column in page  # the headline view shows the metric columns

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import random
 import shutil
@@ -25,47 +24,7 @@ from pathlib import Path
 
 import mlflow
 
-# The MLflow UI opens a run table with these columns at
-# ``#/experiments/<id>/runs?viewStateShareKey=headline`` (MLflow's shared view state, an
-# experiment tag); columns of metrics an experiment does not have yet are left out.
-HEADLINE_VIEW = "headline"
-HEADLINE_METRICS = (
-    "test_macro_f1",
-    "test_macro_f1_ci95_low",
-    "test_macro_f1_ci95_high",
-    "test_mean_iou",
-    "calibration.ece_before",
-    "calibration.ece_after",
-    "ood.chosen_auroc_corruption_severity_3plus",
-    "ood.chosen_auroc_far_ood",
-    "xai.integrated_gradients.relevance_mass",
-    "binary.assembled_macro_f1",
-    "binary.macro_f1_difference",
-    "cv.oof_macro_f1",
-)
-HEADLINE_TAGS = ("env", "dataset", "pipelines", "backbone")
-
-
-def headline_view_state() -> dict:
-    """The shared view: top-level runs, newest first, headline metrics and tags as columns."""
-    columns = [f"metrics.`{m}`" for m in HEADLINE_METRICS] + [f"tags.`{t}`" for t in HEADLINE_TAGS]
-    return {
-        "selectedColumns": columns,
-        "orderByKey": "attributes.start_time",
-        "orderByAsc": False,
-        "searchFilter": "tags.`mlflow.parentRunId` IS NULL",
-    }
-
-
-def register_headline_view(client, experiment_id: str) -> None:
-    """Stores the headline view on the experiment (``client``: an ``MlflowClient``)."""
-    client.set_experiment_tag(
-        experiment_id, f"mlflow.sharedViewState.{HEADLINE_VIEW}", json.dumps(headline_view_state())
-    )
-
-
-def headline_url(base: str, experiment_id: str) -> str:
-    return f"{base}/#/experiments/{experiment_id}/runs?viewStateShareKey={HEADLINE_VIEW}"
+from anomaly_lens.tracking import headline_url, register_headline_view
 
 
 def chromium() -> str | None:
@@ -149,11 +108,11 @@ def mlflow_ui(project: Path, tracking_uri: str) -> contextlib.AbstractContextMan
     return serve(command, f"http://127.0.0.1:{port}", project)
 
 
-def kedro_viz(project: Path, *extra: str) -> contextlib.AbstractContextManager[str]:
+def kedro_viz(project: Path) -> contextlib.AbstractContextManager[str]:
     """``kedro viz run`` of the project on a free local port."""
     port = free_port()
     command = [str(Path(sys.executable).with_name("kedro")), "viz", "run", "--no-browser"]
-    command += ["--host", "127.0.0.1", "--port", str(port), *extra]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
     return serve(command, f"http://127.0.0.1:{port}", project, timeout=240)
 
 

@@ -14,9 +14,9 @@ import torch
 from kedro.framework.hooks import hook_impl
 from matplotlib.figure import Figure
 
-from anomaly_lens.browser import register_headline_view
 from anomaly_lens.datasets import ReadOnlyDataset
 from anomaly_lens.parameters import check_parameters
+from anomaly_lens.tracking import register_headline_view
 
 logger = logging.getLogger(__name__)
 

@@ -22,6 +22,7 @@ from anomaly_lens.ml.calibration import (
 from anomaly_lens.ml.fitting import per_sample_table, probability_columns
 from anomaly_lens.ml.metrics import json_safe
 from anomaly_lens.parameters import parse_block
+from anomaly_lens.tracking import as_mlflow_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ def calibrate(predictions: pd.DataFrame, model: dict, params: dict) -> tuple[dic
         flat["nll_before"],
         flat["nll_after"],
     )
-    mlflow_metrics = {k: {"value": v, "step": 0} for k, v in flat.items()}
+    mlflow_metrics = as_mlflow_metrics(flat)
     return calibrator.to_dict(), json_safe(report), mlflow_metrics
 
 

@@ -31,6 +31,7 @@ from anomaly_lens.ml.metrics import json_safe
 from anomaly_lens.ml.settings import TrainSettings
 from anomaly_lens.ml.splitting import assign_folds, units_of
 from anomaly_lens.parameters import parse_block
+from anomaly_lens.tracking import as_mlflow_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -242,4 +243,4 @@ def summarise_cv(
     }
     if "oof_tile" in report:
         headline["oof_tile_macro_f1"] = report["oof_tile"]["macro_f1"]
-    return report, {name: {"value": value, "step": 0} for name, value in headline.items()}
+    return report, as_mlflow_metrics(headline)

@@ -24,6 +24,7 @@ from anomaly_lens.ml.ood import (
     textures,
 )
 from anomaly_lens.parameters import parse_block
+from anomaly_lens.tracking import as_mlflow_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +207,7 @@ def summarise_ood(
             "detectors": by_detector,
         }
     )
-    headline = {k: {"value": v, "step": 0} for k, v in summary.items() if isinstance(v, float)}
+    headline = as_mlflow_metrics({k: v for k, v in summary.items() if isinstance(v, float)})
     logger.info("OOD: %s", summary)
     return detectors[settings.detector], report, table, headline
 

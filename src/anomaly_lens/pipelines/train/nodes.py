@@ -31,6 +31,7 @@ from anomaly_lens.ml.metrics import json_safe
 from anomaly_lens.ml.settings import TrainSettings
 from anomaly_lens.ml.splitting import ids_by_split, units_of
 from anomaly_lens.parameters import parse_block
+from anomaly_lens.tracking import as_mlflow_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -203,11 +204,7 @@ def headline_metrics(metrics: dict) -> dict:
         figures["test_mean_iou"] = test["segmentation"]["mean_iou"]
     if "per_sample" in test:
         figures["test_sample_macro_f1"] = test["per_sample"]["macro_f1"]
-    return {
-        name: {"value": float(value), "step": 0}
-        for name, value in figures.items()
-        if value is not None  # an interval the bootstrap could not draw (too few samples)
-    }
+    return as_mlflow_metrics(figures)  # None: an interval the bootstrap could not draw
 
 
 def plot_evaluation(predictions: pd.DataFrame, metrics: dict) -> Figure:

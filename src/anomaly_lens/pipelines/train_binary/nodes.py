@@ -8,20 +8,17 @@ import tempfile
 import time
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import mlflow
+import numpy as np
+import pandas as pd
+import torch
+import torchmetrics.functional.classification as tmc
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import mlflow  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-import torchmetrics.functional.classification as tmc  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from anomaly_lens.ml.binary import binary_cache, binary_splits  # noqa: E402
-from anomaly_lens.ml.data import ImageCache  # noqa: E402
-from anomaly_lens.ml.fitting import (  # noqa: E402
+from anomaly_lens.ml.binary import binary_cache, binary_splits
+from anomaly_lens.ml.data import ImageCache
+from anomaly_lens.ml.fitting import (
     build_loaders,
     load_model,
     model_datasets,
@@ -30,10 +27,11 @@ from anomaly_lens.ml.fitting import (  # noqa: E402
     predict,
     train_on_cache,
 )
-from anomaly_lens.ml.metrics import bootstrap_interval, json_safe, multilabel  # noqa: E402
-from anomaly_lens.ml.splitting import ids_by_split, units_of  # noqa: E402
-from anomaly_lens.parameters import binary_train_settings, parse_block  # noqa: E402
-from anomaly_lens.pipelines.train.nodes import plot_training_curves  # noqa: E402
+from anomaly_lens.ml.metrics import bootstrap_interval, json_safe, multilabel
+from anomaly_lens.ml.splitting import ids_by_split, units_of
+from anomaly_lens.parameters import binary_train_settings, parse_block
+from anomaly_lens.pipelines.train.nodes import plot_training_curves
+from anomaly_lens.tracking import as_mlflow_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -247,7 +245,7 @@ def binary_headline_metrics(comparison: dict) -> dict:
     figures["binary.macro_f1_difference"] = (
         assembled["binary"]["macro_f1"] - assembled["multilabel"]["macro_f1"]
     )
-    return {k: {"value": float(v), "step": 0} for k, v in figures.items() if v is not None}
+    return as_mlflow_metrics(figures)
 
 
 def _comparison_plot(per_class: dict) -> Figure:

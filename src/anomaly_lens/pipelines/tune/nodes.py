@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import logging
 
-import matplotlib
+import matplotlib.pyplot as plt
+import optuna
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import optuna  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from anomaly_lens.ml.binary import binary_cache, binary_splits  # noqa: E402
-from anomaly_lens.ml.data import ImageCache  # noqa: E402
-from anomaly_lens.ml.splitting import ids_by_split  # noqa: E402
-from anomaly_lens.ml.tuning import TUNED_PARTS, nested, run_study, summary  # noqa: E402
-from anomaly_lens.parameters import binary_train_settings, parse_block  # noqa: E402
+from anomaly_lens.ml.binary import binary_cache, binary_splits
+from anomaly_lens.ml.data import ImageCache
+from anomaly_lens.ml.splitting import ids_by_split
+from anomaly_lens.ml.tuning import TUNED_PARTS, nested, run_study, summary
+from anomaly_lens.parameters import binary_train_settings, parse_block
+from anomaly_lens.tracking import as_mlflow_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -102,9 +100,7 @@ def report_study(study: optuna.Study, params: dict):
     report["target"] = settings.target
     trials = study.trials_dataframe()
     best = _best_parameters(settings, report["best_params"])
-    metrics = {
-        name: {"value": float(report[name]), "step": 0}
-        for name in ("best_value", "default_value", "n_trials", "n_pruned")
-        if report[name] is not None
-    }
+    metrics = as_mlflow_metrics(
+        {name: report[name] for name in ("best_value", "default_value", "n_trials", "n_pruned")}
+    )
     return report, trials, best, _history(study, report["importances"]), metrics

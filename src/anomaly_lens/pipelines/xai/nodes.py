@@ -41,6 +41,7 @@ from anomaly_lens.ml.fitting import (
 from anomaly_lens.ml.metrics import json_safe
 from anomaly_lens.parameters import parse_block
 from anomaly_lens.pipelines.xai.report import render
+from anomaly_lens.tracking import as_mlflow_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -425,7 +426,7 @@ def score_explanations(
                 headline[f"{method}.{key}"] = value
         headline[f"{method}.seconds_per_image"] = bundle["seconds_per_image"][method]
     headline["checks_passed"] = float(metrics["checks_passed"])
-    return json_safe(metrics), {k: {"value": v, "step": 0} for k, v in headline.items()}
+    return json_safe(metrics), as_mlflow_metrics(headline)
 
 
 def render_xai_report(

@@ -7,15 +7,12 @@ import base64
 import html
 import io
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from anomaly_lens.ml.explanation_quality import (  # noqa: E402
+from anomaly_lens.ml.explanation_quality import (
     LOCALISATION,
     attribution_shares,
     cluster_maps,

@@ -267,6 +267,7 @@ def fit(
         max_epochs=trainer_settings.max_epochs,
         accelerator="auto",
         devices=trainer_settings.devices,
+        num_nodes=trainer_settings.num_nodes,
         strategy=trainer_settings.strategy,
         precision="16-mixed" if amp else "32-true",
         gradient_clip_val=trainer_settings.gradient_clip_val,

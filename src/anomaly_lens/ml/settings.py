@@ -119,6 +119,7 @@ class TrainerSettings(Settings):
     patience: NonNegativeInt = 8
     strategy: str = "auto"
     devices: PositiveInt | Literal["auto"] = 1
+    num_nodes: PositiveInt = 1
     amp: bool = True
     progress_bar: bool = True
     checkpoint_dir: str = "data/06_models/checkpoints"

@@ -1,10 +1,17 @@
-"""Resume after an interruption ends where an uninterrupted run ends; DDP with 2 processes."""
+"""Resume after an interruption ends where an uninterrupted run ends; DDP with 2 processes,
+on one machine and as two machines."""
 
 from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
 
 import pytest
 import torch
 
+from anomaly_lens.browser import free_port
 from anomaly_lens.ml import fitting
 from anomaly_lens.pipelines.train.nodes import cache_images, train_model
 
@@ -68,3 +75,47 @@ def test_ddp_with_two_cpu_processes(prepared, tmp_path):  # noqa: F811
     bundle, _ = train_model(cache, samples, manifest, splits, classes, VIEWS, p)
     assert bundle["best_epoch"] == 0 and bundle["n_parameters"] > 0
     assert (tmp_path / "ckpt" / "best.ckpt").is_file()
+
+
+TRAIN_AS_ONE_MACHINE = """
+import pickle, sys, torch
+from anomaly_lens.pipelines.train.nodes import train_model
+with open(sys.argv[1], "rb") as f:
+    arguments = pickle.load(f)
+bundle, _ = train_model(*arguments)
+torch.save(bundle["state_dict"], sys.argv[2])
+"""
+
+
+@pytest.mark.slow
+def test_two_machines_train_one_model(prepared, tmp_path):  # noqa: F811
+    """Two processes as two machines (num_nodes=2, NODE_RANK 0 and 1) form one DDP group
+    over MASTER_ADDR/MASTER_PORT, sharing the checkpoint folder as a shared file system."""
+    samples, manifest, masks, raw, classes, splits = prepared
+    p = params(tmp_path)
+    p["trainer"].update(strategy="ddp", devices=1, num_nodes=2)
+    cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, p)
+    inputs = tmp_path / "inputs.pkl"
+    inputs.write_bytes(pickle.dumps((cache, samples, manifest, splits, classes, VIEWS, p)))
+    port = str(free_port())
+    machines = [
+        subprocess.Popen(
+            [sys.executable, "-c", TRAIN_AS_ONE_MACHINE, str(inputs), str(tmp_path / f"{rank}.pt")],
+            env={
+                **os.environ,
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": port,
+                "NODE_RANK": str(rank),
+                "WORLD_SIZE": "2",
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
+    logs = [machine.communicate(timeout=600)[0] for machine in machines]
+    assert [machine.returncode for machine in machines] == [0, 0], logs
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in logs[1], logs[1]
+    first, second = (torch.load(tmp_path / f"{rank}.pt") for rank in (0, 1))
+    assert all(torch.equal(first[name], second[name]) for name in first)

@@ -2,7 +2,8 @@
 served on a local port and opened in headless Chromium.
 
 ``python -m anomaly_lens.browser OUT_DIR`` (in a project folder, after a run) writes
-``mlflow_runs.png`` and ``kedro_viz.png`` there.
+``mlflow_runs.png`` (the headline view of the run table), ``kedro_viz.png`` (every
+pipeline) and ``kedro_viz_train.png`` (the ``train`` pipeline, by layer) there.
 """
 
 from __future__ import annotations
@@ -130,10 +131,12 @@ def main() -> None:
     register_headline_view(client, experiment.experiment_id)
     args.out.mkdir(parents=True, exist_ok=True)
     with mlflow_ui(project, tracking_uri) as base:
-        look(headline_url(base, experiment.experiment_id), args.out / "mlflow_runs.png")
+        url = headline_url(base, experiment.experiment_id)
+        look(url, args.out / "mlflow_runs.png", size=(2600, 700))
     with kedro_viz(project) as base:
         look(base, args.out / "kedro_viz.png", size=(1800, 1100))
-    sys.stdout.write(f"Wrote {args.out / 'mlflow_runs.png'} and {args.out / 'kedro_viz.png'}\n")
+        look(f"{base}/?pid=train", args.out / "kedro_viz_train.png", size=(1800, 1100))
+    sys.stdout.write(f"Wrote mlflow_runs.png, kedro_viz.png, kedro_viz_train.png in {args.out}\n")
 
 
 if __name__ == "__main__":

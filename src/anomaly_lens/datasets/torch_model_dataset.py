@@ -10,10 +10,13 @@ import fsspec
 import torch
 from kedro.io.core import AbstractVersionedDataset, Version, get_filepath_str, get_protocol_and_path
 
+from anomaly_lens.ml.fitting import complete_bundle
+
 
 class TorchModelDataset(AbstractVersionedDataset[dict, dict]):
-    """Saves a dict such as ``{"config": ..., "state_dict": ..., "classes": ...}`` with
-    ``torch.save``; loads it on the CPU with ``weights_only=True`` (no pickled code runs)."""
+    """Saves a model bundle (``{"config": ..., "state_dict": ..., "classes": ...}``) with
+    ``torch.save``; loads it on the CPU with ``weights_only=True`` (no pickled code runs),
+    completed with the keys that bundles saved by older versions lack."""
 
     def __init__(
         self,
@@ -36,7 +39,7 @@ class TorchModelDataset(AbstractVersionedDataset[dict, dict]):
     def load(self) -> dict:
         path = get_filepath_str(self._get_load_path(), self._protocol)
         with self._fs.open(path, "rb") as file:
-            return torch.load(file, map_location="cpu", weights_only=True)
+            return complete_bundle(torch.load(file, map_location="cpu", weights_only=True))
 
     def save(self, data: dict) -> None:
         path = get_filepath_str(self._get_save_path(), self._protocol)

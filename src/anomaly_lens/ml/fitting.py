@@ -403,6 +403,16 @@ def saved_config(model: torch.nn.Module) -> dict:
     return {**model.config.to_dict(), "pretrained": False, "weights_path": None}
 
 
+# Keys model bundles gained after their first release, with what older bundles did.
+BUNDLE_DEFAULTS = {"input_clahe": False}
+
+
+def complete_bundle(bundle: Mapping) -> dict:
+    """A saved bundle with every key this code reads: an older bundle gets the defaults
+    that describe how it was trained."""
+    return {**BUNDLE_DEFAULTS, **bundle}
+
+
 def load_model(bundle: Mapping) -> torch.nn.Module:
     """The saved model, rebuilt from its config, in eval mode."""
     model = create_model(ModelConfig(**bundle["config"]))

@@ -109,6 +109,10 @@ def test_one_epoch_train_evaluate_and_reload(prepared, tmp_path, task):
         a, b = original(batch.images, batch.view_mask), reloaded(batch.images, batch.view_mask)
     assert torch.equal(a.logits, b.logits)
 
+    # A bundle saved before a key existed loads with the value that describes it.
+    store.save({k: v for k, v in bundle.items() if k != "input_clahe"})
+    assert store.load()["input_clahe"] is False
+
 
 def test_segmentation_only_model_is_evaluated_and_plotted(prepared, tmp_path):
     samples, manifest, masks, raw, classes, splits = prepared

@@ -41,14 +41,26 @@ def readme_commands() -> dict[str, str]:
 
 
 # The binary models of the main command (one per type) kept as short.
-SMALL_BINARY = {"binary": {"common": {"trainer": {"max_epochs": 1}}}, "ood": {"max_items": 8}}
+# Short binary models, few OOD items, two cheap attributions.
+SMALL_REST = {
+    "binary": {"common": {"trainer": {"max_epochs": 1}}},
+    "ood": {"max_items": 8},
+    "xai": {"max_samples": 4, "attribution": {"methods": ["saliency", "grad_cam"]}},
+}
 
 
 def make_training_small(project: Path, env: str) -> None:
-    for name, small in (("train", SMALL_TRAINING), ("binary", SMALL_BINARY)):
-        path = project / "conf" / env / f"parameters_{name}.yml"
+    """Merge the small settings into the env, each block into the file that has it (a key
+    may live in one file of an env only)."""
+    files = sorted((project / "conf" / env).glob("parameters*.yml"))
+    rest = SMALL_REST
+    if env == "mtd":  # one binary model, not one per configured class (the folder has two)
+        rest = OmegaConf.to_container(OmegaConf.merge(rest, {"binary": {"types": ["Crack"]}}))
+    for key, small in {**SMALL_TRAINING, **rest}.items():
+        holder = [f for f in files if key in (OmegaConf.load(f) or {})]
+        path = holder[0] if holder else project / "conf" / env / f"parameters_{key}.yml"
         current = OmegaConf.load(path) if path.exists() else OmegaConf.create()
-        path.write_text(OmegaConf.to_yaml(OmegaConf.merge(current, small)))
+        path.write_text(OmegaConf.to_yaml(OmegaConf.merge(current, {key: small})))
 
 
 def test_readme_shows_one_command_per_layout():

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from kedro.framework.session import KedroSession
 from PIL import Image
@@ -87,6 +88,81 @@ def ran_project(tmp_path_factory) -> tuple[Path, str]:
         with KedroSession.create(project_path=project, runtime_params=SMALL_RUN) as session:
             session.run(pipeline_names=["__default__"])
     return project, tracking_uri
+
+
+def latest(folder: Path) -> Path:
+    """The newest version of a versioned dataset folder."""
+    return sorted(p for p in folder.glob("*/*") if p.is_file())[-1]
+
+
+@pytest.mark.slow
+def test_main_command_runs_the_whole_chain(ran_project, monkeypatch):
+    project, tracking_uri = ran_project
+    raw = project / "data/01_raw/demo"
+    assert (
+        len(list((raw / "images").rglob("*.png")))
+        == json.loads((raw / "metadata.json").read_text())["n_images"]
+    )
+    manifest = pd.read_parquet(latest(project / "data/02_intermediate/synthetic/manifest.parquet"))
+    assert manifest["specimen_id"].nunique() == 8
+    assert set(manifest["view"]) == {"co2", "ch4"}
+    report = json.loads(
+        latest(project / "data/08_reporting/synthetic/data_quality_report.json").read_text()
+    )
+    assert report["n_images"] == len(manifest)
+    assert latest(project / "data/08_reporting/synthetic/data_quality.png").stat().st_size > 0
+    splits = pd.read_parquet(latest(project / "data/05_model_input/synthetic/splits.parquet"))
+    assert len(splits) == 32 and splits.groupby("group_id")["split"].nunique().max() == 1
+    for report in (
+        "bbox_previews.png",
+        "pairing_report.json",
+        "split_distribution.png",
+        "training_curves.png",
+        "evaluation_plots.png",
+        "baseline_metrics.json",
+        "xai_report.html",
+        "xai_metrics.json",
+    ):
+        assert latest(project / "data/08_reporting/synthetic" / report).stat().st_size > 0
+    metrics = json.loads(
+        latest(project / "data/08_reporting/synthetic/evaluation_metrics.json").read_text()
+    )
+    assert {"val", "test", "best_epoch", "n_parameters"} <= set(metrics)
+    assert latest(project / "data/06_models/synthetic/model.pt").stat().st_size > 1e6
+    predictions = pd.read_parquet(
+        latest(project / "data/07_model_output/synthetic/evaluation_predictions.parquet")
+    )
+    assert len(predictions) == metrics["val"]["n_samples"] + metrics["test"]["n_samples"]
+
+    # One MLflow run with the parameters and the reports, the binary model nested in it.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    everything = mlflow.search_runs(experiment_names=["anomaly_lens"])
+    runs = everything[everything["tags.mlflow.parentRunId"].isna()]
+    assert len(runs) == 1
+    nested = everything[everything["tags.mlflow.parentRunId"] == runs.iloc[0].run_id]
+    assert list(nested["tags.anomaly_type"]) == ["plume"]
+    comparison = json.loads(
+        latest(project / "data/08_reporting/synthetic/binary_comparison.json").read_text()
+    )
+    assert runs.iloc[0]["metrics.binary.plume.f1_difference"] == pytest.approx(
+        comparison["per_class"]["plume"]["f1_difference"]
+    )
+    assert runs.iloc[0]["params.synthetic.n_specimens"] == "8"
+    # Headline figures are metrics, and tags tell runs apart in the UI.
+    assert runs.iloc[0]["metrics.test_macro_f1"] == pytest.approx(metrics["test"]["macro_f1"])
+    assert "metrics.calibration.ece_after" in runs and "metrics.ood.best_auroc_far_ood" in runs
+    assert "metrics.xai.integrated_gradients.relevance_mass" in runs
+    assert runs.iloc[0]["tags.mlflow.runName"] == "base · __default__ · resnet18"
+    assert runs.iloc[0]["tags.dataset"] == "synthetic"
+    artifacts = {
+        a.path for a in mlflow.MlflowClient().list_artifacts(runs.iloc[0].run_id, "reports")
+    }
+    assert {
+        "reports/data_quality_report.json",
+        "reports/quarantine.csv",
+        "reports/split_report.json",
+        "reports/xai_report.html",
+    } <= artifacts
 
 
 def needs_chromium() -> None:

@@ -19,11 +19,19 @@ OTHER_ANOMALIES = ("exclude", "negative")
 TRAINING_SPLITS = ("train", "val")
 
 
+def class_index(cache: ImageCache, anomaly_type: str) -> int:
+    """The column of ``anomaly_type``; a clear error where the data has no such class."""
+    if anomaly_type not in cache.classes:
+        raise ValueError(
+            f"binary type {anomaly_type!r} is not a class of the data {cache.classes}: "
+            "check binary.types"
+        )
+    return cache.classes.index(anomaly_type)
+
+
 def binary_cache(cache: ImageCache, anomaly_type: str) -> ImageCache:
     """The cache with one class: ``anomaly_type``'s labels and masks."""
-    if anomaly_type not in cache.classes:
-        raise ValueError(f"{anomaly_type!r} is not a class of the data: {cache.classes}")
-    k = cache.classes.index(anomaly_type)
+    k = class_index(cache, anomaly_type)
     return dataclasses.replace(
         cache,
         labels=cache.labels[:, k : k + 1],
@@ -39,9 +47,9 @@ def binary_splits(
     types but not this one leave train and val; test is never changed."""
     if other_anomalies not in OTHER_ANOMALIES:
         raise ValueError(f"other_anomalies must be one of {OTHER_ANOMALIES}")
+    k = class_index(cache, anomaly_type)
     if other_anomalies == "negative":
         return splits.copy()
-    k = cache.classes.index(anomaly_type)
     labels = pd.DataFrame(cache.labels, index=cache.sample_ids)
     others = labels.drop(columns=k).sum(1) > 0
     only_others = (others & (labels[k] == 0)).reindex(splits["sample_id"]).to_numpy()

@@ -73,6 +73,8 @@ def test_other_anomalies_leave_training_but_stay_in_test():
     excluded = binary_splits(splits, cache, "plume", "exclude")
     assert excluded["sample_id"].tolist() == ["a", "c", "d"]  # b (crack only) left train
     assert binary_splits(splits, cache, "plume", "negative").equals(splits)
+    with pytest.raises(ValueError, match="'Crack' is not a class of the data"):
+        binary_splits(splits, cache, "Crack", "negative")
     assert merged({"a": {"b": 1, "c": 2}}, {"a": {"c": 3}}) == {"a": {"b": 1, "c": 3}}
 
 

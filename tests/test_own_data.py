@@ -18,7 +18,7 @@ from kedro.io.core import DatasetError
 from omegaconf import OmegaConf
 
 from tests.conftest import PROJECT_ROOT
-from tests.user_folders import BUILDERS, RESHOT, fingerprint
+from tests.user_folders import BUILDERS, DEFECTS, RESHOT, fingerprint
 
 USER_ENVS = ("rle", "mtd", "voc", "manifest_csv")
 
@@ -55,7 +55,8 @@ def make_training_small(project: Path, env: str) -> None:
     files = sorted((project / "conf" / env).glob("parameters*.yml"))
     rest = SMALL_REST
     if env == "mtd":  # one binary model, not one per configured class (the folder has two)
-        rest = OmegaConf.to_container(OmegaConf.merge(rest, {"binary": {"types": ["Crack"]}}))
+        one_type = {"binary": {"types": [DEFECTS[-1]]}}
+        rest = OmegaConf.to_container(OmegaConf.merge(rest, one_type))
     for key, small in {**SMALL_TRAINING, **rest}.items():
         holder = [f for f in files if key in (OmegaConf.load(f) or {})]
         path = holder[0] if holder else project / "conf" / env / f"parameters_{key}.yml"

@@ -21,6 +21,7 @@ from PIL import Image
 
 from anomaly_lens import browser, tracking
 from tests.conftest import PROJECT_ROOT, SMALL_RUN, make_project
+from tests.test_session import latest
 
 ML_PACKAGE = PROJECT_ROOT / "src" / "anomaly_lens" / "ml"
 
@@ -88,11 +89,6 @@ def ran_project(tmp_path_factory) -> tuple[Path, str]:
         with KedroSession.create(project_path=project, runtime_params=SMALL_RUN) as session:
             session.run(pipeline_names=["__default__"])
     return project, tracking_uri
-
-
-def latest(folder: Path) -> Path:
-    """The newest version of a versioned dataset folder."""
-    return sorted(p for p in folder.glob("*/*") if p.is_file())[-1]
 
 
 @pytest.mark.slow

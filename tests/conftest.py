@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from kedro.framework.startup import bootstrap_project
 from omegaconf import OmegaConf
 
@@ -19,6 +20,19 @@ MAGNETIC_TILE_DIR = Path(
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+
+# The suite runs in parallel workers (pyproject: --numprocesses=auto): each worker, and
+# the Kedro processes it starts, gets its share of the cores instead of all of them.
+MAX_WORKERS = 4  # whole Kedro runs take a few GB each
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    _threads = (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    os.environ["OMP_NUM_THREADS"] = str(max(1, _threads))
+    torch.set_num_threads(max(1, _threads))
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``--numprocesses=auto``: one worker per core, at most MAX_WORKERS."""
+    return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
 
 
 @pytest.fixture(autouse=True)

@@ -90,6 +90,10 @@ def test_readme_command_trains_on_the_folder_and_leaves_it_as_it_was(layout, pro
     reports = project / "data" / "08_reporting" / dataset
     metrics = json.loads(next((reports / "evaluation_metrics.json").glob("*/*")).read_text())
     assert metrics["test"]["n_samples"] > 0
+    if env == "mtd":  # per-view models (and binary.types): compared per tile and per photo
+        comparison = json.loads(next((reports / "binary_comparison.json").glob("*/*")).read_text())
+        assert comparison["test_samples"] == metrics["test"]["per_sample"]["n_samples"]
+        assert comparison["per_item"]["test_items"] == metrics["test"]["n_samples"]
     if layout == "voc":  # a re-shot image joins its original's group, and nothing else does
         splits = pd.read_parquet(
             next((project / "data/05_model_input/voc/splits.parquet").glob("*/*"))

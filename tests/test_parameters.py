@@ -7,6 +7,7 @@ import pytest
 from kedro.config import OmegaConfigLoader
 from kedro.framework.session import KedroSession
 
+from anomaly_lens.context import anchored
 from anomaly_lens.ml.settings import TrainSettings
 from anomaly_lens.parameters import BLOCKS, ParameterError, check_parameters, parse_block
 from anomaly_lens.settings import CONFIG_LOADER_ARGS
@@ -129,3 +130,20 @@ def test_a_run_with_bad_parameters_stops_before_any_node(project, params, messag
             session.run(pipeline_names=["__default__"])
     assert not (project / "data").exists()  # not even the synthetic data was written
     assert mlflow.active_run() is None  # no tracking run was opened (and left open)
+
+
+def test_the_folders_the_project_writes_are_anchored_at_the_project(project):
+    """A session started from another working directory (here the repository's) writes its
+    checkpoints and tuning database into its own project, as its catalog does."""
+    with KedroSession.create(project_path=project) as session:
+        params = session.load_context().params
+    models = (project / "data/06_models/synthetic").as_posix()
+    assert params["train"]["trainer"]["checkpoint_dir"] == f"{models}/checkpoints"
+    assert params["tune"]["storage"] == f"sqlite:///{models}/tuning.db"
+    kept = {
+        "a": {"checkpoint_dir": "/abs/ckpt"},
+        "b": {"storage": "postgresql://host/db"},
+        "c": {"storage": "sqlite:///:memory:"},
+        "d": {"path": "relative/kept"},
+    }
+    assert anchored(kept, project) == kept

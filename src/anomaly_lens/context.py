@@ -5,11 +5,34 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from attrs import define
 from kedro.framework.context import KedroContext
 
 from anomaly_lens import pipeline_registry
+
+SQLITE = "sqlite:///"
+
+
+def anchored(parameters: Any, project_path: Path) -> Any:
+    """``parameters`` with the folders the project writes anchored at ``project_path``, as
+    Kedro anchors the catalog's file paths: every relative ``checkpoint_dir`` and every
+    relative SQLite ``storage`` URL. Other values are left as they are."""
+    if not isinstance(parameters, dict):
+        return parameters
+    return {key: _anchored_value(key, value, project_path) for key, value in parameters.items()}
+
+
+def _anchored_value(key: str, value: Any, project_path: Path) -> Any:
+    if key == "checkpoint_dir" and isinstance(value, str) and not Path(value).is_absolute():
+        return (project_path / value).as_posix()
+    if key == "storage" and isinstance(value, str) and value.startswith(SQLITE):
+        database = value.removeprefix(SQLITE)
+        if database and not database.startswith(":") and not Path(database).is_absolute():
+            return SQLITE + (project_path / database).as_posix()
+        return value
+    return anchored(value, project_path)
 
 
 def discovered_classes(class_names_path: str) -> list[str]:
@@ -44,3 +67,9 @@ class ProjectContext(KedroContext):
         if not types and "class_names" in catalog:
             types = discovered_classes(str(self.project_path / catalog["class_names"]["filepath"]))
         pipeline_registry.use_binary_types(list(types or []))
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Kedro's parameters, the project's own folders anchored at the project: a session
+        started from another working directory (a notebook, a test) writes there too."""
+        return anchored(super().params, self.project_path)

@@ -29,6 +29,7 @@ from pydantic import (
 from anomaly_lens.ml.binary import OTHER_ANOMALIES, merged
 from anomaly_lens.ml.explain import AttributionSettings
 from anomaly_lens.ml.layouts import LAYOUTS
+from anomaly_lens.ml.losses import SOFTMAX_LOSSES
 from anomaly_lens.ml.ood import DETECTORS
 from anomaly_lens.ml.pretrained import WEIGHT_PACKAGES
 from anomaly_lens.ml.settings import Settings, TrainSettings
@@ -271,10 +272,14 @@ class BinaryParams(Settings):
 
 def binary_train_settings(train: Mapping[str, Any], binary: BinaryParams, anomaly_type: str):
     """The ``train`` block with ``binary.common`` and ``binary.per_type[anomaly_type]`` merged
-    in, as one-class (sigmoid) ``TrainSettings``; problems named by their ``binary`` path."""
-    values = merged(
-        train, binary.common, binary.per_type.get(anomaly_type, {}), {"label_type": "multilabel"}
-    )
+    in, as one-class (sigmoid) ``TrainSettings``; problems named by their ``binary`` path.
+    A softmax loss inherited from ``train`` (``ce``) becomes ``bce``, its one-output form."""
+    own = merged(binary.common, binary.per_type.get(anomaly_type, {}))
+    values = merged(train, own, {"label_type": "multilabel"})
+    inherited = values.get("loss", {}).get("classification")
+    if inherited in SOFTMAX_LOSSES and "classification" not in own.get("loss", {}):
+        # train's softmax cross-entropy, in its one-output form (the same loss for 2 classes)
+        values["loss"] = {**values["loss"], "classification": "bce"}
     try:
         return TrainSettings.model_validate(values)
     except ValidationError as error:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from anomaly_lens.ml.batch import Batch
-from anomaly_lens.ml.losses import LOSSES, MultiTaskLoss, create_loss
+from anomaly_lens.ml.losses import LOSSES, MultiTaskLoss, check_loss_fits_labels, create_loss
 from anomaly_lens.ml.models import ModelOutput
 
 LN2 = math.log(2)
@@ -95,3 +95,12 @@ def test_multitask_weighted_sum_over_a_model_output():
     assert loss["loss"].item() == pytest.approx(LN2)
     only_cls = MultiTaskLoss(create_loss("bce"), None)(output, batch)
     assert set(only_cls) == {"loss", "classification"}
+
+
+def test_a_softmax_loss_refuses_sigmoid_outputs():
+    """Softmax cross-entropy over one output is 0 whatever the logit: nothing would learn."""
+    assert create_loss("ce")(torch.randn(4, 1), torch.ones(4, 1)).item() == 0.0
+    with pytest.raises(ValueError, match="'ce' is a softmax loss"):
+        check_loss_fits_labels("ce", "multilabel")
+    check_loss_fits_labels("ce", "multiclass")
+    check_loss_fits_labels("bce", "multilabel")

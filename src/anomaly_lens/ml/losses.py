@@ -135,6 +135,20 @@ class CELoss(WeightedCELoss):
         super().__init__()
 
 
+SOFTMAX_LOSSES = ("weighted_ce", "ce")  # over the classes of one sample: multi-class only
+
+
+def check_loss_fits_labels(name: str, label_type: str) -> None:
+    """A softmax loss cannot train sigmoid outputs: with one output (a binary model) it is
+    always 0, and a multi-label model's probabilities are read through sigmoids."""
+    if name in SOFTMAX_LOSSES and label_type == "multilabel":
+        raise ValueError(
+            f"loss.classification {name!r} is a softmax loss: it needs multi-class labels, "
+            "but the labels are multilabel (one sigmoid per class, as in a binary model; "
+            "with one output the loss is always 0). Use 'bce' or 'focal'."
+        )
+
+
 def create_loss(name: str, **options) -> nn.Module:
     """Build a registered loss by name with its options."""
     return LOSSES.lookup(name)(**options)

@@ -9,10 +9,18 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import timm
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
 
 from anomaly_lens.ml.data import AUGMENTATION_PRESETS
-from anomaly_lens.ml.losses import LOSSES
+from anomaly_lens.ml.losses import LOSSES, check_loss_fits_labels
 from anomaly_lens.ml.models import FUSIONS, SEGMENTATION_HEADS
 from anomaly_lens.ml.models.model import TASKS
 from anomaly_lens.ml.pretrained import PretrainedWeightsError, weight_package
@@ -147,3 +155,8 @@ class TrainSettings(Settings):
     bootstrap_rounds: NonNegativeInt = 200
     baseline_trees: PositiveInt = 300
     seed: int = 42
+
+    @model_validator(mode="after")
+    def _loss_fits_labels(self) -> TrainSettings:
+        check_loss_fits_labels(self.loss.classification, self.label_type)
+        return self

@@ -11,7 +11,7 @@ import torch
 import torchmetrics.functional.classification as tmc
 
 from anomaly_lens.ml.batch import Batch
-from anomaly_lens.ml.losses import MultiTaskLoss, create_loss
+from anomaly_lens.ml.losses import MultiTaskLoss, check_loss_fits_labels, create_loss
 from anomaly_lens.ml.metrics import multilabel
 from anomaly_lens.ml.models import ModelConfig, ModelOutput, create_model
 from anomaly_lens.ml.settings import MIXING, LossSettings, MixingSettings, OptimizerSettings
@@ -92,6 +92,8 @@ class AnomalyModule(L.LightningModule):
         self.label_type = model.label_type
         self.optimizer_settings, self.mixing = optimizer, mixing or MixingSettings()
         self.freeze_encoder_epochs, self.seed = freeze_encoder_epochs, seed
+        if self.model.classifier:
+            check_loss_fits_labels(loss.classification, self.label_type)
         options = {**loss.options, "class_frequencies": list(class_frequencies)}
         self.criterion = MultiTaskLoss(
             create_loss(loss.classification, **options) if self.model.classifier else None,

@@ -15,8 +15,10 @@ from anomaly_lens import pipeline_registry
 from anomaly_lens.ml import synthetic
 from anomaly_lens.ml.binary import binary_splits, merged
 from anomaly_lens.ml.data import ImageCache
+from anomaly_lens.parameters import ParameterError, binary_train_settings, parse_block
 from anomaly_lens.pipelines.train_binary import create_pipeline
-from tests.conftest import SMALL_RUN
+from anomaly_lens.pipelines.train_binary.nodes import _compare_level
+from tests.conftest import SMALL_RUN, base_parameters
 from tests.test_session import latest
 
 DEMO_TYPES = [t.name for t in synthetic.SyntheticConfig().anomaly_types]
@@ -92,6 +94,7 @@ def test_train_binary_whole_and_one_namespace_alone(project):
     assert set(comparison["per_class"]) == set(types)
     metrics = json.loads(latest(reports / "evaluation_metrics.json").read_text())
     assert comparison["test_samples"] == metrics["test"]["n_samples"]
+    assert "per_item" not in comparison  # photo-level only for per-view models
     for entry in comparison["per_class"].values():
         assert {"f1", "ap", "auroc", "f1_ci95"} <= set(entry["binary"])
         assert {"f1", "ap", "auroc"} <= set(entry["multilabel"])
@@ -125,9 +128,43 @@ def test_train_binary_whole_and_one_namespace_alone(project):
     )
 
 
+def test_photo_level_comparison_scores_each_photo():
+    """Two tiles of two photos each; the binary model finds both crack photos, the
+    multi-class model one of them (it calls the other normal)."""
+    items = pd.DataFrame(
+        {
+            "item_id": ["t1/a", "t1/b", "t2/a", "t2/b"],
+            "sample_id": ["t1", "t1", "t2", "t2"],
+            "target_crack": [1, 1, 0, 0],
+        }
+    ).set_index("item_id")
+    main = items.assign(prob_normal=[0.2, 0.6, 0.9, 0.8], prob_crack=[0.8, 0.4, 0.1, 0.2])
+    binary = items.assign(prob_crack=[0.9, 0.7, 0.3, 0.1])
+    compared = _compare_level(
+        main, {"crack": binary}, "multiclass", main["sample_id"].to_numpy(), 20
+    )
+    crack = compared["per_class"]["crack"]
+    assert crack["binary"]["f1"] == pytest.approx(1.0)
+    assert crack["multilabel"]["f1"] == pytest.approx(2 / 3)  # precision 1, recall 1/2
+    assert crack["n_positive"] == 2
+    assert compared["assembled"]["binary"]["macro_f1"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="other test samples"):
+        _compare_level(main, {"crack": binary.assign(target_crack=0)}, "multiclass", [0] * 4, 5)
+
+
 def test_without_types_the_pipeline_says_what_to_do():
     configure_project("anomaly_lens")
     pipeline_registry.use_binary_types([])
     (node,) = create_pipeline().nodes
     with pytest.raises(ValueError, match="binary.types"):
         node.run({})
+
+
+def test_a_binary_model_trains_softmax_cross_entropy_in_its_one_output_form():
+    train = {**base_parameters()["train"], "loss": {"classification": "ce"}}
+    binary = parse_block("binary", {"common": {"trainer": {"max_epochs": 1}}})
+    settings = binary_train_settings(train, binary, "crack")
+    assert (settings.loss.classification, settings.label_type) == ("bce", "multilabel")
+    asked = parse_block("binary", {"per_type": {"crack": {"loss": {"classification": "ce"}}}})
+    with pytest.raises(ParameterError, match="'ce' is a softmax loss"):
+        binary_train_settings(train, asked, "crack")

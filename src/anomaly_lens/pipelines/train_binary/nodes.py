@@ -87,9 +87,12 @@ def train_binary_model(
     return result.bundle, result.history
 
 
-def _test_rows(predictions: pd.DataFrame, per_view: bool, classes) -> pd.DataFrame:
-    """Test predictions, one row per sample (a per-view model's photos averaged)."""
+def _test_rows(predictions: pd.DataFrame, per_view: bool, classes, level: str) -> pd.DataFrame:
+    """Test predictions at one level: ``sample`` (a per-view model's photos averaged) or
+    ``item`` (each photo of a per-view model), indexed by its id."""
     rows = predictions[predictions["split"] == "test"]
+    if level == "item":
+        return rows.set_index("item_id")
     return (per_sample_table(rows, classes) if per_view else rows).set_index("sample_id")
 
 
@@ -126,42 +129,25 @@ def _inference_seconds(bundle: dict, cache: ImageCache, test_ids: list[str]) -> 
     return (time.perf_counter() - started) / max(len(test_ids), 1)
 
 
-def compare_binary(
-    predictions: pd.DataFrame,
-    model: dict,
-    image_cache: dict,
-    splits: pd.DataFrame,
-    params: dict,
-    *binary_parts,
-) -> tuple[dict, pd.DataFrame, Figure]:
-    """``binary_comparison``: per type, the binary model against the multi-label model on
-    the same test samples (F1, AP, AUROC with intervals), the binary models assembled into
-    one multi-label predictor, and what each approach costs (parameters, training and
-    inference time). ``binary_parts``: each type's predictions and model, in turn."""
-    settings = parse_block("train", params)
-    rounds = settings.bootstrap_rounds
-    cache = ImageCache.from_arrays(image_cache)
-    test_ids = ids_by_split(splits, ["test"])["test"]
-    main = _test_rows(predictions, model["per_view"], model["classes"])
-    units = units_of(splits)
-    per_class, assembled, table = {}, {"binary": {}, "multilabel": {}}, []
-    binary_cost = {"parameters": 0, "training_seconds": 0.0, "inference_seconds_per_sample": 0.0}
-    pairs = list(zip(binary_parts[0::2], binary_parts[1::2], strict=True))
-    for binary_predictions, bundle in pairs:
-        (name,) = bundle["classes"]
-        rows = _test_rows(binary_predictions, bundle["per_view"], [name]).reindex(main.index)
+def _compare_level(
+    main: pd.DataFrame, binaries: dict[str, pd.DataFrame], label_type: str, groups, rounds: int
+) -> dict:
+    """Per type, the binary model's rows against the multi-label model's on the same test
+    rows (F1, AP, AUROC with intervals over ``groups``), and both assembled (macro-F1)."""
+    per_class, assembled = {}, {"binary": {}, "multilabel": {}}
+    main_probs = main[[c for c in main if c.startswith("prob_")]]
+    for name, binary in binaries.items():
+        rows = binary.reindex(main.index)
         target = rows[f"target_{name}"].to_numpy()
         if not np.array_equal(target, main[f"target_{name}"].to_numpy()):
             raise ValueError(f"binary.{name} was scored on other test samples than `model`")
-        main_probs = main[[c for c in main if c.startswith("prob_")]]
-        if model["label_type"] == "multiclass":
+        if label_type == "multiclass":
             main_hits = (main_probs.idxmax(axis=1) == f"prob_{name}").to_numpy()
         else:
             main_hits = (main[f"prob_{name}"] >= 0.5).to_numpy()
         binary_probs = rows[f"prob_{name}"].to_numpy()
         assembled["binary"][name] = binary_probs >= 0.5
         assembled["multilabel"][name] = main_hits
-        groups = units.loc[main.index].to_numpy()
         entry = {
             "n_positive": int(target.sum()),
             "binary": _scores(binary_probs, target, binary_probs >= 0.5, groups, rounds),
@@ -178,21 +164,10 @@ def compare_binary(
             else ("binary" if entry["f1_difference"] > 0 else "multilabel")
         )
         per_class[name] = entry
-        for approach in ("binary", "multilabel"):
-            table.append(
-                {"class": name, "model": approach}
-                | {k: v for k, v in entry[approach].items() if not k.endswith("ci95")}
-                | {f"{k}_low": entry[approach][f"{k}_ci95"][0] for k in SCORES}
-                | {f"{k}_high": entry[approach][f"{k}_ci95"][1] for k in SCORES}
-            )
-        binary_cost["parameters"] += bundle["n_parameters"]
-        binary_cost["training_seconds"] += bundle.get("training_seconds") or 0.0
-        binary_cost["inference_seconds_per_sample"] += _inference_seconds(bundle, cache, test_ids)
-    names = list(per_class)
-    targets = main[[f"target_{n}" for n in names]].to_numpy()
+    targets = main[[f"target_{n}" for n in per_class]].to_numpy()
     macro = {}
     for approach, hits in assembled.items():
-        stacked = np.column_stack([hits[n] for n in names]).astype(np.float32)
+        stacked = np.column_stack([hits[n] for n in per_class]).astype(np.float32)
 
         def macro_f1(i, s=stacked):
             hits_i, targets_i = torch.from_numpy(s[i]), torch.from_numpy(targets[i]).long()
@@ -202,15 +177,68 @@ def compare_binary(
         macro[approach] = {
             "macro_f1": macro_f1(everything),
             "macro_f1_ci95": list(
-                bootstrap_interval(
-                    macro_f1, len(stacked), rounds, 0, groups=units.loc[main.index].to_numpy()
-                )
+                bootstrap_interval(macro_f1, len(stacked), rounds, 0, groups=groups)
             ),
         }
+    return {"per_class": per_class, "assembled": macro}
+
+
+def _table_rows(per_class: dict, level: str) -> list[dict]:
+    """One row per type and approach: the scores and their interval bounds."""
+    return [
+        {"level": level, "class": name, "model": approach}
+        | {k: v for k, v in entry[approach].items() if not k.endswith("ci95")}
+        | {f"{k}_low": entry[approach][f"{k}_ci95"][0] for k in SCORES}
+        | {f"{k}_high": entry[approach][f"{k}_ci95"][1] for k in SCORES}
+        for name, entry in per_class.items()
+        for approach in ("binary", "multilabel")
+    ]
+
+
+def compare_binary(
+    predictions: pd.DataFrame,
+    model: dict,
+    image_cache: dict,
+    splits: pd.DataFrame,
+    params: dict,
+    *binary_parts,
+) -> tuple[dict, pd.DataFrame, Figure]:
+    """``binary_comparison``: per type, the binary model against the multi-label model on
+    the same test samples (F1, AP, AUROC with intervals), the binary models assembled into
+    one multi-label predictor, and what each approach costs (parameters, training and
+    inference time). Per-view models are also compared photo by photo (``per_item``), the
+    intervals still resampling whole groups. ``binary_parts``: each type's predictions and
+    model, in turn."""
+    rounds = parse_block("train", params).bootstrap_rounds
+    cache = ImageCache.from_arrays(image_cache)
+    test_ids = ids_by_split(splits, ["test"])["test"]
+    units = units_of(splits)
+    pairs = list(zip(binary_parts[0::2], binary_parts[1::2], strict=True))
+    levels = ["sample"]
+    if model["per_view"] and all(bundle["per_view"] for _, bundle in pairs):
+        levels.append("item")
+    compared = {}
+    for level in levels:
+        main = _test_rows(predictions, model["per_view"], model["classes"], level)
+        binaries = {
+            bundle["classes"][0]: _test_rows(rows, bundle["per_view"], bundle["classes"], level)
+            for rows, bundle in pairs
+        }
+        samples = main["sample_id"] if level == "item" else main.index
+        groups = units.loc[samples].to_numpy()
+        compared[level] = _compare_level(main, binaries, model["label_type"], groups, rounds)
+        compared[level]["n_rows"] = len(main)
+    binary_cost = {
+        "parameters": sum(bundle["n_parameters"] for _, bundle in pairs),
+        "training_seconds": sum(bundle.get("training_seconds") or 0.0 for _, bundle in pairs),
+        "inference_seconds_per_sample": sum(
+            _inference_seconds(bundle, cache, test_ids) for _, bundle in pairs
+        ),
+    }
+    sample = compared["sample"]
     report = {
-        "test_samples": len(main),
-        "per_class": per_class,
-        "assembled": macro,
+        "test_samples": sample.pop("n_rows"),
+        **sample,
         "cost": {
             "binary": binary_cost,
             "multilabel": {
@@ -220,15 +248,30 @@ def compare_binary(
             },
         },
     }
-    wins = {n: e["winner_f1"] for n, e in per_class.items()}
-    report["verdict"] = (
-        f"Assembled binary models: test macro-F1 {macro['binary']['macro_f1']:.3f} "
-        f"vs multi-label {macro['multilabel']['macro_f1']:.3f}; per type (F1): {wins}; "
-        f"{len(names)} binary models have {binary_cost['parameters'] / model['n_parameters']:.1f}"
-        "x the parameters of the multi-label model."
+    parts = {"test samples": report}
+    if "item" in compared:
+        item = compared["item"]
+        report["per_item"] = {"test_items": item.pop("n_rows"), **item}
+        parts["test photos (per view)"] = report["per_item"]
+    report["verdict"] = " ".join(_verdict(part, level) for level, part in parts.items()) + (
+        f" {len(pairs)} binary models have "
+        f"{binary_cost['parameters'] / model['n_parameters']:.1f}x the parameters of the "
+        "multi-label model."
     )
     logger.info(report["verdict"])
-    return json_safe(report), pd.DataFrame(table), _comparison_plot(per_class)
+    table = [row for level, part in parts.items() for row in _table_rows(part["per_class"], level)]
+    plotted = {level: part["per_class"] for level, part in parts.items()}
+    return json_safe(report), pd.DataFrame(table), _comparison_plot(plotted)
+
+
+def _verdict(part: dict, level: str) -> str:
+    """One sentence: assembled macro-F1 of both approaches and the winner per type."""
+    macro = part["assembled"]
+    wins = {n: e["winner_f1"] for n, e in part["per_class"].items()}
+    return (
+        f"Assembled binary models, {level}: macro-F1 {macro['binary']['macro_f1']:.3f} "
+        f"vs multi-label {macro['multilabel']['macro_f1']:.3f}; per type (F1): {wins}."
+    )
 
 
 def binary_headline_metrics(comparison: dict) -> dict:
@@ -245,26 +288,34 @@ def binary_headline_metrics(comparison: dict) -> dict:
     figures["binary.macro_f1_difference"] = (
         assembled["binary"]["macro_f1"] - assembled["multilabel"]["macro_f1"]
     )
+    if "per_item" in comparison:  # per-view models, photo by photo
+        per_item = comparison["per_item"]["assembled"]
+        figures["binary.assembled_item_macro_f1"] = per_item["binary"]["macro_f1"]
+        figures["binary.multilabel_item_macro_f1"] = per_item["multilabel"]["macro_f1"]
     return as_mlflow_metrics(figures)
 
 
-def _comparison_plot(per_class: dict) -> Figure:
-    """F1, AP and AUROC per type, binary beside multi-label, with their intervals."""
-    names = list(per_class)
-    fig, axes = plt.subplots(1, len(SCORES), figsize=(4 * len(SCORES), 3.4), squeeze=False)
-    x = np.arange(len(names))
-    for ax, score in zip(axes[0], SCORES, strict=True):
-        for offset, approach in ((-0.2, "multilabel"), (0.2, "binary")):
-            values = [per_class[n][approach][score] for n in names]
-            low = [per_class[n][approach][f"{score}_ci95"][0] for n in names]
-            high = [per_class[n][approach][f"{score}_ci95"][1] for n in names]
-            values = np.array([np.nan if v is None else v for v in values], dtype=float)
-            errors = np.abs(
-                np.array([values - np.array(low, float), np.array(high, float) - values])
-            )
-            ax.bar(x + offset, values, 0.4, yerr=errors, capsize=3, label=approach)
-        ax.set_xticks(x, names, rotation=30)
-        ax.set(title=f"test {score}", ylim=(0, 1.05))
+def _comparison_plot(levels: dict[str, dict]) -> Figure:
+    """F1, AP and AUROC per type, binary beside multi-label, with their intervals; one row
+    of panels per level (samples, and photos for per-view models)."""
+    fig, axes = plt.subplots(
+        len(levels), len(SCORES), figsize=(4 * len(SCORES), 3.4 * len(levels)), squeeze=False
+    )
+    for row, (level, per_class) in zip(axes, levels.items(), strict=True):
+        names = list(per_class)
+        x = np.arange(len(names))
+        for ax, score in zip(row, SCORES, strict=True):
+            for offset, approach in ((-0.2, "multilabel"), (0.2, "binary")):
+                values = [per_class[n][approach][score] for n in names]
+                low = [per_class[n][approach][f"{score}_ci95"][0] for n in names]
+                high = [per_class[n][approach][f"{score}_ci95"][1] for n in names]
+                values = np.array([np.nan if v is None else v for v in values], dtype=float)
+                errors = np.abs(
+                    np.array([values - np.array(low, float), np.array(high, float) - values])
+                )
+                ax.bar(x + offset, values, 0.4, yerr=errors, capsize=3, label=approach)
+            ax.set_xticks(x, names, rotation=30)
+            ax.set(title=f"{level}: {score}", ylim=(0, 1.05))
     axes[0, 0].legend(fontsize="small")
     fig.tight_layout()
     return fig

@@ -9,16 +9,15 @@ from typing import Any
 
 from attrs import define
 from kedro.framework.context import KedroContext
+from sqlalchemy.engine import make_url
 
 from anomaly_lens import pipeline_registry
-
-SQLITE = "sqlite:///"
 
 
 def anchored(parameters: Any, project_path: Path) -> Any:
     """``parameters`` with the folders the project writes anchored at ``project_path``, as
     Kedro anchors the catalog's file paths: every relative ``checkpoint_dir`` and every
-    relative SQLite ``storage`` URL. Other values are left as they are."""
+    SQLite ``storage`` URL to a relative file. Other values are left as they are."""
     if not isinstance(parameters, dict):
         return parameters
     return {key: _anchored_value(key, value, project_path) for key, value in parameters.items()}
@@ -27,10 +26,13 @@ def anchored(parameters: Any, project_path: Path) -> Any:
 def _anchored_value(key: str, value: Any, project_path: Path) -> Any:
     if key == "checkpoint_dir" and isinstance(value, str) and not Path(value).is_absolute():
         return (project_path / value).as_posix()
-    if key == "storage" and isinstance(value, str) and value.startswith(SQLITE):
-        database = value.removeprefix(SQLITE)
-        if database and not database.startswith(":") and not Path(database).is_absolute():
-            return SQLITE + (project_path / database).as_posix()
+    if key == "storage" and isinstance(value, str):
+        url = make_url(value)
+        file = url.database
+        if url.get_backend_name() == "sqlite" and file and file != ":memory:":
+            if not Path(file).is_absolute():
+                url = url.set(database=(project_path / file).as_posix())
+            return url.render_as_string(hide_password=False)
         return value
     return anchored(value, project_path)
 

@@ -214,20 +214,25 @@ def compare_binary(
     test_ids = ids_by_split(splits, ["test"])["test"]
     units = units_of(splits)
     pairs = list(zip(binary_parts[0::2], binary_parts[1::2], strict=True))
-    levels = ["sample"]
+    levels = {"sample": "test samples"}
     if model["per_view"] and all(bundle["per_view"] for _, bundle in pairs):
-        levels.append("item")
-    compared = {}
-    for level in levels:
+        levels["item"] = "test photos (per view)"
+    report, parts = {}, {}
+    for level, label in levels.items():
         main = _test_rows(predictions, model["per_view"], model["classes"], level)
         binaries = {
             bundle["classes"][0]: _test_rows(rows, bundle["per_view"], bundle["classes"], level)
             for rows, bundle in pairs
         }
         samples = main["sample_id"] if level == "item" else main.index
-        groups = units.loc[samples].to_numpy()
-        compared[level] = _compare_level(main, binaries, model["label_type"], groups, rounds)
-        compared[level]["n_rows"] = len(main)
+        part = _compare_level(
+            main, binaries, model["label_type"], units.loc[samples].to_numpy(), rounds
+        )
+        if level == "sample":
+            report.update({"test_samples": len(main), **part})
+        else:
+            report["per_item"] = {"test_items": len(main), **part}
+        parts[label] = part
     binary_cost = {
         "parameters": sum(bundle["n_parameters"] for _, bundle in pairs),
         "training_seconds": sum(bundle.get("training_seconds") or 0.0 for _, bundle in pairs),
@@ -235,24 +240,14 @@ def compare_binary(
             _inference_seconds(bundle, cache, test_ids) for _, bundle in pairs
         ),
     }
-    sample = compared["sample"]
-    report = {
-        "test_samples": sample.pop("n_rows"),
-        **sample,
-        "cost": {
-            "binary": binary_cost,
-            "multilabel": {
-                "parameters": model["n_parameters"],
-                "training_seconds": model.get("training_seconds"),
-                "inference_seconds_per_sample": _inference_seconds(model, cache, test_ids),
-            },
+    report["cost"] = {
+        "binary": binary_cost,
+        "multilabel": {
+            "parameters": model["n_parameters"],
+            "training_seconds": model.get("training_seconds"),
+            "inference_seconds_per_sample": _inference_seconds(model, cache, test_ids),
         },
     }
-    parts = {"test samples": report}
-    if "item" in compared:
-        item = compared["item"]
-        report["per_item"] = {"test_items": item.pop("n_rows"), **item}
-        parts["test photos (per view)"] = report["per_item"]
     report["verdict"] = " ".join(_verdict(part, level) for level, part in parts.items()) + (
         f" {len(pairs)} binary models have "
         f"{binary_cost['parameters'] / model['n_parameters']:.1f}x the parameters of the "

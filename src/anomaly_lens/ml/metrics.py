@@ -32,6 +32,14 @@ def multilabel(
     return value.unsqueeze(0) if average is None else value
 
 
+def present_macro_f1(per_class_f1: torch.Tensor, targets: torch.Tensor) -> float:
+    """The mean F1 over the classes that have a positive in ``targets`` (NaN if none has):
+    the bootstrap's statistic, so that a round which happens to leave a rare class out
+    does not count it as F1 = 0."""
+    present = targets.sum(0) > 0
+    return float(per_class_f1[present].mean()) if present.any() else float("nan")
+
+
 def classification_metrics(
     probs: torch.Tensor,
     targets: torch.Tensor,
@@ -93,11 +101,9 @@ def classification_metrics(
     else:
         raise ValueError(f"label_type must be 'multilabel' or 'multiclass', not {label_type!r}")
     support = targets.sum(0)
-    present = support > 0
     return {
         "macro_f1": f1["macro"],
-        # the mean over the classes that have a positive here (the bootstrap's statistic)
-        "macro_f1_present": float(per["f1"][present].mean()) if present.any() else float("nan"),
+        "macro_f1_present": present_macro_f1(per["f1"], targets),
         "micro_f1": f1["micro"],
         "weighted_f1": f1["weighted"],
         "balanced_accuracy": balanced,

@@ -152,6 +152,30 @@ def test_photo_level_comparison_scores_each_photo():
         _compare_level(main, {"crack": binary.assign(target_crack=0)}, "multiclass", [0] * 4, 5)
 
 
+def test_comparison_intervals_leave_out_rounds_without_a_positive():
+    """A rare type with one positive tile among twenty, found by both models: a bootstrap
+    round that leaves that tile out has no F1 for it, and counting it as 0 would drag the
+    per-type and the assembled intervals to the floor. One positive tile names no winner."""
+    tiles = [f"t{k}" for k in range(20)]
+    items = pd.DataFrame(
+        {
+            "sample_id": tiles,
+            "target_crack": [1] + [0] * 19,
+            "target_stain": [1] * 10 + [0] * 10,
+        },
+        index=tiles,
+    )
+    perfect = items.assign(
+        prob_crack=items["target_crack"] * 0.9, prob_stain=items["target_stain"] * 0.9
+    )
+    binaries = {name: perfect for name in ("crack", "stain")}
+    compared = _compare_level(perfect, binaries, "multilabel", tiles, 200)
+    assert compared["per_class"]["crack"]["binary"]["f1_ci95"] == [1.0, 1.0]
+    assert compared["assembled"]["binary"]["macro_f1_ci95"] == [1.0, 1.0]
+    assert compared["per_class"]["crack"]["winner_f1"].startswith("too few positives to tell (1")
+    assert compared["per_class"]["stain"]["winner_f1"].startswith("tie")
+
+
 def test_without_types_the_pipeline_says_what_to_do():
     configure_project("anomaly_lens")
     pipeline_registry.use_binary_types([])

@@ -27,7 +27,12 @@ from anomaly_lens.ml.fitting import (
     predict,
     train_on_cache,
 )
-from anomaly_lens.ml.metrics import bootstrap_interval, json_safe, multilabel
+from anomaly_lens.ml.metrics import (
+    bootstrap_interval,
+    json_safe,
+    multilabel,
+    present_macro_f1,
+)
 from anomaly_lens.ml.splitting import ids_by_split, units_of
 from anomaly_lens.parameters import binary_train_settings, parse_block
 from anomaly_lens.pipelines.train.nodes import plot_training_curves
@@ -96,12 +101,21 @@ def _test_rows(predictions: pd.DataFrame, per_view: bool, classes, level: str) -
     return (per_sample_table(rows, classes) if per_view else rows).set_index("sample_id")
 
 
+# Fewer positive groups (tiles, specimens) than this and a type's F1 interval only
+# reflects the false positives: the comparison names no winner for it.
+MIN_POSITIVE_GROUPS = 3
+
+
 def _scores(probs: np.ndarray, target: np.ndarray, hits: np.ndarray, units, rounds: int) -> dict:
-    """F1, AP and AUROC of one class with grouped-bootstrap 95 % intervals."""
+    """F1, AP and AUROC of one class with grouped-bootstrap 95 % intervals; a round without
+    a positive leaves F1 undefined and is left out of its interval (the rule of
+    ``metrics.present_macro_f1``)."""
     p, t, h = torch.from_numpy(probs), torch.from_numpy(target).long(), torch.from_numpy(hits)
 
-    def value(name: str, i) -> float:
+    def value(name: str, i, resampled: bool = False) -> float:
         if name == "f1":
+            if resampled and t[i].max() == 0:
+                return float("nan")
             return float(tmc.binary_f1_score(h[i].float(), t[i]))
         if t[i].min() == t[i].max():
             return float("nan")  # AP/AUROC need both outcomes
@@ -114,7 +128,11 @@ def _scores(probs: np.ndarray, target: np.ndarray, hits: np.ndarray, units, roun
         out[name] = value(name, everything)
         out[f"{name}_ci95"] = list(
             bootstrap_interval(
-                lambda i, n=name: value(n, i), len(p), rounds=rounds, seed=0, groups=units
+                lambda i, n=name: value(n, i, resampled=True),
+                len(p),
+                rounds=rounds,
+                seed=0,
+                groups=units,
             )
         )
     return out
@@ -148,8 +166,10 @@ def _compare_level(
         binary_probs = rows[f"prob_{name}"].to_numpy()
         assembled["binary"][name] = binary_probs >= 0.5
         assembled["multilabel"][name] = main_hits
+        positive_groups = len(set(np.asarray(groups)[target == 1].tolist()))
         entry = {
             "n_positive": int(target.sum()),
+            "n_positive_groups": positive_groups,
             "binary": _scores(binary_probs, target, binary_probs >= 0.5, groups, rounds),
             "multilabel": _scores(
                 main[f"prob_{name}"].to_numpy(), target, main_hits, groups, rounds
@@ -158,11 +178,13 @@ def _compare_level(
         entry["f1_difference"] = entry["binary"]["f1"] - entry["multilabel"]["f1"]
         low, high = entry["multilabel"]["f1_ci95"]
         inside = low <= entry["binary"]["f1"] <= high
-        entry["winner_f1"] = (
-            "tie (within the multi-label interval)"
-            if inside
-            else ("binary" if entry["f1_difference"] > 0 else "multilabel")
-        )
+        if positive_groups < MIN_POSITIVE_GROUPS:
+            groups_named = f"{positive_groups} group" + ("" if positive_groups == 1 else "s")
+            entry["winner_f1"] = f"too few positives to tell ({groups_named})"
+        elif inside:
+            entry["winner_f1"] = "tie (within the multi-label interval)"
+        else:
+            entry["winner_f1"] = "binary" if entry["f1_difference"] > 0 else "multilabel"
         per_class[name] = entry
     targets = main[[f"target_{n}" for n in per_class]].to_numpy()
     macro = {}
@@ -173,11 +195,15 @@ def _compare_level(
             hits_i, targets_i = torch.from_numpy(s[i]), torch.from_numpy(targets[i]).long()
             return float(multilabel("f1_score", hits_i, targets_i, average="macro"))
 
+        def resampled_macro_f1(i, s=stacked):
+            hits_i, targets_i = torch.from_numpy(s[i]), torch.from_numpy(targets[i]).long()
+            return present_macro_f1(multilabel("f1_score", hits_i, targets_i), targets_i)
+
         everything = np.arange(len(stacked))
         macro[approach] = {
             "macro_f1": macro_f1(everything),
             "macro_f1_ci95": list(
-                bootstrap_interval(macro_f1, len(stacked), rounds, 0, groups=groups)
+                bootstrap_interval(resampled_macro_f1, len(stacked), rounds, 0, groups=groups)
             ),
         }
     return {"per_class": per_class, "assembled": macro}

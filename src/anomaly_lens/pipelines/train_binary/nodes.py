@@ -41,6 +41,9 @@ from anomaly_lens.tracking import as_mlflow_metrics
 logger = logging.getLogger(__name__)
 
 SCORES = ("f1", "ap", "auroc")
+# Fewer positive groups (tiles, specimens) than this and a type's F1 interval only
+# reflects the false positives: the comparison names no winner for it.
+MIN_POSITIVE_GROUPS = 3
 
 
 def select_binary_task(
@@ -101,11 +104,6 @@ def _test_rows(predictions: pd.DataFrame, per_view: bool, classes, level: str) -
     return (per_sample_table(rows, classes) if per_view else rows).set_index("sample_id")
 
 
-# Fewer positive groups (tiles, specimens) than this and a type's F1 interval only
-# reflects the false positives: the comparison names no winner for it.
-MIN_POSITIVE_GROUPS = 3
-
-
 def _scores(probs: np.ndarray, target: np.ndarray, hits: np.ndarray, units, rounds: int) -> dict:
     """F1, AP and AUROC of one class with grouped-bootstrap 95 % intervals; a round without
     a positive leaves F1 undefined and is left out of its interval (the rule of
@@ -114,9 +112,8 @@ def _scores(probs: np.ndarray, target: np.ndarray, hits: np.ndarray, units, roun
 
     def value(name: str, i, resampled: bool = False) -> float:
         if name == "f1":
-            if resampled and t[i].max() == 0:
-                return float("nan")
-            return float(tmc.binary_f1_score(h[i].float(), t[i]))
+            f1 = tmc.binary_f1_score(h[i].float(), t[i]).reshape(1)
+            return present_macro_f1(f1, t[i, None]) if resampled else float(f1)
         if t[i].min() == t[i].max():
             return float("nan")  # AP/AUROC need both outcomes
         metric = tmc.binary_average_precision if name == "ap" else tmc.binary_auroc
@@ -186,22 +183,19 @@ def _compare_level(
         else:
             entry["winner_f1"] = "binary" if entry["f1_difference"] > 0 else "multilabel"
         per_class[name] = entry
-    targets = main[[f"target_{n}" for n in per_class]].to_numpy()
+    targets = torch.from_numpy(main[[f"target_{n}" for n in per_class]].to_numpy()).long()
     macro = {}
     for approach, hits in assembled.items():
         stacked = np.column_stack([hits[n] for n in per_class]).astype(np.float32)
 
-        def macro_f1(i, s=stacked):
-            hits_i, targets_i = torch.from_numpy(s[i]), torch.from_numpy(targets[i]).long()
-            return float(multilabel("f1_score", hits_i, targets_i, average="macro"))
+        def per_class_f1(i, s=stacked):
+            return multilabel("f1_score", torch.from_numpy(s[i]), targets[i])
 
-        def resampled_macro_f1(i, s=stacked):
-            hits_i, targets_i = torch.from_numpy(s[i]), torch.from_numpy(targets[i]).long()
-            return present_macro_f1(multilabel("f1_score", hits_i, targets_i), targets_i)
+        def resampled_macro_f1(i, f1=per_class_f1):
+            return present_macro_f1(f1(i), targets[i])
 
-        everything = np.arange(len(stacked))
         macro[approach] = {
-            "macro_f1": macro_f1(everything),
+            "macro_f1": float(per_class_f1(np.arange(len(stacked))).mean()),
             "macro_f1_ci95": list(
                 bootstrap_interval(resampled_macro_f1, len(stacked), rounds, 0, groups=groups)
             ),

@@ -163,7 +163,7 @@ def _compare_level(
         binary_probs = rows[f"prob_{name}"].to_numpy()
         assembled["binary"][name] = binary_probs >= 0.5
         assembled["multilabel"][name] = main_hits
-        positive_groups = len(set(np.asarray(groups)[target == 1].tolist()))
+        positive_groups = len(np.unique(np.asarray(groups)[target == 1]))
         entry = {
             "n_positive": int(target.sum()),
             "n_positive_groups": positive_groups,

@@ -12,6 +12,7 @@ from anomaly_lens.ml.data import (
     cache_fingerprint,
     collate,
 )
+from anomaly_lens.ml.fitting import per_photo_table, prediction_table
 
 
 def test_cache_holds_every_sample_decoded_once(prepared, cache):
@@ -157,3 +158,23 @@ def test_samples_without_the_chosen_view_are_left_out_and_listed(cache):
     assert len(dataset) == len(positions) - len(missing)
     assert dataset.without_views == sorted(cache.sample_ids[missing])
     assert MultiViewDataset(cache, positions).without_views == []
+
+
+def test_a_fused_prediction_is_one_row_per_present_photo(cache):
+    view_mask = cache.view_mask.copy()
+    view_mask[1, 0] = False  # sample 1 lacks its first view
+    partial = ImageCache.from_arrays({**cache.arrays(), "view_mask": view_mask})
+    positions = np.arange(4)
+    fused = MultiViewDataset(partial, positions)
+    probs = torch.rand(len(fused), 2)
+    table = prediction_table("test", fused, probs, torch.ones(len(fused), 2), ["a", "b"])
+    photos = per_photo_table(table, fused)
+    per_view = MultiViewDataset(partial, positions, per_view=True)
+    assert photos["item_id"].tolist() == [per_view.item_id(k) for k in range(len(per_view))]
+    assert len(photos) == view_mask[positions].sum() == 2 * len(positions) - 1
+    by_sample = table.set_index("sample_id")[["prob_a", "prob_b"]]
+    assert np.array_equal(photos[["prob_a", "prob_b"]], by_sample.loc[photos["sample_id"]])
+    per_view_table = prediction_table(
+        "test", per_view, torch.rand(len(per_view), 2), torch.ones(len(per_view), 2), ["a", "b"]
+    )
+    assert per_photo_table(per_view_table, per_view) is per_view_table

@@ -48,11 +48,10 @@ def pooled_report(
     label_type: str,
     rounds: int,
     seed: int,
-    per_view: bool,
 ) -> dict:
-    """Metrics of the pooled out-of-fold predictions with unit-level bootstrap intervals:
-    ``oof`` per item (photo) and, for per-view items, ``oof_tile`` per sample from the mean
-    of its photos' probabilities; plus each fold's own macro-F1."""
+    """Metrics of the pooled out-of-fold predictions (one row per photo) with unit-level
+    bootstrap intervals: ``oof`` per photo and ``oof_tile`` per sample (tile, specimen)
+    from the mean of its photos' probabilities; plus each fold's own macro-F1 per photo."""
 
     def scored(frame: pd.DataFrame, probs: np.ndarray, targets: np.ndarray) -> dict:
         return {
@@ -79,11 +78,10 @@ def pooled_report(
             predictions[target_columns].to_numpy(),
         )
     }
-    if per_view:
-        samples = per_sample_table(predictions, classes, sort=True, first=["unit_id"])
-        report["oof_tile"] = scored(
-            samples, samples[prob_columns].to_numpy(), samples[target_columns].to_numpy()
-        )
+    samples = per_sample_table(predictions, classes, sort=True, first=["unit_id"])
+    report["oof_tile"] = scored(
+        samples, samples[prob_columns].to_numpy(), samples[target_columns].to_numpy()
+    )
     report["per_fold"] = [
         {
             "fold": int(fold),

@@ -528,6 +528,23 @@ def per_sample_table(
     return table.groupby("sample_id", sort=sort).agg(how).reset_index()
 
 
+def per_photo_table(table: pd.DataFrame, dataset: MultiViewDataset) -> pd.DataFrame:
+    """A fused model's prediction table (one row per item of ``dataset``, in its order) as
+    one row per present photo, ``item_id`` ``sample/view``, each with its sample's
+    prediction: a decision per sample scored per photo. A per-view table is one already."""
+    if dataset.per_view:
+        return table
+    cache = dataset.cache
+    photos = [
+        (row, f"{cache.sample_ids[i]}/{cache.views[j]}")
+        for row, (i, views) in enumerate(dataset.items)
+        for j in views
+        if cache.view_mask[i, j]
+    ]
+    rows, item_ids = zip(*photos, strict=True)
+    return table.iloc[list(rows)].assign(item_id=list(item_ids)).reset_index(drop=True)
+
+
 def prediction_table(
     part: str, dataset: MultiViewDataset, probs: torch.Tensor, targets: torch.Tensor, classes
 ) -> pd.DataFrame:

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from anomaly_lens.ml.crossval import fold_parts
+from anomaly_lens.ml.data import ImageCache
 from anomaly_lens.ml.metrics import classification_metrics
 from anomaly_lens.pipelines.cv.nodes import (
     assign_cv_folds,
@@ -44,9 +45,17 @@ def test_cross_validation_predicts_every_item_once_out_of_fold(prepared, tmp_pat
         )
         baseline = cross_validate_baseline(cache, folds, train, CV)
         report, headline = summarise_cv(predictions, baseline, folds, train, CV)
-    assert sorted(predictions["item_id"]) == sorted(folds["item_id"])
-    merged = predictions.merge(folds, on=["item_id", "unit_id"], suffixes=("", "_assigned"))
-    assert (merged["fold"] == merged["fold_assigned"]).all()
+    # The fused model's items are samples; each present photo is a row with its sample's
+    # prediction, so the headline figure is per photo whichever the model.
+    image_cache = ImageCache.from_arrays(cache)
+    photos = dict(zip(image_cache.sample_ids, image_cache.view_mask.sum(1), strict=True))
+    per_sample = predictions.groupby("sample_id")
+    assert predictions["item_id"].is_unique
+    assert sorted(per_sample.groups) == sorted(folds["sample_id"])
+    assert all(per_sample.size()[s] == photos[s] for s in per_sample.groups)
+    assert (per_sample[[f"prob_{c}" for c in report["classes"]]].nunique() == 1).all(axis=None)
+    merged = predictions.merge(folds, on=["sample_id", "unit_id"], suffixes=("", "_assigned"))
+    assert len(merged) == len(predictions) and (merged["fold"] == merged["fold_assigned"]).all()
     assert sorted(history["fold"].unique()) == [0, 1, 2]
 
     prob = predictions[[f"prob_{c}" for c in report["classes"]]].to_numpy(np.float32)
@@ -59,7 +68,9 @@ def test_cross_validation_predicts_every_item_once_out_of_fold(prepared, tmp_pat
     low, high = report["oof"]["macro_f1_ci95"]
     assert 0 <= low <= high <= 1
     assert report["folds"] == 3 and len(report["per_fold"]) == 3
-    assert report["baseline"]["oof"]["n_items"] == len(folds)
+    assert report["oof"]["n_items"] == report["baseline"]["oof"]["n_items"] == len(predictions)
+    assert report["oof_tile"]["n_items"] == len(folds)
+    assert headline["oof_tile_macro_f1"]["value"] == report["oof_tile"]["macro_f1"]
     assert headline["oof_macro_f1"]["value"] == report["oof"]["macro_f1"]
     children = mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert len(children) == 3
@@ -76,3 +87,7 @@ def test_random_grouping_puts_every_item_on_its_own(prepared, tmp_path):  # noqa
     assert grouped.groupby("sample_id")["fold"].nunique().max() == 1
     assert leaky["unit_id"].nunique() == len(leaky)
     assert leaky.groupby("sample_id")["fold"].nunique().max() > 1  # the leak it measures
+    fused = assign_cv_folds(cache, splits, {**train, "per_view": False}, CV)
+    assert fused["sample_id"].is_unique  # a fused model's items are samples, on the same folds
+    photo_folds = grouped.groupby("sample_id")["fold"].first()
+    assert fused.set_index("sample_id")["fold"].equals(photo_folds.loc[fused["sample_id"]])

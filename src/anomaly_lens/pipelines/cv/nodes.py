@@ -24,6 +24,7 @@ from anomaly_lens.ml.fitting import (
     fit,
     label_task,
     nested_run,
+    per_photo_table,
     predict,
     prediction_table,
 )
@@ -60,14 +61,26 @@ def _evaluated(splits: pd.DataFrame) -> list[str]:
 def assign_cv_folds(image_cache: dict, splits: pd.DataFrame, train: dict, cv: dict) -> pd.DataFrame:
     """``cv_folds``: one row per item (photo with ``per_view``, else sample) with its unit
     and fold. Units are the split's (tiles, specimens, joined look-alikes) unless
-    ``cv.group_by`` is ``none``."""
+    ``cv.group_by`` is ``none``. Grouped folds are drawn over the photos whichever the
+    model, so a fused and a per-view model of the same data are scored on the same folds."""
     train, cv = parse_block("train", train), parse_block("cv", cv)
     cache = ImageCache.from_arrays(image_cache)
     plain = _items(cache, _evaluated(splits), train)["plain"]
     units = item_units(plain, units_of(splits), cv.group_by)
+    drawn = plain
+    if cv.group_by == "unit" and not train.per_view:
+        per_view = train.model_copy(update={"per_view": True})
+        drawn = _items(cache, _evaluated(splits), per_view)["plain"]
     fold = assign_folds(
-        pd.Series(units), plain.targets[plain.positions], cv.folds, cv.seed, cv.candidates
+        pd.Series(item_units(drawn, units_of(splits), cv.group_by)),
+        drawn.targets[drawn.positions],
+        cv.folds,
+        cv.seed,
+        cv.candidates,
     )
+    if drawn is not plain:  # a sample's photos share its unit, hence one fold
+        fold_of_sample = dict(zip(cache.sample_ids[drawn.positions], fold, strict=True))
+        fold = np.array([fold_of_sample[s] for s in cache.sample_ids[plain.positions]])
     return pd.DataFrame(
         {
             "item_id": [plain.item_id(k) for k in range(len(plain))],
@@ -91,7 +104,8 @@ def cross_validate(
 
     Each round fits on the other folds but one, which early stopping watches; the
     test fold never feeds fitting or model selection. Returns ``cv_predictions`` (every
-    item's out-of-fold probabilities) and ``cv_history`` (each fold's epochs).
+    photo's out-of-fold probabilities; a fused model's photos carry their sample's) and
+    ``cv_history`` (each fold's epochs).
     """
     train = parse_block("train", train)
     cache = ImageCache.from_arrays(image_cache)
@@ -146,7 +160,7 @@ def cross_validate(
         )
         table.insert(1, "fold", fold)
         table.insert(2, "unit_id", cv_folds["unit_id"].to_numpy()[parts["test"]])
-        tables.append(table.drop(columns="split"))
+        tables.append(per_photo_table(table.drop(columns="split"), datasets["test"]))
         histories.append(result.history.assign(fold=fold))
     return pd.concat(tables, ignore_index=True), pd.concat(histories, ignore_index=True)
 
@@ -173,7 +187,8 @@ def cross_validate_baseline(
     image_cache: dict, cv_folds: pd.DataFrame, train: dict, cv: dict
 ) -> pd.DataFrame:
     """Out-of-fold predictions of a logistic regression on frozen ImageNet features
-    (``cv.baseline_backbone``), fitted on the other folds, on the same folds as the network."""
+    (``cv.baseline_backbone``), fitted on the other folds, on the same folds as the network;
+    one row per photo, like ``cv_predictions``."""
     train, cv = parse_block("train", train), parse_block("cv", cv)
     cache = ImageCache.from_arrays(image_cache)
     label_type, _, classes = label_task(cache.labels, cache.classes, train.label_type)
@@ -186,16 +201,13 @@ def cross_validate_baseline(
         test = fold_of_item == fold
         model = baseline.fit_logistic(features[~test], targets[~test], label_type, cv.seed)
         probs = baseline.logistic_probabilities(model, features[test], label_type, len(classes))
+        tested = plain.subset(np.flatnonzero(test))
         table = prediction_table(
-            "test",
-            plain.subset(np.flatnonzero(test)),
-            torch.from_numpy(probs),
-            torch.from_numpy(targets[test]),
-            classes,
+            "test", tested, torch.from_numpy(probs), torch.from_numpy(targets[test]), classes
         )
         table.insert(1, "fold", fold)
         table.insert(2, "unit_id", cv_folds.loc[test, "unit_id"].to_numpy())
-        tables.append(table.drop(columns="split"))
+        tables.append(per_photo_table(table.drop(columns="split"), tested))
     return pd.concat(tables, ignore_index=True)
 
 
@@ -221,26 +233,18 @@ def summarise_cv(
         "model": train.model.model_dump(include={"backbone", "pretrained", "task"}),
         "image_size": train.image_size,
         "per_view": train.per_view,
-        **pooled_report(
-            predictions, classes, label_type, train.bootstrap_rounds, train.seed, train.per_view
-        ),
+        **pooled_report(predictions, classes, label_type, train.bootstrap_rounds, train.seed),
         "baseline": {
             "model": f"logistic regression on frozen {cv.baseline_backbone} features",
             **pooled_report(
-                baseline_predictions,
-                classes,
-                label_type,
-                train.bootstrap_rounds,
-                train.seed,
-                train.per_view,
+                baseline_predictions, classes, label_type, train.bootstrap_rounds, train.seed
             ),
         },
     }
     report = json_safe(report)
     headline = {
         "oof_macro_f1": report["oof"]["macro_f1"],
+        "oof_tile_macro_f1": report["oof_tile"]["macro_f1"],
         "baseline_oof_macro_f1": report["baseline"]["oof"]["macro_f1"],
     }
-    if "oof_tile" in report:
-        headline["oof_tile_macro_f1"] = report["oof_tile"]["macro_f1"]
     return report, as_mlflow_metrics(headline)

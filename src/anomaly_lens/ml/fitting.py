@@ -534,15 +534,11 @@ def per_photo_table(table: pd.DataFrame, dataset: MultiViewDataset) -> pd.DataFr
     prediction: a decision per sample scored per photo. A per-view table is one already."""
     if dataset.per_view:
         return table
-    cache = dataset.cache
-    photos = [
-        (row, f"{cache.sample_ids[i]}/{cache.views[j]}")
-        for row, (i, views) in enumerate(dataset.items)
-        for j in views
-        if cache.view_mask[i, j]
-    ]
-    rows, item_ids = zip(*photos, strict=True)
-    return table.iloc[list(rows)].assign(item_id=list(item_ids)).reset_index(drop=True)
+    views = dataset.items[0][1] if dataset.items else []
+    photos = MultiViewDataset(dataset.cache, dataset.positions, view_index=views, per_view=True)
+    rows = pd.Index(dataset.positions).get_indexer(photos.positions)
+    item_ids = [photos.item_id(k) for k in range(len(photos))]
+    return table.iloc[rows].assign(item_id=item_ids).reset_index(drop=True)
 
 
 def prediction_table(

@@ -65,14 +65,13 @@ def assign_cv_folds(image_cache: dict, splits: pd.DataFrame, train: dict, cv: di
     model, so a fused and a per-view model of the same data are scored on the same folds."""
     train, cv = parse_block("train", train), parse_block("cv", cv)
     cache = ImageCache.from_arrays(image_cache)
-    plain = _items(cache, _evaluated(splits), train)["plain"]
-    units = item_units(plain, units_of(splits), cv.group_by)
+    ids, unit_of = _evaluated(splits), units_of(splits)
+    plain = _items(cache, ids, train)["plain"]
     drawn = plain
     if cv.group_by == "unit" and not train.per_view:
-        per_view = train.model_copy(update={"per_view": True})
-        drawn = _items(cache, _evaluated(splits), per_view)["plain"]
+        drawn = _items(cache, ids, train.model_copy(update={"per_view": True}))["plain"]
     fold = assign_folds(
-        pd.Series(item_units(drawn, units_of(splits), cv.group_by)),
+        pd.Series(item_units(drawn, unit_of, cv.group_by)),
         drawn.targets[drawn.positions],
         cv.folds,
         cv.seed,
@@ -85,7 +84,7 @@ def assign_cv_folds(image_cache: dict, splits: pd.DataFrame, train: dict, cv: di
         {
             "item_id": [plain.item_id(k) for k in range(len(plain))],
             "sample_id": cache.sample_ids[plain.positions],
-            "unit_id": units,
+            "unit_id": item_units(plain, unit_of, cv.group_by),
             "fold": fold,
         }
     )

@@ -97,6 +97,7 @@ def test_cv_and_leakage_pipelines_report_pooled_and_leaky_figures(project):
     reports = project / "data/08_reporting/synthetic"
     cv_metrics = json.loads(latest(reports / "cv_metrics.json").read_text())
     assert {"macro_f1", "macro_f1_ci95", "per_class"} <= set(cv_metrics["oof"])
+    assert "segmentation" not in cv_metrics["oof"]  # a classification model has no masks
     assert cv_metrics["folds"] == 3 and cv_metrics["group_by"] == "unit"
     leakage = json.loads(latest(reports / "leakage_report.json").read_text())
     assert leakage["grouped_macro_f1"] == cv_metrics["oof"]["macro_f1"]

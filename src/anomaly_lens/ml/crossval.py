@@ -9,7 +9,13 @@ import pandas as pd
 import torch
 
 from anomaly_lens.ml.data import MultiViewDataset
-from anomaly_lens.ml.fitting import per_sample_table, probability_columns, score
+from anomaly_lens.ml.fitting import (
+    per_sample_table,
+    pixel_counts,
+    probability_columns,
+    score,
+    segmentation_report,
+)
 from anomaly_lens.ml.metrics import classification_metrics
 
 GROUPINGS = ("unit", "none")
@@ -51,7 +57,9 @@ def pooled_report(
 ) -> dict:
     """Metrics of the pooled out-of-fold predictions (one row per photo) with unit-level
     bootstrap intervals: ``oof`` per photo and ``oof_tile`` per sample (tile, specimen)
-    from the mean of its photos' probabilities; plus each fold's own macro-F1 per photo."""
+    from the mean of its photos' probabilities; plus each fold's own macro-F1 per photo.
+    Where the rows carry pixel counts (a model with masks), ``oof`` has its
+    ``segmentation`` too, pooled over every photo's pixels."""
 
     def scored(frame: pd.DataFrame, probs: np.ndarray, targets: np.ndarray) -> dict:
         return {
@@ -78,6 +86,11 @@ def pooled_report(
             predictions[target_columns].to_numpy(),
         )
     }
+    stats = pixel_counts(predictions, classes)
+    if stats is not None:
+        report["oof"]["segmentation"] = segmentation_report(
+            stats, classes, rounds, seed, predictions["unit_id"].to_numpy()
+        )
     samples = per_sample_table(predictions, classes, sort=True, first=["unit_id"])
     report["oof_tile"] = scored(
         samples, samples[prob_columns].to_numpy(), samples[target_columns].to_numpy()

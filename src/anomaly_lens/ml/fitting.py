@@ -491,17 +491,61 @@ def score(
             groups=groups,
         )
     if seg is not None:
-        seg_classes = [c for c in classes if c != "normal"]
-        stats = segmentation_stats(seg, masks)
-        part["segmentation"] = segmentation_summary(stats, seg_classes)
-        part["segmentation"]["mean_iou_ci95"] = bootstrap_interval(
-            lambda i: segmentation_summary(stats[i], seg_classes)["mean_iou"],
-            len(seg),
-            rounds=rounds,
-            seed=seed,
-            groups=groups,
+        part["segmentation"] = segmentation_report(
+            segmentation_stats(seg, masks), classes, rounds, seed, groups
         )
     return part
+
+
+def segmentation_report(
+    stats: torch.Tensor,
+    classes: Sequence[str],
+    rounds: int,
+    seed: int,
+    groups: Sequence | None = None,
+) -> dict:
+    """``segmentation_summary`` of per-item pixel counts (``segmentation_stats``) with a
+    bootstrap 95 % interval of the mean IoU; ``classes`` may include ``normal``, which has
+    no mask."""
+    seg_classes = mask_classes(classes)
+    summary = segmentation_summary(stats, seg_classes)
+    summary["mean_iou_ci95"] = bootstrap_interval(
+        lambda i: segmentation_summary(stats[i], seg_classes)["mean_iou"],
+        len(stats),
+        rounds=rounds,
+        seed=seed,
+        groups=groups,
+    )
+    return summary
+
+
+def mask_classes(classes: Sequence[str]) -> list[str]:
+    """The classes that have a mask channel: all but ``normal``."""
+    return [c for c in classes if c != "normal"]
+
+
+PIXEL_COUNTS = ("tp", "fp", "tn", "fn")
+
+
+def pixel_count_columns(classes: Sequence[str]) -> list[str]:
+    """Column names of per-item pixel counts in a prediction table,
+    ``pixels_<class>_<tp|fp|tn|fn>``, per mask class and last for ``any_defect``."""
+    return [f"pixels_{c}_{k}" for c in [*mask_classes(classes), "any_defect"] for k in PIXEL_COUNTS]
+
+
+def pixel_count_table(stats: torch.Tensor, classes: Sequence[str]) -> pd.DataFrame:
+    """``segmentation_stats`` (N, K + 1, 4) as N rows of ``pixel_count_columns``: additive,
+    so pooled or resampled rows give their segmentation scores."""
+    return pd.DataFrame(stats.flatten(1).numpy(), columns=pixel_count_columns(classes))
+
+
+def pixel_counts(table: pd.DataFrame, classes: Sequence[str]) -> torch.Tensor | None:
+    """The (N, K + 1, 4) pixel counts of a table's rows; None where it has none."""
+    columns = pixel_count_columns(classes)
+    if not set(columns) <= set(table.columns):
+        return None
+    counts = torch.from_numpy(table[columns].to_numpy(np.int64))
+    return counts.reshape(len(table), -1, len(PIXEL_COUNTS))
 
 
 def probability_columns(kind: str, classes: Sequence[str]) -> list[str]:

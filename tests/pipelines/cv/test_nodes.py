@@ -12,6 +12,7 @@ import torch
 
 from anomaly_lens.ml.crossval import fold_parts
 from anomaly_lens.ml.data import ImageCache
+from anomaly_lens.ml.fitting import mask_classes, pixel_counts
 from anomaly_lens.ml.metrics import classification_metrics
 from anomaly_lens.pipelines.cv.nodes import (
     assign_cv_folds,
@@ -29,7 +30,7 @@ CV = {**base_parameters()["cv"], "folds": 3, "candidates": 3}
 @pytest.mark.slow
 def test_cross_validation_predicts_every_item_once_out_of_fold(prepared, tmp_path):  # noqa: F811
     samples, manifest, masks, raw, classes, splits = prepared
-    train = params(tmp_path)
+    train = params(tmp_path, task="multitask")  # masks as well: pooled pixel counts
     cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, train)
     folds = assign_cv_folds(cache, splits, train, CV)
     assert sorted(folds["fold"].unique()) == [0, 1, 2]
@@ -72,6 +73,15 @@ def test_cross_validation_predicts_every_item_once_out_of_fold(prepared, tmp_pat
     assert report["oof_tile"]["n_items"] == len(folds)
     assert headline["oof_tile_macro_f1"]["value"] == report["oof_tile"]["macro_f1"]
     assert headline["oof_macro_f1"]["value"] == report["oof"]["macro_f1"]
+    # Every pixel of a photo is counted once per mask class; pooled counts give the IoU.
+    counts = pixel_counts(predictions, report["classes"])
+    assert counts.shape == (len(predictions), len(mask_classes(report["classes"])) + 1, 4)
+    assert (counts.sum(-1) == train["image_size"] ** 2).all()
+    tp, fp, _, fn = counts[:, -1].sum(0).double()
+    segmentation = report["oof"]["segmentation"]
+    assert segmentation["defect_iou"] == pytest.approx(float(tp / (tp + fp + fn)))
+    assert headline["oof_defect_iou"]["value"] == segmentation["defect_iou"]
+    assert "segmentation" not in report["baseline"]["oof"]
     children = mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert len(children) == 3
 

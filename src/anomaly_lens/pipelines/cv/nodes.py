@@ -25,10 +25,11 @@ from anomaly_lens.ml.fitting import (
     label_task,
     nested_run,
     per_photo_table,
+    pixel_count_table,
     predict,
     prediction_table,
 )
-from anomaly_lens.ml.metrics import json_safe
+from anomaly_lens.ml.metrics import json_safe, segmentation_stats
 from anomaly_lens.ml.settings import TrainSettings
 from anomaly_lens.ml.splitting import assign_folds, units_of
 from anomaly_lens.parameters import parse_block
@@ -104,7 +105,8 @@ def cross_validate(
     Each round fits on the other folds but one, which early stopping watches; the
     test fold never feeds fitting or model selection. Returns ``cv_predictions`` (every
     photo's out-of-fold probabilities; a fused model's photos carry their sample's) and
-    ``cv_history`` (each fold's epochs).
+    ``cv_history`` (each fold's epochs). A model with masks adds each item's pixel counts
+    (``pixel_count_columns``), which a fused model's photos share like its decision.
     """
     train = parse_block("train", train)
     cache = ImageCache.from_arrays(image_cache)
@@ -147,6 +149,9 @@ def cross_validate(
             module.model.load_state_dict(result.state_dict)
             found = predict(module.model.eval(), loaders["test"], train.tta)
             table = prediction_table("test", datasets["test"], found.probs, found.targets, classes)
+            if found.seg_probs is not None:
+                stats = segmentation_stats(found.seg_probs, found.masks)
+                table = table.join(pixel_count_table(stats, classes))
             if mlflow.active_run() is not None:
                 mlflow.log_params({"fold": fold, "n_train": len(datasets["train"])})
                 mlflow.log_metric("best_epoch", result.best_epoch)
@@ -246,4 +251,6 @@ def summarise_cv(
         "oof_tile_macro_f1": report["oof_tile"]["macro_f1"],
         "baseline_oof_macro_f1": report["baseline"]["oof"]["macro_f1"],
     }
+    if "segmentation" in report["oof"]:
+        headline["oof_defect_iou"] = report["oof"]["segmentation"]["defect_iou"]
     return report, as_mlflow_metrics(headline)

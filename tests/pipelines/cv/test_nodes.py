@@ -101,3 +101,13 @@ def test_random_grouping_puts_every_item_on_its_own(prepared, tmp_path):  # noqa
     assert fused["sample_id"].is_unique  # a fused model's items are samples, on the same folds
     photo_folds = grouped.groupby("sample_id")["fold"].first()
     assert fused.set_index("sample_id")["fold"].equals(photo_folds.loc[fused["sample_id"]])
+
+
+def test_a_segmentation_only_model_is_refused_before_any_training(prepared, tmp_path):  # noqa: F811
+    samples, manifest, masks, raw, classes, splits = prepared
+    train = params(tmp_path, task="segmentation")
+    cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, train)
+    folds = assign_cv_folds(cache, splits, train, CV)
+    with pytest.raises(ValueError, match="segmentation-only model"):
+        cross_validate(cache, samples, manifest, folds, classes, VIEWS, train)
+    assert not (tmp_path / "ckpt").exists()  # no fold was fitted

@@ -109,6 +109,11 @@ def cross_validate(
     (``pixel_count_columns``), which a fused model's photos share like its decision.
     """
     train = parse_block("train", train)
+    if train.model.task == "segmentation":
+        raise ValueError(
+            "cv pools each photo's class decision and a segmentation-only model has none: "
+            "use train.model.task=multitask (masks and classes) or classification"
+        )
     cache = ImageCache.from_arrays(image_cache)
     expected = cache_fingerprint(samples, manifest, views, class_names, train.image_size)
     if cache.fingerprint != expected:

@@ -68,11 +68,13 @@ def assign_cv_folds(image_cache: dict, splits: pd.DataFrame, train: dict, cv: di
     cache = ImageCache.from_arrays(image_cache)
     ids, unit_of = _evaluated(splits), units_of(splits)
     plain = _items(cache, ids, train)["plain"]
-    drawn = plain
+    units = item_units(plain, unit_of, cv.group_by)
+    drawn, drawn_units = plain, units
     if cv.group_by == "unit" and not train.per_view:
         drawn = _items(cache, ids, train.model_copy(update={"per_view": True}))["plain"]
+        drawn_units = item_units(drawn, unit_of, cv.group_by)
     fold = assign_folds(
-        pd.Series(item_units(drawn, unit_of, cv.group_by)),
+        pd.Series(drawn_units),
         drawn.targets[drawn.positions],
         cv.folds,
         cv.seed,
@@ -85,7 +87,7 @@ def assign_cv_folds(image_cache: dict, splits: pd.DataFrame, train: dict, cv: di
         {
             "item_id": [plain.item_id(k) for k in range(len(plain))],
             "sample_id": cache.sample_ids[plain.positions],
-            "unit_id": item_units(plain, unit_of, cv.group_by),
+            "unit_id": units,
             "fold": fold,
         }
     )

@@ -34,6 +34,7 @@ from anomaly_lens.ml.explanation_quality import (
 )
 from anomaly_lens.ml.fitting import (
     load_model,
+    mask_classes,
     model_datasets,
     per_sample_table,
     probability_columns,
@@ -69,7 +70,7 @@ def _label_rows(image_cache: dict, splits: pd.DataFrame, part: str, classes) -> 
     cache = ImageCache.from_arrays(image_cache)
     ids = splits.loc[splits["split"] == part, "sample_id"].tolist()
     targets = cache.labels[cache.positions(ids)].astype(np.float32)
-    names = [c for c in classes if c != "normal"]
+    names = mask_classes(classes)
     frame = pd.DataFrame(targets, columns=probability_columns("target", names))
     frame[probability_columns("prob", names)] = targets
     if "normal" in classes:
@@ -103,7 +104,7 @@ def select_explained(
     targets = rows[probability_columns("target", classes)].set_axis(classes, axis=1) > 0
     predicted = _predicted(probs, classes, label_type)
     per_class, quota = [], settings.per_class
-    for k, name in enumerate(c for c in classes if c != "normal"):
+    for k, name in enumerate(mask_classes(classes)):
         table = pd.DataFrame(
             {
                 "sample_id": rows["sample_id"],

@@ -5,8 +5,9 @@ from torch.utils.data import DataLoader
 
 from anomaly_lens.ml.batch import Batch
 from anomaly_lens.ml.data import collate
+from anomaly_lens.ml.fitting import fit
 from anomaly_lens.ml.models import ModelConfig, create_model, load_matching_weights
-from anomaly_lens.ml.settings import LossSettings, OptimizerSettings
+from anomaly_lens.ml.settings import LossSettings, OptimizerSettings, TrainerSettings
 from anomaly_lens.ml.training import AnomalyModule, mix_batch, warmup_cosine
 
 
@@ -52,19 +53,17 @@ def test_fine_tuning_keeps_the_encoder_and_renews_the_head():
     assert torch.equal(new.state_dict()[name], old.state_dict()[name])
 
 
-def test_a_frozen_encoder_keeps_its_weights_and_batch_norm_statistics(tmp_path):
-    """During frozen epochs only the head learns: the encoder's weights and its
-    batch-norm running statistics (pretrained ones, in practice) stay as they were."""
-    module = AnomalyModule(
+def small_module(freeze_encoder_epochs: int = 0) -> AnomalyModule:
+    return AnomalyModule(
         ModelConfig(num_classes=2, views=["a"], backbone="resnet18", cbam_stages=[]),
         LossSettings(classification="bce", segmentation="dice"),
         OptimizerSettings(lr=0.01, weight_decay=0.0, warmup_fraction=0.0),
         [0.5, 0.5],
-        freeze_encoder_epochs=1,
+        freeze_encoder_epochs=freeze_encoder_epochs,
     )
-    encoder = module.model.fusion.views.encoders[0]
-    before = {k: v.clone() for k, v in encoder.state_dict().items()}
-    head = module.model.classifier.linear.weight.clone()
+
+
+def small_loader() -> DataLoader:
     items = [
         {
             "images": torch.rand(1, 1, 32, 32) * (i + 1),
@@ -75,7 +74,16 @@ def test_a_frozen_encoder_keeps_its_weights_and_batch_norm_statistics(tmp_path):
         }
         for i in range(8)
     ]
-    loader = DataLoader(items, batch_size=4, collate_fn=collate)
+    return DataLoader(items, batch_size=4, collate_fn=collate)
+
+
+def test_a_frozen_encoder_keeps_its_weights_and_batch_norm_statistics(tmp_path):
+    """During frozen epochs only the head learns: the encoder's weights and its
+    batch-norm running statistics (pretrained ones, in practice) stay as they were."""
+    module = small_module(freeze_encoder_epochs=1)
+    encoder = module.model.fusion.views.encoders[0]
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    head = module.model.classifier.linear.weight.clone()
     L.Trainer(
         max_epochs=1,
         logger=False,
@@ -83,7 +91,22 @@ def test_a_frozen_encoder_keeps_its_weights_and_batch_norm_statistics(tmp_path):
         enable_progress_bar=False,
         default_root_dir=tmp_path,
         num_sanity_val_steps=0,
-    ).fit(module, loader)
+    ).fit(module, small_loader())
     after = encoder.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before if "num_batches" not in k)
     assert not torch.equal(head, module.model.classifier.linear.weight)  # the head learnt
+
+
+def test_a_fresh_fit_replaces_its_own_checkpoints_only(tmp_path):
+    """A fresh run's checkpoint folder holds other runs' folders (cv folds, binary models,
+    tuning trials): it replaces an earlier run's best/last files and keeps those folders."""
+    fold = tmp_path / "cv" / "fold_0"
+    fold.mkdir(parents=True)
+    (fold / "last.ckpt").write_bytes(b"another run's checkpoint")
+    (tmp_path / "best.ckpt").write_bytes(b"an earlier run's checkpoint")
+    settings = TrainerSettings(max_epochs=1, progress_bar=False, checkpoint_dir=str(tmp_path))
+    result = fit(small_module(), small_loader(), small_loader(), settings)
+    assert result.best_epoch == 0
+    assert (fold / "last.ckpt").read_bytes() == b"another run's checkpoint"
+    best = torch.load(tmp_path / "best.ckpt", map_location="cpu", weights_only=False)
+    assert best["epoch"] == 0 and (tmp_path / "last.ckpt").is_file()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -239,13 +238,16 @@ def fit(
     ``callbacks``, e.g. a tuner's pruning).
 
     Checkpoints go to ``checkpoint_dir``: the best one (returned) and the last one, which
-    ``resume`` continues from; a fresh run clears the folder first.
+    ``resume`` continues from. A fresh run deletes an earlier run's two files first and
+    leaves the rest of the folder alone: other runs keep theirs in its subfolders (cv
+    folds, binary models, tuning trials).
     """
     checkpoints = Path(trainer_settings.checkpoint_dir)
     last = checkpoints / "last.ckpt"
     resume_from = last if resume and last.exists() else None
     if resume_from is None:  # a fresh run: the checkpoints of an earlier run are not its own
-        shutil.rmtree(checkpoints, ignore_errors=True)
+        for stale in (last, checkpoints / "best.ckpt"):
+            stale.unlink(missing_ok=True)
     monitor, mode = trainer_settings.monitor, trainer_settings.mode
     best = ModelCheckpoint(
         dirpath=checkpoints,

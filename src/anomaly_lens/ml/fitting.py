@@ -33,6 +33,7 @@ from anomaly_lens.ml.data import (
     collate,
 )
 from anomaly_lens.ml.metrics import (
+    PIXEL_COUNTS,
     bootstrap_interval,
     classification_metrics,
     segmentation_stats,
@@ -524,9 +525,6 @@ def segmentation_report(
 def mask_classes(classes: Sequence[str]) -> list[str]:
     """The classes that have a mask channel: all but ``normal``."""
     return [c for c in classes if c != "normal"]
-
-
-PIXEL_COUNTS = ("tp", "fp", "tn", "fn")
 
 
 def pixel_count_columns(classes: Sequence[str]) -> list[str]:

@@ -117,11 +117,15 @@ def classification_metrics(
     }
 
 
+PIXEL_COUNTS = ("tp", "fp", "tn", "fn")  # the last axis of ``segmentation_stats``
+
+
 def segmentation_stats(
     seg_probs: torch.Tensor, masks: torch.Tensor, threshold: float = 0.5
 ) -> torch.Tensor:
-    """Pixel counts per image: (N, K + 1, 4) true/false positives, true/false negatives for
-    each class and, last, for any defect against background, whatever its class.
+    """Pixel counts per image: (N, K + 1, 4) true/false positives, true/false negatives
+    (``PIXEL_COUNTS``) for each class and, last, for any defect against background,
+    whatever its class.
 
     Sums over any subset of images give that subset's scores (``segmentation_summary``),
     which makes bootstrap rounds cheap.

@@ -84,6 +84,7 @@ def problems(block: str, **changes) -> str:
         ("ingestion", {"filename_pattern": "(?P<x"}, "not a regular expression"),
         ("pairing", {"group": 3}, "pairing.group: expected a string or a list, got 3"),
         ("cv", {"baseline_backbone": "resnet18"}, "cv.baseline_backbone: expected one of"),
+        ("cv", {"folds": 2}, "cv.folds: expected at least 3 (one to test, one for early"),
         (
             "synthetic",
             {"anomaly_types__plume__rar": True},

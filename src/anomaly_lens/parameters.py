@@ -164,11 +164,21 @@ class BboxParams(Settings):
 class CvParams(Settings):
     """The ``cv`` block."""
 
-    folds: int = Field(default=5, ge=2)
+    folds: int = 5
     group_by: Literal["unit", "none"] = "unit"
     seed: int = 42
     candidates: PositiveInt = 20
     baseline_backbone: str = "tf_efficientnet_lite0"
+
+    @field_validator("folds")
+    @classmethod
+    def _room_to_train(cls, folds: int) -> int:
+        if folds < 3:  # a round tests one fold, early-stops on the next, trains on the rest
+            raise ValueError(
+                f"expected at least 3 (one to test, one for early stopping, the rest to "
+                f"train), got {folds}"
+            )
+        return folds
 
     @field_validator("baseline_backbone")
     @classmethod

@@ -42,7 +42,7 @@ def test_cross_validation_predicts_every_item_once_out_of_fold(prepared, tmp_pat
 
     with mlflow.start_run() as parent:
         predictions, history = cross_validate(
-            cache, samples, manifest, folds, classes, VIEWS, train
+            cache, samples, manifest, folds, classes, VIEWS, train, CV
         )
         baseline = cross_validate_baseline(cache, folds, train, CV)
         report, headline = summarise_cv(predictions, baseline, folds, train, CV)
@@ -84,6 +84,26 @@ def test_cross_validation_predicts_every_item_once_out_of_fold(prepared, tmp_pat
     assert "segmentation" not in report["baseline"]["oof"]
     children = mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert len(children) == 3
+    grouped = [tmp_path / "ckpt" / "cv" / f"fold_{k}" / "best.ckpt" for k in range(3)]
+    assert all(path.is_file() for path in grouped)
+    assert not (tmp_path / "ckpt" / "leaky_cv").exists()
+
+
+@pytest.mark.slow
+def test_random_folds_keep_their_checkpoints_apart_from_the_grouped_folds(prepared, tmp_path):  # noqa: F811
+    samples, manifest, masks, raw, classes, splits = prepared
+    train = params(tmp_path)
+    cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, train)
+    grouped_fold = tmp_path / "ckpt" / "cv" / "fold_0"
+    grouped_fold.mkdir(parents=True)
+    (grouped_fold / "best.ckpt").write_bytes(b"the grouped run's")
+    leaky = {**CV, "group_by": "none"}
+    folds = assign_cv_folds(cache, splits, train, leaky)
+    cross_validate(cache, samples, manifest, folds, classes, VIEWS, train, leaky)
+    assert (grouped_fold / "best.ckpt").read_bytes() == b"the grouped run's"
+    assert all(
+        (tmp_path / "ckpt" / "leaky_cv" / f"fold_{k}" / "best.ckpt").is_file() for k in range(3)
+    )
 
 
 def test_random_grouping_puts_every_item_on_its_own(prepared, tmp_path):  # noqa: F811
@@ -109,5 +129,5 @@ def test_a_segmentation_only_model_is_refused_before_any_training(prepared, tmp_
     cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, train)
     folds = assign_cv_folds(cache, splits, train, CV)
     with pytest.raises(ValueError, match="segmentation-only model"):
-        cross_validate(cache, samples, manifest, folds, classes, VIEWS, train)
+        cross_validate(cache, samples, manifest, folds, classes, VIEWS, train, CV)
     assert not (tmp_path / "ckpt").exists()  # no fold was fitted

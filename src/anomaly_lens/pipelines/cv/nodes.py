@@ -38,6 +38,9 @@ from anomaly_lens.tracking import as_mlflow_metrics
 logger = logging.getLogger(__name__)
 
 EVALUATED = ("train", "val", "test")  # every sample of the split but the `shift` domain
+# Fold checkpoints under `checkpoint_dir`, one folder per grouping, so that `leakage`'s
+# random folds never replace the grouped folds' of `cv` (and the other way round).
+CHECKPOINT_FOLDERS = {"unit": "cv", "none": "leaky_cv"}
 
 
 def _items(cache: ImageCache, ids: list[str], train: TrainSettings) -> dict[str, MultiViewDataset]:
@@ -101,6 +104,7 @@ def cross_validate(
     class_names: list[str],
     views: list[str],
     train: dict,
+    cv: dict,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train one model per fold with the ``train`` parameters; predict its test fold.
 
@@ -109,8 +113,10 @@ def cross_validate(
     photo's out-of-fold probabilities; a fused model's photos carry their sample's) and
     ``cv_history`` (each fold's epochs). A model with masks adds each item's pixel counts
     (``pixel_count_columns``), which a fused model's photos share like its decision.
+    Fold ``k`` keeps its checkpoints in ``checkpoint_dir/<folder>/fold_k``, the folder
+    named by the grouping (``CHECKPOINT_FOLDERS``).
     """
-    train = parse_block("train", train)
+    train, cv = parse_block("train", train), parse_block("cv", cv)
     if train.model.task == "segmentation":
         raise ValueError(
             "cv pools each photo's class decision and a segmentation-only model has none: "
@@ -150,7 +156,8 @@ def cross_validate(
         module = build_module(train, classes, used_views, per_view, label_type, frequencies)
         started = time.monotonic()
         with nested_run(f"fold {fold}"):
-            checkpoints = Path(train.trainer.checkpoint_dir) / "cv" / f"fold_{fold}"
+            folder = CHECKPOINT_FOLDERS[cv.group_by]
+            checkpoints = Path(train.trainer.checkpoint_dir) / folder / f"fold_{fold}"
             trainer = train.trainer.model_copy(update={"checkpoint_dir": str(checkpoints)})
             result = fit(module, loaders["train"], loaders["val"], trainer)
             module.model.load_state_dict(result.state_dict)

@@ -36,6 +36,7 @@ def cross_validation(prefix: str = "", settings: str = "params:cv") -> Pipeline:
                     "class_names",
                     "params:pairing.views",
                     "params:train",
+                    settings,
                 ],
                 outputs=[predictions, f"{prefix}cv_history"],
                 name=f"{prefix}cross_validate",

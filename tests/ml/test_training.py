@@ -110,3 +110,45 @@ def test_a_fresh_fit_replaces_its_own_checkpoints_only(tmp_path):
     assert (fold / "last.ckpt").read_bytes() == b"another run's checkpoint"
     best = torch.load(tmp_path / "best.ckpt", map_location="cpu", weights_only=False)
     assert best["epoch"] == 0 and (tmp_path / "last.ckpt").is_file()
+
+
+def test_the_last_checkpoint_holds_the_best_score_so_far(tmp_path):
+    """`last.ckpt` is what a resumed run starts from: it must know the best score, or the
+    resumed run would replace a better `best.ckpt` with a worse epoch."""
+    settings = TrainerSettings(max_epochs=1, progress_bar=False, checkpoint_dir=str(tmp_path))
+    result = fit(small_module(), small_loader(), small_loader(), settings)
+    last = torch.load(tmp_path / "last.ckpt", map_location="cpu", weights_only=False)
+    (best_state,) = [
+        v for k, v in last["callbacks"].items() if k.startswith("ModelCheckpoint") and v["monitor"]
+    ]
+    assert float(best_state["best_model_score"]) == pytest.approx(
+        result.history["val_macro_f1"].iloc[0]
+    )
+
+
+@pytest.mark.parametrize("ended_by", ["max_epochs", "patience"])
+def test_resuming_an_ended_run_trains_no_further(tmp_path, monkeypatch, ended_by):
+    """A run that had ended (its last epoch, or early stopping) is not trained one epoch
+    more on resume; its history and best epoch come back as they were."""
+    L.seed_everything(0)
+    patience = 0 if ended_by == "patience" else 10
+    settings = TrainerSettings(
+        max_epochs=3 if ended_by == "max_epochs" else 8,
+        patience=patience,
+        progress_bar=False,
+        checkpoint_dir=str(tmp_path),
+    )
+    first = fit(small_module(), small_loader(), small_loader(), settings)
+    if ended_by == "patience":
+        assert len(first.history) < settings.max_epochs  # early stopping ended it
+    last = (tmp_path / "last.ckpt").read_bytes()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("an ended run was trained again")
+
+    monkeypatch.setattr(L.Trainer, "fit", no_training)
+    again = fit(small_module(), small_loader(), small_loader(), settings, resume=True)
+    assert again.best_epoch == first.best_epoch
+    assert (tmp_path / "last.ckpt").read_bytes() == last
+    assert again.history.equals(first.history.astype(again.history.dtypes))
+    assert all(torch.equal(again.state_dict[k], v) for k, v in first.state_dict.items())

@@ -214,17 +214,50 @@ class FitResult:
 
 
 class _History(L.Callback):
-    """Per-epoch metrics as rows, also logged to the active MLflow run with the epoch as step."""
+    """Per-epoch metrics as rows, also logged to the active MLflow run with the epoch as
+    step and written to ``path`` beside ``last.ckpt``, so that a resumed run's history
+    starts with the epochs of ``restored`` (read back from ``path``)."""
 
-    def __init__(self):
-        self.rows: list[dict] = []
+    def __init__(self, path: Path, restored: Sequence[dict] = ()):
+        self.path = path
+        self.rows: list[dict] = list(restored)
+
+    def on_train_start(self, trainer, module):
+        if mlflow.active_run() is not None and trainer.is_global_zero:
+            for row in self.rows:  # a resumed run's MLflow curves start at epoch 0 too
+                mlflow.log_metrics(_metrics_of(row), step=row["epoch"])
 
     def on_train_epoch_end(self, trainer, module):  # runs after the epoch's validation
-        row = {"epoch": trainer.current_epoch}
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        self.rows.append(row | metrics)
-        if mlflow.active_run() is not None and trainer.is_global_zero:
-            mlflow.log_metrics(metrics, step=trainer.current_epoch)
+        if not metrics:  # the checkpointed epoch, replayed on resume: its row is restored
+            return
+        self.rows.append({"epoch": trainer.current_epoch} | metrics)
+        if trainer.is_global_zero:
+            pd.DataFrame(self.rows).to_csv(self.path, index=False)
+            if mlflow.active_run() is not None:
+                mlflow.log_metrics(metrics, step=trainer.current_epoch)
+
+
+def _metrics_of(row: dict) -> dict[str, float]:
+    return {k: v for k, v in row.items() if k != "epoch" and not pd.isna(v)}
+
+
+def _restored_history(path: Path, last_epoch: int) -> list[dict]:
+    """The rows of ``path`` up to the checkpointed ``last_epoch`` (none if it is absent)."""
+    if not path.exists():
+        return []
+    rows = pd.read_csv(path)
+    return rows[rows["epoch"] <= last_epoch].to_dict("records")
+
+
+def _ended(checkpoint: dict, settings: TrainerSettings) -> bool:
+    """Whether the run saved in ``checkpoint`` had ended under ``settings``: its last epoch
+    was the last allowed, or early stopping had run out of patience (epochs without
+    improvement; an improving epoch resets the count to 0, hence at least 1)."""
+    stopping = [v for k, v in checkpoint["callbacks"].items() if k.startswith("EarlyStopping")]
+    waited = stopping[0]["wait_count"] if stopping else 0
+    out_of_patience = waited >= max(settings.patience, 1)
+    return checkpoint["epoch"] + 1 >= settings.max_epochs or out_of_patience
 
 
 def fit(
@@ -239,23 +272,61 @@ def fit(
     ``callbacks``, e.g. a tuner's pruning).
 
     Checkpoints go to ``checkpoint_dir``: the best one (returned) and the last one, which
-    ``resume`` continues from. A fresh run deletes an earlier run's two files first and
-    leaves the rest of the folder alone: other runs keep theirs in its subfolders (cv
-    folds, binary models, tuning trials).
+    ``resume`` continues from, with the epochs' metrics (``history.csv``). A resumed run
+    that had ended (last epoch reached, or early stopping out of patience) trains no
+    further, as an uninterrupted run would not. A fresh run deletes an earlier run's three
+    files first and leaves the rest of the folder alone: other runs keep theirs in its
+    subfolders (cv folds, binary models, tuning trials).
     """
     checkpoints = Path(trainer_settings.checkpoint_dir)
-    last = checkpoints / "last.ckpt"
+    last, best_path = checkpoints / "last.ckpt", checkpoints / "best.ckpt"
+    history_path = checkpoints / "history.csv"
     resume_from = last if resume and last.exists() else None
-    if resume_from is None:  # a fresh run: the checkpoints of an earlier run are not its own
-        for stale in (last, checkpoints / "best.ckpt"):
+    if resume_from is None:  # a fresh run: the files of an earlier run are not its own
+        for stale in (last, best_path, history_path):
             stale.unlink(missing_ok=True)
+        restored, ended = [], False
+    else:
+        saved = torch.load(last, map_location="cpu", weights_only=False)
+        restored = _restored_history(history_path, saved["epoch"])
+        ended = _ended(saved, trainer_settings)
+    history = _History(history_path, restored)
+    if not ended:
+        _fit_lightning(
+            module, train_loader, val_loader, trainer_settings, resume_from, history, callbacks
+        )
+    checkpoint = torch.load(best_path, map_location="cpu", weights_only=False)
+    state_dict = {
+        name.removeprefix("model."): tensor
+        for name, tensor in checkpoint["state_dict"].items()
+        if name.startswith("model.")
+    }
+    return FitResult(state_dict, int(checkpoint["epoch"]), pd.DataFrame(history.rows))
+
+
+def _fit_lightning(
+    module: AnomalyModule,
+    train_loader: DataLoader,
+    val_loader: DataLoader,
+    trainer_settings: TrainerSettings,
+    resume_from: Path | None,
+    history: _History,
+    callbacks: Sequence[L.Callback],
+) -> None:
+    """One Lightning ``fit`` that writes ``best.ckpt`` and ``last.ckpt`` (every epoch)."""
+    checkpoints = Path(trainer_settings.checkpoint_dir)
     monitor, mode = trainer_settings.monitor, trainer_settings.mode
+    # Both save after validation, the best first, so that `last.ckpt` holds the best score
+    # so far (by default the best saves at the epoch's end, after `last.ckpt`, which then
+    # kept the previous epoch's best score and let a resumed run replace a better
+    # `best.ckpt`).
     best = ModelCheckpoint(
         dirpath=checkpoints,
         monitor=monitor,
         mode=mode,
         filename="best",
         enable_version_counter=False,
+        save_on_train_epoch_end=False,
     )
     # Lightning's save_last follows the monitored saves only; resume needs every epoch.
     latest = ModelCheckpoint(
@@ -264,7 +335,6 @@ def fit(
         enable_version_counter=False,
         save_on_train_epoch_end=False,
     )
-    history = _History()
     amp = torch.cuda.is_available() and trainer_settings.amp
     trainer = L.Trainer(
         max_epochs=trainer_settings.max_epochs,
@@ -294,13 +364,6 @@ def fit(
         log_every_n_steps=1,
     )
     trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from)
-    checkpoint = torch.load(best.best_model_path, map_location="cpu", weights_only=False)
-    state_dict = {
-        name.removeprefix("model."): tensor
-        for name, tensor in checkpoint["state_dict"].items()
-        if name.startswith("model.")
-    }
-    return FitResult(state_dict, int(checkpoint["epoch"]), pd.DataFrame(history.rows))
 
 
 def check_registered(cache: ImageCache, views: Sequence[str], settings: TrainSettings) -> None:

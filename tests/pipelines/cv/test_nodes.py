@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import copy
 
+import lightning as L
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+from anomaly_lens.ml import fitting
 from anomaly_lens.ml.crossval import fold_parts
 from anomaly_lens.ml.data import ImageCache
 from anomaly_lens.ml.fitting import mask_classes, pixel_counts
@@ -25,6 +28,10 @@ from tests.conftest import base_parameters
 from tests.pipelines.train.test_nodes import VIEWS, params, prepared  # noqa: F401
 
 CV = {**base_parameters()["cv"], "folds": 3, "candidates": 3}
+
+
+class Interrupted(RuntimeError):
+    pass
 
 
 @pytest.mark.slow
@@ -87,6 +94,52 @@ def test_cross_validation_predicts_every_item_once_out_of_fold(prepared, tmp_pat
     grouped = [tmp_path / "ckpt" / "cv" / f"fold_{k}" / "best.ckpt" for k in range(3)]
     assert all(path.is_file() for path in grouped)
     assert not (tmp_path / "ckpt" / "leaky_cv").exists()
+
+
+@pytest.mark.slow
+def test_an_interrupted_cross_validation_resumes_where_it_stopped(
+    prepared,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
+    """With ``train.resume`` the folds that had ended are predicted again from their
+    checkpoints, not trained; the fold that was cut off trains on from its last epoch;
+    predictions and histories are the uninterrupted run's."""
+    samples, manifest, masks, raw, classes, splits = prepared
+    straight = params(tmp_path / "straight")
+    straight["trainer"].update(max_epochs=2, patience=10)
+    cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, straight)
+    folds = assign_cv_folds(cache, splits, straight, CV)
+    expected = cross_validate(cache, samples, manifest, folds, classes, VIEWS, straight, CV)
+
+    broken = copy.deepcopy(straight)
+    broken["trainer"]["checkpoint_dir"] = str(tmp_path / "broken")
+    epochs_run, record = [], fitting._History.on_train_epoch_end
+
+    def crash_in_the_last_fold(self, trainer, module):
+        record(self, trainer, module)
+        epochs_run.append(trainer.current_epoch)
+        if len(epochs_run) == 5:  # folds 0 and 1 ended, fold 2 has done one epoch
+            raise Interrupted("power cut")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(fitting._History, "on_train_epoch_end", crash_in_the_last_fold)
+        with pytest.raises(Interrupted):
+            cross_validate(cache, samples, manifest, folds, classes, VIEWS, broken, CV)
+
+    trained, lightning_fit = [], L.Trainer.fit
+
+    def counted_fit(self, *args, **kwargs):
+        trained.append(kwargs.get("ckpt_path"))
+        return lightning_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(L.Trainer, "fit", counted_fit)
+    resumed = cross_validate(
+        cache, samples, manifest, folds, classes, VIEWS, {**broken, "resume": True}, CV
+    )
+    assert trained == [tmp_path / "broken" / "cv" / "fold_2" / "last.ckpt"]  # fold 2 alone
+    pd.testing.assert_frame_equal(resumed[0], expected[0], atol=1e-5)
+    pd.testing.assert_frame_equal(resumed[1], expected[1], check_dtype=False, atol=1e-5)
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ import pickle
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 import torch
 
@@ -35,7 +36,7 @@ def test_resumed_run_ends_in_the_same_state(prepared, tmp_path, monkeypatch):  #
     straight["model"].update(dropout=0.5)  # randomness in the model too
     straight["augmentation"].update(preset="medium", modality_dropout=0.3)
     cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, straight)
-    train_model(cache, samples, manifest, splits, classes, VIEWS, straight)
+    _, straight_history = train_model(cache, samples, manifest, splits, classes, VIEWS, straight)
 
     broken = {
         **straight,
@@ -54,7 +55,8 @@ def test_resumed_run_ends_in_the_same_state(prepared, tmp_path, monkeypatch):  #
     monkeypatch.setattr(fitting._History, "on_train_epoch_end", original)
     # Epoch 1 was checkpointed after its validation, then the run died.
     assert last_state(tmp_path / "broken")[0] == 1
-    train_model(cache, samples, manifest, splits, classes, VIEWS, {**broken, "resume": True})
+    resumed = {**broken, "resume": True}
+    _, resumed_history = train_model(cache, samples, manifest, splits, classes, VIEWS, resumed)
 
     epoch_a, weights_a, optim_a = last_state(tmp_path / "straight" / "ckpt")
     epoch_b, weights_b, optim_b = last_state(tmp_path / "broken")
@@ -64,6 +66,9 @@ def test_resumed_run_ends_in_the_same_state(prepared, tmp_path, monkeypatch):  #
     assert all(
         torch.allclose(optim_a[k]["exp_avg"], optim_b[k]["exp_avg"], atol=1e-6) for k in optim_a
     )
+    # The history covers every epoch, those before the interruption too, once each.
+    assert resumed_history["epoch"].tolist() == straight_history["epoch"].tolist() == [0, 1, 2]
+    pd.testing.assert_frame_equal(resumed_history, straight_history, check_dtype=False, atol=1e-5)
 
 
 @pytest.mark.slow

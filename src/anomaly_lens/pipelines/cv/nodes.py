@@ -114,7 +114,9 @@ def cross_validate(
     ``cv_history`` (each fold's epochs). A model with masks adds each item's pixel counts
     (``pixel_count_columns``), which a fused model's photos share like its decision.
     Fold ``k`` keeps its checkpoints in ``checkpoint_dir/<folder>/fold_k``, the folder
-    named by the grouping (``CHECKPOINT_FOLDERS``).
+    named by the grouping (``CHECKPOINT_FOLDERS``); with ``train.resume`` an interrupted
+    run continues there: ended folds are only predicted again, the fold that was cut
+    off trains on from its last epoch.
     """
     train, cv = parse_block("train", train), parse_block("cv", cv)
     if train.model.task == "segmentation":
@@ -159,7 +161,7 @@ def cross_validate(
             folder = CHECKPOINT_FOLDERS[cv.group_by]
             checkpoints = Path(train.trainer.checkpoint_dir) / folder / f"fold_{fold}"
             trainer = train.trainer.model_copy(update={"checkpoint_dir": str(checkpoints)})
-            result = fit(module, loaders["train"], loaders["val"], trainer)
+            result = fit(module, loaders["train"], loaders["val"], trainer, train.resume)
             module.model.load_state_dict(result.state_dict)
             found = predict(module.model.eval(), loaders["test"], train.tta)
             table = prediction_table("test", datasets["test"], found.probs, found.targets, classes)

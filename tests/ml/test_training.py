@@ -5,9 +5,14 @@ from torch.utils.data import DataLoader
 
 from anomaly_lens.ml.batch import Batch
 from anomaly_lens.ml.data import collate
-from anomaly_lens.ml.fitting import fit
+from anomaly_lens.ml.fitting import fit, run_fingerprint
 from anomaly_lens.ml.models import ModelConfig, create_model, load_matching_weights
-from anomaly_lens.ml.settings import LossSettings, OptimizerSettings, TrainerSettings
+from anomaly_lens.ml.settings import (
+    LossSettings,
+    OptimizerSettings,
+    TrainerSettings,
+    TrainSettings,
+)
 from anomaly_lens.ml.training import AnomalyModule, mix_batch, warmup_cosine
 
 
@@ -152,3 +157,33 @@ def test_resuming_an_ended_run_trains_no_further(tmp_path, monkeypatch, ended_by
     assert (tmp_path / "last.ckpt").read_bytes() == last
     assert again.history.equals(first.history.astype(again.history.dtypes))
     assert all(torch.equal(again.state_dict[k], v) for k, v in first.state_dict.items())
+
+
+def test_a_resume_of_another_run_is_refused(tmp_path):
+    """`last.ckpt` continues only the run that wrote it: another fingerprint (settings,
+    data or items, e.g. another cv fold assignment) is refused before any training."""
+    settings = TrainerSettings(max_epochs=2, progress_bar=False, checkpoint_dir=str(tmp_path))
+    fit(small_module(), small_loader(), small_loader(), settings, fingerprint="run a")
+    with pytest.raises(ValueError, match="other training settings, data or train/val items"):
+        fit(small_module(), small_loader(), small_loader(), settings, True, fingerprint="run b")
+    again = fit(small_module(), small_loader(), small_loader(), settings, True, fingerprint="run a")
+    assert again.best_epoch in (0, 1)
+
+
+def test_the_fingerprint_ignores_what_a_resume_may_change():
+    settings = TrainSettings()
+    parts = {"train": ["a", "b"], "val": ["c"]}
+    same = run_fingerprint(settings, "cache", parts)
+    stopped_and_shown_otherwise = settings.model_copy(
+        update={
+            "resume": True,
+            "trainer": settings.trainer.model_copy(update={"patience": 1, "progress_bar": False}),
+        }
+    )
+    assert run_fingerprint(stopped_and_shown_otherwise, "cache", parts) == same
+    learning_otherwise = settings.model_copy(
+        update={"optimizer": settings.optimizer.model_copy(update={"lr": 0.5})}
+    )
+    assert run_fingerprint(learning_otherwise, "cache", parts) != same
+    assert run_fingerprint(settings, "other images", parts) != same
+    assert run_fingerprint(settings, "cache", {**parts, "val": ["b"]}) != same

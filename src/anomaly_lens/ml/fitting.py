@@ -7,6 +7,8 @@ values they need, not a pipeline's parameter block.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -260,6 +262,53 @@ def _ended(checkpoint: dict, settings: TrainerSettings) -> bool:
     return checkpoint["epoch"] + 1 >= settings.max_epochs or out_of_patience
 
 
+# What may differ between a run and its resume: how it is stopped, shown, placed and
+# evaluated. Everything else (model, loss, optimiser, schedule length, augmentation, seed…)
+# must match, or the resumed run is not the run it claims to continue.
+RESUMABLE_CHANGES = {
+    "resume": True,
+    "tta": True,
+    "bootstrap_rounds": True,
+    "baseline_trees": True,
+    "trainer": {
+        "patience",
+        "progress_bar",
+        "num_workers",
+        "checkpoint_dir",
+        "devices",
+        "num_nodes",
+        "strategy",
+    },
+}
+
+
+def run_fingerprint(
+    settings: TrainSettings, cache_fingerprint: str, parts: Mapping[str, Sequence[str]]
+) -> str:
+    """A digest of what a run learns from: its settings (bar ``RESUMABLE_CHANGES``), the
+    image cache and the items of each part (``train``, ``val``)."""
+    payload = {
+        "settings": settings.model_dump(mode="json", exclude=RESUMABLE_CHANGES),
+        "cache": cache_fingerprint,
+        "parts": {part: list(items) for part, items in sorted(parts.items())},
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _check_same_run(recorded: Path, fingerprint: str | None, last: Path) -> None:
+    """Refuse to resume ``last`` for a run with another ``fingerprint`` than its own."""
+    if fingerprint is None:
+        return
+    if not recorded.exists():
+        logger.warning("%s has no record of the run that wrote it; resuming as asked", last)
+    elif recorded.read_text() != fingerprint:
+        raise ValueError(
+            f"{last} was written by a run with other training settings, data or "
+            "train/val items (e.g. other cv folds): resume with the parameters it was started "
+            "with, or run without train.resume (a fresh run replaces it)"
+        )
+
+
 def fit(
     module: AnomalyModule,
     train_loader: DataLoader,
@@ -267,6 +316,7 @@ def fit(
     trainer_settings: TrainerSettings,
     resume: bool = False,
     callbacks: Sequence[L.Callback] = (),
+    fingerprint: str | None = None,
 ) -> FitResult:
     """Lightning fit with early stopping on ``trainer_settings.monitor`` (and any further
     ``callbacks``, e.g. a tuner's pruning).
@@ -274,19 +324,24 @@ def fit(
     Checkpoints go to ``checkpoint_dir``: the best one (returned) and the last one, which
     ``resume`` continues from, with the epochs' metrics (``history.csv``). A resumed run
     that had ended (last epoch reached, or early stopping out of patience) trains no
-    further, as an uninterrupted run would not. A fresh run deletes an earlier run's three
-    files first and leaves the rest of the folder alone: other runs keep theirs in its
-    subfolders (cv folds, binary models, tuning trials).
+    further, as an uninterrupted run would not. A fresh run records its ``fingerprint``
+    (``run_fingerprint``) there, and a resume with another one is refused. A fresh run
+    deletes an earlier run's files first and leaves the rest of the folder alone: other
+    runs keep theirs in its subfolders (cv folds, binary models, tuning trials).
     """
     checkpoints = Path(trainer_settings.checkpoint_dir)
     last, best_path = checkpoints / "last.ckpt", checkpoints / "best.ckpt"
-    history_path = checkpoints / "history.csv"
+    history_path, recorded = checkpoints / "history.csv", checkpoints / "fingerprint.txt"
     resume_from = last if resume and last.exists() else None
     if resume_from is None:  # a fresh run: the files of an earlier run are not its own
-        for stale in (last, best_path, history_path):
+        for stale in (last, best_path, history_path, recorded):
             stale.unlink(missing_ok=True)
+        if fingerprint is not None:
+            checkpoints.mkdir(parents=True, exist_ok=True)
+            recorded.write_text(fingerprint)
         restored, ended = [], False
     else:
+        _check_same_run(recorded, fingerprint, last)
         saved = torch.load(last, map_location="cpu", weights_only=False)
         restored = _restored_history(history_path, saved["epoch"])
         ended = _ended(saved, trainer_settings)
@@ -439,8 +494,15 @@ def train_on_cache(
             ", ".join(copied["skipped"][:6]),
         )
     started = time.monotonic()
+    parts = {part: ids_by_part[part] for part in ("train", "val")}
     result = fit(
-        module, loaders["train"], loaders["val"], settings.trainer, settings.resume, callbacks
+        module,
+        loaders["train"],
+        loaders["val"],
+        settings.trainer,
+        settings.resume,
+        callbacks,
+        run_fingerprint(settings, cache.fingerprint, parts),
     )
     bundle = {
         "config": saved_config(module.model),

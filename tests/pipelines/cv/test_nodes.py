@@ -140,6 +140,14 @@ def test_an_interrupted_cross_validation_resumes_where_it_stopped(
     assert trained == [tmp_path / "broken" / "cv" / "fold_2" / "last.ckpt"]  # fold 2 alone
     pd.testing.assert_frame_equal(resumed[0], expected[0], atol=1e-5)
     pd.testing.assert_frame_equal(resumed[1], expected[1], check_dtype=False, atol=1e-5)
+    # Other folds would have trained on tiles that they now test: refused, nothing trained.
+    other_folds = assign_cv_folds(cache, splits, straight, {**CV, "folds": 4})
+    assert not other_folds["fold"].equals(folds["fold"])
+    with pytest.raises(ValueError, match="other training settings, data or train/val items"):
+        cross_validate(
+            cache, samples, manifest, other_folds, classes, VIEWS, {**broken, "resume": True}, CV
+        )
+    assert len(trained) == 1
 
 
 @pytest.mark.slow

@@ -28,6 +28,7 @@ from anomaly_lens.ml.fitting import (
     pixel_count_table,
     predict,
     prediction_table,
+    run_fingerprint,
 )
 from anomaly_lens.ml.metrics import json_safe, segmentation_stats
 from anomaly_lens.ml.settings import TrainSettings
@@ -161,7 +162,14 @@ def cross_validate(
             folder = CHECKPOINT_FOLDERS[cv.group_by]
             checkpoints = Path(train.trainer.checkpoint_dir) / folder / f"fold_{fold}"
             trainer = train.trainer.model_copy(update={"checkpoint_dir": str(checkpoints)})
-            result = fit(module, loaders["train"], loaders["val"], trainer, train.resume)
+            items = {
+                part: [datasets[part].item_id(k) for k in range(len(datasets[part]))]
+                for part in ("train", "val")
+            }
+            fingerprint = run_fingerprint(train, cache.fingerprint, items)
+            result = fit(
+                module, loaders["train"], loaders["val"], trainer, train.resume, (), fingerprint
+            )
             module.model.load_state_dict(result.state_dict)
             found = predict(module.model.eval(), loaders["test"], train.tta)
             table = prediction_table("test", datasets["test"], found.probs, found.targets, classes)

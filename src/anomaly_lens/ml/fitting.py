@@ -502,7 +502,7 @@ def train_on_cache(
         settings.trainer,
         settings.resume,
         callbacks,
-        run_fingerprint(settings, cache.fingerprint, parts),
+        fingerprint=run_fingerprint(settings, cache.fingerprint, parts),
     )
     bundle = {
         "config": saved_config(module.model),

@@ -168,7 +168,12 @@ def cross_validate(
             }
             fingerprint = run_fingerprint(train, cache.fingerprint, items)
             result = fit(
-                module, loaders["train"], loaders["val"], trainer, train.resume, (), fingerprint
+                module,
+                loaders["train"],
+                loaders["val"],
+                trainer,
+                train.resume,
+                fingerprint=fingerprint,
             )
             module.model.load_state_dict(result.state_dict)
             found = predict(module.model.eval(), loaders["test"], train.tta)

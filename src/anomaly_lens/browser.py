@@ -13,6 +13,7 @@ import contextlib
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -44,9 +45,15 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serve(command: list[str], url: str, cwd: Path, timeout: float = 120) -> Iterator[str]:
-    """Runs a local web server until the block ends; yields ``url`` once it answers."""
+    """Runs a local web server until the block ends; yields ``url`` once it answers.
+
+    The server runs in its own process group, which is ended as a whole: ``kedro viz run``
+    serves from a child process that outlived its parent when only the parent was ended.
+    """
     log = tempfile.TemporaryFile()
-    process = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -62,12 +69,19 @@ def serve(command: list[str], url: str, cwd: Path, timeout: float = 120) -> Iter
                 time.sleep(1)
         yield url
     finally:
-        process.terminate()
+        _signal_group(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            process.kill()
+            pass
+        _signal_group(process.pid, signal.SIGKILL)  # whatever is left of the group
+        process.wait()
         log.close()
+
+
+def _signal_group(group: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signum)
 
 
 def look(url: str, screenshot: Path, size: tuple[int, int] = (1800, 900)) -> str:

@@ -342,7 +342,8 @@ def fit(
         restored, ended = [], False
     else:
         _check_same_run(recorded, fingerprint, last)
-        saved = torch.load(last, map_location="cpu", weights_only=False)
+        # Only its epoch and callback states are read here; Lightning restores the rest.
+        saved = torch.load(last, map_location="cpu", weights_only=False, mmap=True)
         restored = _restored_history(history_path, saved["epoch"])
         ended = _ended(saved, trainer_settings)
     history = _History(history_path, restored)

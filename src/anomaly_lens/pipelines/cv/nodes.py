@@ -131,8 +131,8 @@ def cross_validate(
         raise ValueError("The image cache was built from other inputs: run `cv` from its start")
     label_type, targets, classes = label_task(cache.labels, cache.classes, train.label_type)
     data = _items(cache, list(pd.unique(cv_folds["sample_id"])), train)
-    item_ids = [data["plain"].item_id(k) for k in range(len(data["plain"]))]
-    if item_ids != cv_folds["item_id"].tolist():
+    item_ids = cv_folds["item_id"].to_numpy()
+    if [data["plain"].item_id(k) for k in range(len(data["plain"]))] != item_ids.tolist():
         raise ValueError("cv_folds lists other items than the image cache: run `cv` again")
     fold_of_item = cv_folds["fold"].to_numpy()
     per_view = train.per_view
@@ -162,10 +162,7 @@ def cross_validate(
             folder = CHECKPOINT_FOLDERS[cv.group_by]
             checkpoints = Path(train.trainer.checkpoint_dir) / folder / f"fold_{fold}"
             trainer = train.trainer.model_copy(update={"checkpoint_dir": str(checkpoints)})
-            items = {
-                part: [datasets[part].item_id(k) for k in range(len(datasets[part]))]
-                for part in ("train", "val")
-            }
+            items = {part: item_ids[parts[part]].tolist() for part in ("train", "val")}
             fingerprint = run_fingerprint(train, cache.fingerprint, items)
             result = fit(
                 module,

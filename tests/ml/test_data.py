@@ -12,7 +12,8 @@ from anomaly_lens.ml.data import (
     cache_fingerprint,
     collate,
 )
-from anomaly_lens.ml.fitting import per_photo_table, prediction_table
+from anomaly_lens.ml.fitting import build_datasets, per_photo_table, prediction_table
+from anomaly_lens.ml.settings import AugmentationSettings
 
 
 def test_cache_holds_every_sample_decoded_once(prepared, cache):
@@ -77,6 +78,37 @@ def test_augmentation_moves_views_and_masks_together():
     assert moved >= 5
     with pytest.raises(ValueError, match="preset"):
         augmentation("extreme", 2)
+
+
+def test_quarter_turns_give_all_eight_orientations_to_views_and_masks():
+    image = np.zeros((8, 8), dtype=np.uint8)
+    image[0, 1] = 255  # one marked pixel: its place tells the orientation
+    cache = ImageCache(
+        sample_ids=np.array(["s"]),
+        images=np.stack([image, image])[None],
+        view_mask=np.ones((1, 2), bool),
+        labels=np.ones((1, 1), np.uint8),
+        masks=np.stack([image > 0] * 2).astype(np.uint8)[None, :, None],
+        view_shapes=np.full((1, 2, 2), 8),
+        views=["a", "b"],
+        classes=["x"],
+        fingerprint="",
+    )
+
+    def places(transform) -> set[tuple[int, int]]:
+        dataset = MultiViewDataset(cache, np.array([0]), transform, seed=1)
+        found = set()
+        for epoch in range(80):
+            item = dataset[(0, epoch)]
+            views, mask = item["images"][:, 0], item["masks"][0] > 0
+            assert torch.equal(views[0], views[1]) and torch.equal(views[0] > 0.5, mask)
+            found.add(tuple(torch.nonzero(mask)[0].tolist()))
+        return found
+
+    corners = {(0, 1), (1, 0), (0, 6), (6, 0), (1, 7), (7, 1), (6, 7), (7, 6)}
+    assert places(augmentation("light", 2, rotate90=True)) == corners
+    # flips alone reach only the four mirror images of the pixel, never its transposes
+    assert places(augmentation("light", 2)) == {(0, 1), (0, 6), (7, 1), (7, 6)}
 
 
 def test_per_view_items_are_single_views_with_their_own_masks(cache):
@@ -178,3 +210,18 @@ def test_a_fused_prediction_is_one_row_per_present_photo(cache):
         "test", per_view, torch.rand(len(per_view), 2), torch.ones(len(per_view), 2), ["a", "b"]
     )
     assert per_photo_table(per_view_table, per_view) is per_view_table
+
+
+def test_quarter_turns_are_for_training_only(cache):
+    ids = list(cache.sample_ids[:4])
+    datasets = build_datasets(
+        cache,
+        {"train": ids, "val": ids},
+        cache.labels,
+        list(cache.views),
+        False,
+        AugmentationSettings(rotate90=True),
+        seed=0,
+    )
+    steps = {part: [type(t).__name__ for t in d.transform] for part, d in datasets.items()}
+    assert "RandomRotate90" in steps["train"] and "RandomRotate90" not in steps["val"]

@@ -176,9 +176,14 @@ def build_image_cache(
 
 
 def augmentation(
-    preset: str, n_views: int, clahe: bool = False, seed: int | None = None
+    preset: str,
+    n_views: int,
+    clahe: bool = False,
+    seed: int | None = None,
+    rotate90: bool = False,
 ) -> A.Compose:
-    """An albumentations pipeline applying the same random geometry to every view and mask."""
+    """An albumentations pipeline applying the same random geometry to every view and mask;
+    ``rotate90`` adds a random quarter turn (views are square in the image cache)."""
     if preset not in AUGMENTATION_PRESETS:
         raise ValueError(
             f"augmentation preset must be one of {AUGMENTATION_PRESETS}, not {preset!r}"
@@ -186,6 +191,8 @@ def augmentation(
     steps: list[A.BasicTransform] = [A.CLAHE(clip_limit=2.0, p=1.0)] if clahe else []
     if preset in ("light", "medium", "heavy"):
         steps += [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)]
+    if rotate90:
+        steps.append(A.RandomRotate90(p=1.0))
     if preset in ("medium", "heavy"):
         steps += [
             A.Affine(translate_percent=(-0.06, 0.06), scale=(0.9, 1.1), rotate=(-15, 15), p=0.7),

@@ -103,6 +103,7 @@ def build_datasets(
                 1 if per_view else len(view_index),
                 augmentation_settings.clahe,
                 seed=seed,
+                rotate90=augmentation_settings.rotate90 and training,
             ),
             modality_dropout=augmentation_settings.modality_dropout if training else 0.0,
             seed=seed,

@@ -103,6 +103,7 @@ class OptimizerSettings(Settings):
 class AugmentationSettings(Settings):
     preset: Literal[AUGMENTATION_PRESETS] = "light"
     clahe: bool = False
+    rotate90: bool = False  # also quarter turns (for defects that have no orientation)
     modality_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
 
 

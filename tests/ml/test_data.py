@@ -53,20 +53,25 @@ def test_cache_round_trips_through_arrays_and_fingerprint_tracks_inputs(prepared
         cache.positions(["nope"])
 
 
-def test_augmentation_moves_views_and_masks_together():
-    image = np.full((32, 32), 40, dtype=np.uint8)
-    image[4:12, 6:20] = 250  # a bright, off-centre, asymmetric block marked by the mask
-    cache = ImageCache(
+def _two_view_sample(image: np.ndarray, mask: np.ndarray) -> ImageCache:
+    """A cache of one sample whose two views are ``image``, each with ``mask``."""
+    return ImageCache(
         sample_ids=np.array(["s"]),
         images=np.stack([image, image])[None],
         view_mask=np.ones((1, 2), bool),
         labels=np.ones((1, 1), np.uint8),
-        masks=np.stack([image > 200] * 2).astype(np.uint8)[None, :, None],
-        view_shapes=np.full((1, 2, 2), 32),
+        masks=np.stack([mask] * 2).astype(np.uint8)[None, :, None],
+        view_shapes=np.full((1, 2, 2), image.shape[0]),
         views=["a", "b"],
         classes=["x"],
         fingerprint="",
     )
+
+
+def test_augmentation_moves_views_and_masks_together():
+    image = np.full((32, 32), 40, dtype=np.uint8)
+    image[4:12, 6:20] = 250  # a bright, off-centre, asymmetric block marked by the mask
+    cache = _two_view_sample(image, image > 200)
     dataset = MultiViewDataset(cache, np.array([0]), augmentation("heavy", n_views=2, seed=3))
     moved = 0
     for epoch in range(10):
@@ -83,17 +88,7 @@ def test_augmentation_moves_views_and_masks_together():
 def test_quarter_turns_give_all_eight_orientations_to_views_and_masks():
     image = np.zeros((8, 8), dtype=np.uint8)
     image[0, 1] = 255  # one marked pixel: its place tells the orientation
-    cache = ImageCache(
-        sample_ids=np.array(["s"]),
-        images=np.stack([image, image])[None],
-        view_mask=np.ones((1, 2), bool),
-        labels=np.ones((1, 1), np.uint8),
-        masks=np.stack([image > 0] * 2).astype(np.uint8)[None, :, None],
-        view_shapes=np.full((1, 2, 2), 8),
-        views=["a", "b"],
-        classes=["x"],
-        fingerprint="",
-    )
+    cache = _two_view_sample(image, image > 0)
 
     def places(transform) -> set[tuple[int, int]]:
         dataset = MultiViewDataset(cache, np.array([0]), transform, seed=1)

@@ -91,7 +91,11 @@ def build_datasets(
     view_index = [cache.views.index(v) for v in views]
     datasets = {}
     for part, ids in ids_by_part.items():
-        training = part == training_part
+        chosen = (
+            augmentation_settings
+            if part == training_part
+            else augmentation_settings.at_evaluation()
+        )
         datasets[part] = dataset = MultiViewDataset(
             cache,
             cache.positions(list(ids)),
@@ -99,13 +103,13 @@ def build_datasets(
             view_index=view_index,
             per_view=per_view,
             transform=augmentation(
-                augmentation_settings.preset if training else "none",
+                chosen.preset,
                 1 if per_view else len(view_index),
-                augmentation_settings.clahe,
+                chosen.clahe,
                 seed=seed,
-                rotate90=augmentation_settings.rotate90 and training,
+                rotate90=chosen.rotate90,
             ),
-            modality_dropout=augmentation_settings.modality_dropout if training else 0.0,
+            modality_dropout=chosen.modality_dropout,
             seed=seed,
         )
         if dataset.without_views:

@@ -106,6 +106,10 @@ class AugmentationSettings(Settings):
     rotate90: bool = False  # also quarter turns (for defects that have no orientation)
     modality_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
 
+    def at_evaluation(self) -> AugmentationSettings:
+        """What evaluation keeps of these settings: the input CLAHE, nothing random."""
+        return AugmentationSettings(preset="none", clahe=self.clahe)
+
 
 MIXING = ("none", "mixup", "cutmix")
 

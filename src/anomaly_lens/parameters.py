@@ -35,6 +35,7 @@ from anomaly_lens.ml.pretrained import WEIGHT_PACKAGES
 from anomaly_lens.ml.settings import Settings, TrainSettings
 from anomaly_lens.ml.splitting import check_ratios
 from anomaly_lens.ml.synthetic import SyntheticConfig
+from anomaly_lens.ml.tta import TestTimeAugmentation
 from anomaly_lens.ml.tuning import Dimension, PrunerSettings, StudySettings
 
 
@@ -213,7 +214,7 @@ class InferenceParams(Settings):
     input_dir: str | None = None
     engine: Literal["torch", "onnxruntime"] = "torch"
     batch_size: PositiveInt = 32
-    tta: bool = True
+    tta: TestTimeAugmentation = "hflip"
     threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
     min_confidence: float = Field(default=0.0, ge=0.0, le=1.0)
     mask_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)

@@ -44,6 +44,7 @@ from anomaly_lens.ml.metrics import (
 from anomaly_lens.ml.models import ModelConfig, create_model, load_matching_weights
 from anomaly_lens.ml.settings import AugmentationSettings, TrainerSettings, TrainSettings
 from anomaly_lens.ml.training import AnomalyModule, probabilities
+from anomaly_lens.ml.tta import orientations
 
 logger = logging.getLogger(__name__)
 
@@ -569,19 +570,25 @@ class Predictions:
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, batches: Iterable[Batch], tta: bool) -> Predictions:
+def predict(model: torch.nn.Module, batches: Iterable[Batch], tta: str) -> Predictions:
     """Class and mask probabilities of every item, with its targets and masks; ``tta``
-    averages the logits with those of the horizontally flipped views."""
+    (``ml.tta``: ``none``, ``hflip``, ``d4``) averages the logits over orientations of the
+    views. ``logits`` and ``features`` are those of the views as they are."""
     parts: dict[str, list] = {name: [] for name in Predictions.__dataclass_fields__}
+    turns = orientations(tta)
     for batch in batches:
         output = model(batch.images, batch.view_mask)
         logits, seg = output.logits, output.seg_logits
         parts["logits"].append(logits)
         parts["features"].append(output.features)
-        if tta:
-            flipped = model(batch.images.flip(-1), batch.view_mask)
-            logits = None if logits is None else (logits + flipped.logits) / 2
-            seg = None if seg is None else (seg + flipped.seg_logits.flip(-1)) / 2
+        for turn in turns[1:]:
+            turned = model(turn.apply(batch.images), batch.view_mask)
+            if logits is not None:
+                logits = logits + turned.logits
+            if seg is not None:
+                seg = seg + turn.undo(turned.seg_logits)
+        logits = None if logits is None else logits / len(turns)
+        seg = None if seg is None else seg / len(turns)
         if logits is not None:
             parts["probs"].append(probabilities(logits, model.config.label_type))
             parts["targets"].append(batch.labels)

@@ -29,6 +29,7 @@ from anomaly_lens.ml.data import MultiViewDataset, view_pixels
 from anomaly_lens.ml.fitting import load_model, predict, probability_columns
 from anomaly_lens.ml.imaging import encode_png
 from anomaly_lens.ml.training import probabilities
+from anomaly_lens.ml.tta import orientations
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,18 @@ def onnx_probabilities(session, images: np.ndarray, view_mask: np.ndarray) -> np
     return session.run([ONNX_OUTPUT], feeds)[0]
 
 
+def averaged_onnx_probabilities(
+    session, images: torch.Tensor, view_mask: torch.Tensor, tta: str
+) -> np.ndarray:
+    """``onnx_probabilities`` averaged over the orientations of ``tta`` (``ml.tta``)."""
+    turns = orientations(tta)
+    found = [
+        onnx_probabilities(session, turn.apply(images).contiguous().numpy(), view_mask.numpy())
+        for turn in turns
+    ]
+    return np.mean(found, axis=0, dtype=np.float32)
+
+
 @dataclass(frozen=True)
 class DecisionRule:
     """How probabilities become decisions, and when a prediction abstains.
@@ -144,7 +157,7 @@ class ImageFileModel(mlflow.pyfunc.PythonModel):
     ``pred_<class>``, ``confidence`` and ``abstain`` per row.
     """
 
-    def __init__(self, bundle: dict, rule: DecisionRule, tta: bool = True):
+    def __init__(self, bundle: dict, rule: DecisionRule, tta: str = "hflip"):
         self.bundle, self.rule, self.tta = bundle, rule, tta
         self._network = None
 

@@ -32,7 +32,7 @@ def logits_and_features(
     """Class logits and the pooled features the class head reads, per item."""
     if model.classifier is None:
         raise ValueError("OOD scores need a model with a class head")
-    found = predict(model, batches, tta=False)
+    found = predict(model, batches, tta="none")
     return found.logits, found.features
 
 

@@ -24,6 +24,7 @@ from anomaly_lens.ml.losses import LOSSES, check_loss_fits_labels
 from anomaly_lens.ml.models import FUSIONS, SEGMENTATION_HEADS
 from anomaly_lens.ml.models.model import TASKS
 from anomaly_lens.ml.pretrained import PretrainedWeightsError, weight_package
+from anomaly_lens.ml.tta import TestTimeAugmentation
 
 
 class Settings(BaseModel):
@@ -156,7 +157,7 @@ class TrainSettings(Settings):
     init_from: str | None = None
     trainer: TrainerSettings = TrainerSettings()
     resume: bool = False
-    tta: bool = True
+    tta: TestTimeAugmentation = "hflip"
     bootstrap_rounds: NonNegativeInt = 200
     baseline_trees: PositiveInt = 300
     seed: int = 42

@@ -7,7 +7,12 @@ import pytest
 import torch
 
 from anomaly_lens.ml.fitting import load_model
-from anomaly_lens.ml.inference import ProbabilityModel, onnx_probabilities, onnx_session
+from anomaly_lens.ml.inference import (
+    ProbabilityModel,
+    averaged_onnx_probabilities,
+    onnx_probabilities,
+    onnx_session,
+)
 from anomaly_lens.pipelines.export.nodes import ExportParityError, export_model
 from anomaly_lens.pipelines.train.nodes import cache_images, train_model
 from tests.conftest import base_parameters
@@ -35,6 +40,28 @@ def test_onnx_probabilities_match_pytorch(trained):
     expected = ProbabilityModel(load_model(bundle), bundle["image_size"])(images, view_mask)
     found = onnx_probabilities(onnx_session(onnx_model), images.numpy(), view_mask.numpy())
     assert np.abs(found - expected.detach().numpy()).max() <= 1e-4
+
+
+def test_onnx_predictions_average_the_orientations_of_the_views(trained):
+    bundle, cache, splits = trained
+    onnx_model, report = export_model(bundle, None, cache, splits, base_parameters()["export"])
+    session = onnx_session(onnx_model)
+    seeded = torch.Generator().manual_seed(0)
+    images = torch.rand(3, report["inputs"]["images"][1], 1, 32, 32, generator=seeded)
+    view_mask = torch.ones(images.shape[:2], dtype=torch.bool)
+    plain = onnx_probabilities(session, images.numpy(), view_mask.numpy())
+    assert np.array_equal(averaged_onnx_probabilities(session, images, view_mask, "none"), plain)
+    mirrored = onnx_probabilities(session, images.flip(-1).numpy(), view_mask.numpy())
+    found = averaged_onnx_probabilities(session, images, view_mask, "hflip")
+    assert np.abs(found - (plain + mirrored) / 2).max() <= 1e-6
+    # all eight orientations: a quarter-turned input is predicted as the upright one
+    turned = torch.rot90(images, 1, dims=(-2, -1))
+    upright, rotated = (
+        averaged_onnx_probabilities(session, x, view_mask, "d4") for x in (images, turned)
+    )
+    assert np.abs(rotated - upright).max() <= 1e-5
+    rotated_mirrored = averaged_onnx_probabilities(session, turned, view_mask, "hflip")
+    assert np.abs(rotated_mirrored - found).max() > 1e-5
 
 
 def test_a_parity_failure_stops_the_export(trained):

@@ -90,7 +90,7 @@ def test_new_images_are_inspected_predicted_and_the_model_exported(project, tmp_
     # The exported graph predicts as PyTorch does (its temperatures are the calibrator's).
     tables = {}
     for engine in ("torch", "onnxruntime"):
-        settings = {"input_dir": str(new), "engine": engine, "tta": False}
+        settings = {"input_dir": str(new), "engine": engine, "tta": "none"}
         run(project, ["inference"], inference=settings, **SMALL_RUN)
         found = pd.read_parquet(latest(out / "07_model_output/synthetic/predictions.parquet"))
         tables[engine] = found.sort_values("sample_id")[[f"prob_{c}" for c in classes]]

@@ -26,8 +26,8 @@ from anomaly_lens.ml.fitting import (
 )
 from anomaly_lens.ml.inference import (
     DecisionRule,
+    averaged_onnx_probabilities,
     onnx_metadata,
-    onnx_probabilities,
     onnx_session,
     predicted_objects,
 )
@@ -96,10 +96,10 @@ def _ood_columns(
 
 
 def _onnx_probabilities(
-    onnx_model: bytes | None, fitted: Calibrator | None, model: dict, batches, tta: bool
+    onnx_model: bytes | None, fitted: Calibrator | None, model: dict, batches, tta: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Probabilities and targets from the exported graph (its temperatures folded in);
-    ``tta`` averages the probabilities of the image and its horizontal flip."""
+    ``tta`` averages the probabilities over orientations of the views (``ml.tta``)."""
     if onnx_model is None:
         raise ValueError(
             "inference.engine=onnxruntime reads the exported model: run "
@@ -115,10 +115,7 @@ def _onnx_probabilities(
     session = onnx_session(onnx_model)
     probs, targets = [], []
     for batch in batches:
-        images, view_mask = batch.images.numpy(), batch.view_mask.numpy()
-        found = onnx_probabilities(session, images, view_mask)
-        if tta:
-            found = (found + onnx_probabilities(session, images[..., ::-1].copy(), view_mask)) / 2
+        found = averaged_onnx_probabilities(session, batch.images, batch.view_mask, tta)
         probs.append(torch.from_numpy(found))
         targets.append(batch.labels)
     return torch.cat(probs), torch.cat(targets)
@@ -173,7 +170,7 @@ def predict_new_images(
     seg = None
     if settings.engine == "onnxruntime":  # the graph has no mask or feature output
         probs, item_targets = _onnx_probabilities(onnx_model, fitted, model, progress, settings.tta)
-        plain = predict(network, loader, tta=False) if ood_detector else None
+        plain = predict(network, loader, tta="none") if ood_detector else None
     else:
         plain = predict(network, progress, settings.tta)
         probs, item_targets, seg = plain.probs, plain.targets, plain.seg_probs

@@ -140,7 +140,7 @@ def _inference_seconds(bundle: dict, cache: ImageCache, test_ids: list[str]) -> 
     model = load_model(bundle)
     loader = build_loaders(model_datasets(cache, {"test": test_ids}, bundle), 32, 0, False, 0, "")
     started = time.perf_counter()
-    predict(model, loader["test"], tta=False)
+    predict(model, loader["test"], tta="none")
     return (time.perf_counter() - started) / max(len(test_ids), 1)
 
 

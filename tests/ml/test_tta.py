@@ -28,6 +28,8 @@ def test_an_unknown_mode_is_refused():
 
 
 def test_true_and_false_still_mean_mirror_and_nothing():
+    assert orientations(True) == orientations("hflip")  # served models pickled with a bool
+    assert orientations(False) == orientations("none")
     assert TrainSettings(tta=True).tta == "hflip"
     assert TrainSettings(tta=False).tta == "none"
     with pytest.raises(ValueError, match="hflip"):

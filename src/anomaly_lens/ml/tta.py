@@ -46,7 +46,9 @@ class Orientation:
 
 
 def orientations(mode: str) -> list[Orientation]:
-    """The orientations that ``mode`` averages over, the image as it is first."""
+    """The orientations that ``mode`` averages over, the image as it is first (a bool, as
+    in models pickled before the modes, reads as ``_from_switch`` says)."""
+    mode = _from_switch(mode)
     if mode not in TTA_MODES:
         raise ValueError(f"test-time augmentation: expected one of {TTA_MODES}, got {mode!r}")
     mirrors = (False,) if mode == "none" else (False, True)

@@ -29,7 +29,7 @@ from anomaly_lens.ml.data import MultiViewDataset, view_pixels
 from anomaly_lens.ml.fitting import load_model, predict, probability_columns
 from anomaly_lens.ml.imaging import encode_png
 from anomaly_lens.ml.training import probabilities
-from anomaly_lens.ml.tta import orientations
+from anomaly_lens.ml.tta import orientations, tta_mode
 
 logger = logging.getLogger(__name__)
 
@@ -111,10 +111,10 @@ def averaged_onnx_probabilities(
     session, images: torch.Tensor, view_mask: torch.Tensor, tta: str
 ) -> np.ndarray:
     """``onnx_probabilities`` averaged over the orientations of ``tta`` (``ml.tta``)."""
-    turns = orientations(tta)
+    present = view_mask.numpy()
     found = [
-        onnx_probabilities(session, turn.apply(images).contiguous().numpy(), view_mask.numpy())
-        for turn in turns
+        onnx_probabilities(session, turn.apply(images).contiguous().numpy(), present)
+        for turn in orientations(tta)
     ]
     return np.mean(found, axis=0, dtype=np.float32)
 
@@ -160,6 +160,10 @@ class ImageFileModel(mlflow.pyfunc.PythonModel):
     def __init__(self, bundle: dict, rule: DecisionRule, tta: str = "hflip"):
         self.bundle, self.rule, self.tta = bundle, rule, tta
         self._network = None
+
+    def __setstate__(self, state: dict) -> None:
+        """Models pickled before the test-time modes hold ``tta`` as a bool."""
+        self.__dict__.update(state, tta=tta_mode(state["tta"]))
 
     @property
     def columns(self) -> list[str]:

@@ -18,14 +18,14 @@ from pydantic import BeforeValidator
 TTA_MODES = ("none", "hflip", "d4")
 
 
-def _from_switch(value):
+def tta_mode(value):
     """``true``/``false`` (the setting's earlier form) mean ``hflip``/``none``."""
     if isinstance(value, bool):
         return "hflip" if value else "none"
     return value
 
 
-TestTimeAugmentation = Annotated[Literal[TTA_MODES], BeforeValidator(_from_switch)]
+TestTimeAugmentation = Annotated[Literal[TTA_MODES], BeforeValidator(tta_mode)]
 
 
 @dataclass(frozen=True)
@@ -46,9 +46,7 @@ class Orientation:
 
 
 def orientations(mode: str) -> list[Orientation]:
-    """The orientations that ``mode`` averages over, the image as it is first (a bool, as
-    in models pickled before the modes, reads as ``_from_switch`` says)."""
-    mode = _from_switch(mode)
+    """The orientations that ``mode`` averages over, the image as it is first."""
     if mode not in TTA_MODES:
         raise ValueError(f"test-time augmentation: expected one of {TTA_MODES}, got {mode!r}")
     mirrors = (False,) if mode == "none" else (False, True)

@@ -29,9 +29,16 @@ def trained(request, prepared, tmp_path_factory):  # noqa: F811
     return bundle, cache, splits
 
 
-def test_onnx_probabilities_match_pytorch(trained):
+@pytest.fixture(scope="module")
+def exported(trained):
+    """The trained model exported once: (ONNX bytes, export report)."""
     bundle, cache, splits = trained
-    onnx_model, report = export_model(bundle, None, cache, splits, base_parameters()["export"])
+    return export_model(bundle, None, cache, splits, base_parameters()["export"])
+
+
+def test_onnx_probabilities_match_pytorch(trained, exported):
+    bundle, _, _ = trained
+    onnx_model, report = exported
     assert report["max_abs_diff"] <= 1e-4 and report["n_checked"] > 0
     assert report["inputs"]["images"][1] == (1 if bundle["per_view"] else len(VIEWS))
     # Another batch size and another image size than the export's example batch.
@@ -42,9 +49,8 @@ def test_onnx_probabilities_match_pytorch(trained):
     assert np.abs(found - expected.detach().numpy()).max() <= 1e-4
 
 
-def test_onnx_predictions_average_the_orientations_of_the_views(trained):
-    bundle, cache, splits = trained
-    onnx_model, report = export_model(bundle, None, cache, splits, base_parameters()["export"])
+def test_onnx_predictions_average_the_orientations_of_the_views(exported):
+    onnx_model, report = exported
     session = onnx_session(onnx_model)
     seeded = torch.Generator().manual_seed(0)
     images = torch.rand(3, report["inputs"]["images"][1], 1, 32, 32, generator=seeded)

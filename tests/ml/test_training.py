@@ -131,6 +131,27 @@ def test_the_last_checkpoint_holds_the_best_score_so_far(tmp_path):
     )
 
 
+def test_the_moving_average_is_what_is_validated_and_returned(tmp_path):
+    """With ``ema_decay`` the best checkpoint holds the averaged weights, apart from the
+    raw ones, and its recorded validation is that of the weights returned."""
+    L.seed_everything(0)
+    settings = TrainerSettings(
+        max_epochs=2, ema_decay=0.5, progress_bar=False, checkpoint_dir=str(tmp_path)
+    )
+    val = small_loader()
+    result = fit(small_module(), small_loader(), val, settings)
+    best = torch.load(tmp_path / "best.ckpt", map_location="cpu", weights_only=False)
+    name = "model.classifier.linear.weight"
+    assert not torch.equal(best["state_dict"][name], best["current_model_state"][name])
+    assert torch.equal(result.state_dict[name.removeprefix("model.")], best["state_dict"][name])
+    module = small_module()
+    module.model.load_state_dict(result.state_dict)
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    (scores,) = trainer.validate(module, val, verbose=False)
+    recorded = result.history.iloc[result.best_epoch]
+    assert scores["val_loss"] == pytest.approx(recorded["val_loss"], rel=1e-5)
+
+
 @pytest.mark.parametrize("ended_by", ["max_epochs", "patience"])
 def test_resuming_an_ended_run_trains_no_further(tmp_path, monkeypatch, ended_by):
     """A run that had ended (its last epoch, or early stopping) is not trained one epoch

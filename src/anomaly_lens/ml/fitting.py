@@ -22,7 +22,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
 from torch.utils.data import DataLoader
 
 from anomaly_lens.ml.batch import Batch
@@ -334,6 +334,8 @@ def fit(
     (``run_fingerprint``) there, and a resume with another one is refused. A fresh run
     deletes an earlier run's files first and leaves the rest of the folder alone: other
     runs keep theirs in its subfolders (cv folds, binary models, tuning trials).
+    With ``ema_decay`` set, the weights validated, checkpointed and returned are the moving
+    average, not the last step's.
     """
     checkpoints = Path(trainer_settings.checkpoint_dir)
     last, best_path = checkpoints / "last.ckpt", checkpoints / "best.ckpt"
@@ -398,6 +400,8 @@ def _fit_lightning(
         save_on_train_epoch_end=False,
     )
     amp = torch.cuda.is_available() and trainer_settings.amp
+    if trainer_settings.ema_decay is not None:  # validated and saved in place of the raw weights
+        callbacks = [EMAWeightAveraging(decay=trainer_settings.ema_decay), *callbacks]
     trainer = L.Trainer(
         max_epochs=trainer_settings.max_epochs,
         accelerator="auto",

@@ -135,6 +135,9 @@ class TrainerSettings(Settings):
     devices: PositiveInt | Literal["auto"] = 1
     num_nodes: PositiveInt = 1
     amp: bool = True
+    # Validate, checkpoint and return an exponential moving average of the weights
+    # (updated after every optimiser step with this decay) instead of the raw weights.
+    ema_decay: float | None = Field(default=None, gt=0.0, lt=1.0)
     progress_bar: bool = True
     checkpoint_dir: str = "data/06_models/checkpoints"
 

@@ -24,15 +24,20 @@ class Interrupted(RuntimeError):
 
 
 def last_state(folder):
+    """The epoch, weights (with a moving average: the raw ones too) and optimiser state."""
     checkpoint = torch.load(folder / "last.ckpt", map_location="cpu", weights_only=False)
-    return checkpoint["epoch"], checkpoint["state_dict"], checkpoint["optimizer_states"][0]["state"]
+    weights = checkpoint["state_dict"] | {
+        f"raw.{name}": value for name, value in checkpoint.get("current_model_state", {}).items()
+    }
+    return checkpoint["epoch"], weights, checkpoint["optimizer_states"][0]["state"]
 
 
 @pytest.mark.slow
-def test_resumed_run_ends_in_the_same_state(prepared, tmp_path, monkeypatch):  # noqa: F811
+@pytest.mark.parametrize("ema_decay", [None, 0.9])
+def test_resumed_run_ends_in_the_same_state(prepared, tmp_path, monkeypatch, ema_decay):  # noqa: F811
     samples, manifest, masks, raw, classes, splits = prepared
     straight = params(tmp_path / "straight")
-    straight["trainer"].update(max_epochs=3, patience=10)
+    straight["trainer"].update(max_epochs=3, patience=10, ema_decay=ema_decay)
     straight["model"].update(dropout=0.5)  # randomness in the model too
     straight["augmentation"].update(preset="medium", modality_dropout=0.3)
     cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, straight)
@@ -61,6 +66,7 @@ def test_resumed_run_ends_in_the_same_state(prepared, tmp_path, monkeypatch):  #
     epoch_a, weights_a, optim_a = last_state(tmp_path / "straight" / "ckpt")
     epoch_b, weights_b, optim_b = last_state(tmp_path / "broken")
     assert epoch_a == epoch_b == 2  # the last of 3 epochs
+    assert any(name.startswith("raw.") for name in weights_a) == (ema_decay is not None)
     for name in weights_a:
         assert torch.allclose(weights_a[name].float(), weights_b[name].float(), atol=1e-6), name
     assert all(

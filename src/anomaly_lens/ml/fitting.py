@@ -268,16 +268,13 @@ def _ended(checkpoint: dict, settings: TrainerSettings) -> bool:
     return checkpoint["epoch"] + 1 >= settings.max_epochs or out_of_patience
 
 
-# What may differ between a run and its resume: how it is stopped, shown, placed and
-# evaluated. Everything else (model, loss, optimiser, schedule length, augmentation, seed…)
-# must match, or the resumed run is not the run it claims to continue.
-RESUMABLE_CHANGES = {
+# Where and how a run is placed and shown, and how its report is sampled: neither what it
+# learns nor how it reads its test items.
+PLACEMENT_AND_DISPLAY = {
     "resume": True,
-    "tta": True,
     "bootstrap_rounds": True,
     "baseline_trees": True,
     "trainer": {
-        "patience",
         "progress_bar",
         "num_workers",
         "checkpoint_dir",
@@ -285,6 +282,14 @@ RESUMABLE_CHANGES = {
         "num_nodes",
         "strategy",
     },
+}
+# What may differ between a run and its resume: the above, how it is stopped and how it is
+# evaluated. Everything else (model, loss, optimiser, schedule length, augmentation, seed…)
+# must match, or the resumed run is not the run it claims to continue.
+RESUMABLE_CHANGES = {
+    **PLACEMENT_AND_DISPLAY,
+    "tta": True,
+    "trainer": PLACEMENT_AND_DISPLAY["trainer"] | {"patience"},
 }
 
 

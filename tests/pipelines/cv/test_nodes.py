@@ -76,6 +76,9 @@ def test_cross_validation_predicts_every_item_once_out_of_fold(prepared, tmp_pat
     low, high = report["oof"]["macro_f1_ci95"]
     assert 0 <= low <= high <= 1
     assert report["folds"] == 3 and len(report["per_fold"]) == 3
+    # What the model learnt from and how it was read, for the leakage report's comparison.
+    assert report["train"]["seed"] == train["seed"] and report["train"]["tta"] == "hflip"
+    assert "checkpoint_dir" not in report["train"]["trainer"] and "resume" not in report["train"]
     assert report["oof"]["n_items"] == report["baseline"]["oof"]["n_items"] == len(predictions)
     assert report["oof_tile"]["n_items"] == len(folds)
     assert headline["oof_tile_macro_f1"]["value"] == report["oof_tile"]["macro_f1"]

@@ -20,6 +20,7 @@ def cv_metrics(group_by: str, network: float, baseline: float) -> dict:
         "model": {"backbone": "tf_efficientnet_lite0", "pretrained": True, "task": "x"},
         "image_size": 224,
         "per_view": True,
+        "train": {"seed": 42, "tta": "d4", "augmentation": {"rotate90": True, "preset": "light"}},
         **part(network),
         "baseline": {"model": "logistic regression", **part(baseline)},
     }
@@ -36,6 +37,19 @@ def test_runs_with_other_parameters_are_not_compared():
     leaky = {**cv_metrics("none", 0.9, 0.85), "image_size": 128}
     with pytest.raises(ValueError, match=r"differ in \['image_size'\]"):
         report_leakage(cv_metrics("unit", 0.6, 0.5), leaky)
+
+
+def test_runs_trained_or_read_otherwise_are_not_compared():
+    """A leaky run trained without the quarter turns of the grouped one, or a grouped
+    report that did not record its settings (an earlier version), is refused."""
+    grouped = cv_metrics("unit", 0.6, 0.5)
+    leaky = cv_metrics("none", 0.9, 0.85)
+    leaky["train"] = {**leaky["train"], "augmentation": {"rotate90": False, "preset": "light"}}
+    with pytest.raises(ValueError, match=r"differ in \['train.augmentation.rotate90'\]"):
+        report_leakage(grouped, leaky)
+    unrecorded = {k: v for k, v in grouped.items() if k != "train"}
+    with pytest.raises(ValueError, match=r"differ in \['train'\]"):
+        report_leakage(unrecorded, cv_metrics("none", 0.9, 0.85))
 
 
 def test_random_grouping_changes_only_the_grouping():

@@ -18,6 +18,7 @@ from anomaly_lens.ml import baseline
 from anomaly_lens.ml.crossval import fold_parts, item_units, pooled_report
 from anomaly_lens.ml.data import ImageCache, MultiViewDataset, cache_fingerprint
 from anomaly_lens.ml.fitting import (
+    PLACEMENT_AND_DISPLAY,
     build_datasets,
     build_loaders,
     build_module,
@@ -263,6 +264,7 @@ def summarise_cv(
         "model": train.model.model_dump(include={"backbone", "pretrained", "task"}),
         "image_size": train.image_size,
         "per_view": train.per_view,
+        "train": train.model_dump(mode="json", exclude=PLACEMENT_AND_DISPLAY),
         **pooled_report(predictions, classes, label_type, train.bootstrap_rounds, train.seed),
         "baseline": {
             "model": f"logistic regression on frozen {cv.baseline_backbone} features",

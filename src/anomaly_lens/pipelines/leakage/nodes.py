@@ -5,13 +5,21 @@ from __future__ import annotations
 
 from anomaly_lens.parameters import parse_block
 
-COMPARED = ("model", "image_size", "per_view", "folds", "classes")
+COMPARED = ("model", "image_size", "per_view", "folds", "classes", "train")
 
 
 def random_grouping(cv: dict) -> dict:
     """The ``cv`` settings with every item on its own: photos of one tile (or specimen)
     fall into different folds, as in a photo-level random split."""
     return parse_block("cv", cv).model_copy(update={"group_by": "none"}).model_dump()
+
+
+def _differences(grouped: object, leaky: object, name: str) -> list[str]:
+    """The names of the settings that differ between two (nested) parameter blocks."""
+    if isinstance(grouped, dict) and isinstance(leaky, dict):
+        keys = sorted(set(grouped) | set(leaky))
+        return [d for k in keys for d in _differences(grouped.get(k), leaky.get(k), f"{name}.{k}")]
+    return [] if grouped == leaky else [name]
 
 
 def _gap(grouped: dict, leaky: dict, key: str) -> dict:
@@ -29,10 +37,14 @@ def report_leakage(cv_metrics: dict, leaky_cv_metrics: dict) -> dict:
     """``leakage_report``: out-of-fold macro-F1 of the same model under grouped and random
     folds, and the gap (random minus grouped), for the network and the feature baseline.
 
-    Refuses to compare runs whose model, image size, items, folds or classes differ (e.g.
-    a ``cv_metrics`` saved by an earlier run with other parameters).
+    Refuses to compare runs whose model, image size, folds, classes or training settings
+    (all but where and how they ran: ``PLACEMENT_AND_DISPLAY``) differ, e.g. a
+    ``cv_metrics`` saved by an earlier run with other parameters, or by a version that did
+    not record its settings.
     """
-    differing = [k for k in COMPARED if cv_metrics[k] != leaky_cv_metrics[k]]
+    differing = [
+        d for k in COMPARED for d in _differences(cv_metrics.get(k), leaky_cv_metrics.get(k), k)
+    ]
     if differing:
         raise ValueError(
             f"cv_metrics and leaky_cv_metrics differ in {differing}: run "

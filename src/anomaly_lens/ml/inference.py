@@ -35,11 +35,13 @@ logger = logging.getLogger(__name__)
 
 ONNX_INPUTS = ("images", "view_mask")
 ONNX_OUTPUT = "probabilities"
+ONNX_LOGITS = "logits"  # divided by the temperature: what test-time augmentation averages
 
 
 class ProbabilityModel(nn.Module):
     """Images in [0, 1], shape ``(batch, views, 1, H, W)`` at any H x W, and the view mask
-    ``(batch, views)`` -> class probabilities ``(batch, classes)``.
+    ``(batch, views)`` -> class probabilities ``(batch, classes)`` and the logits they
+    come from.
 
     Resizes to the model's ``image_size`` (bilinear), divides the logits by
     ``temperature`` (1: uncalibrated; one, or one per class), then sigmoid (multi-label) or softmax (multi-class).
@@ -50,13 +52,15 @@ class ProbabilityModel(nn.Module):
         self.model, self.image_size = model.eval(), image_size
         self.register_buffer("temperature", torch.as_tensor(temperature, dtype=torch.float32))
 
-    def forward(self, images: torch.Tensor, view_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, images: torch.Tensor, view_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         batch, views = images.shape[:2]
         flat = images.reshape(batch * views, *images.shape[2:])
         flat = F.interpolate(flat, size=(self.image_size, self.image_size), mode="bilinear")
         images = flat.reshape(batch, views, *flat.shape[1:])
         logits = self.model(images, view_mask).logits / self.temperature
-        return probabilities(logits, self.model.config.label_type)
+        return probabilities(logits, self.model.config.label_type), logits
 
 
 def export_onnx(
@@ -76,7 +80,7 @@ def export_onnx(
         model,
         (images, view_mask),
         input_names=list(ONNX_INPUTS),
-        output_names=[ONNX_OUTPUT],
+        output_names=[ONNX_OUTPUT, ONNX_LOGITS],
         dynamic_shapes={"images": {0: batch, 3: height, 4: width}, "view_mask": {0: batch}},
         dynamo=True,
         verbose=False,
@@ -108,15 +112,25 @@ def onnx_probabilities(session, images: np.ndarray, view_mask: np.ndarray) -> np
 
 
 def averaged_onnx_probabilities(
-    session, images: torch.Tensor, view_mask: torch.Tensor, tta: str
+    session, images: torch.Tensor, view_mask: torch.Tensor, tta: str, label_type: str
 ) -> np.ndarray:
-    """``onnx_probabilities`` averaged over the orientations of ``tta`` (``ml.tta``)."""
-    present = view_mask.numpy()
+    """Probabilities from the exported graph's logits averaged over the orientations of
+    ``tta`` (``ml.tta``), as ``predict`` averages the network's."""
+    if ONNX_LOGITS not in {output.name for output in session.get_outputs()}:
+        raise ValueError(
+            "The exported ONNX model has no logits output (exported by an earlier version): "
+            "run `kedro run --pipelines=export` again"
+        )
+    present = view_mask.numpy().astype(bool)
     found = [
-        onnx_probabilities(session, turn.apply(images).contiguous().numpy(), present)
+        session.run(
+            [ONNX_LOGITS],
+            {"images": turn.apply(images).contiguous().numpy(), "view_mask": present},
+        )[0]
         for turn in orientations(tta)
     ]
-    return np.mean(found, axis=0, dtype=np.float32)
+    logits = torch.from_numpy(np.mean(found, axis=0, dtype=np.float32))
+    return probabilities(logits, label_type).numpy()
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,12 @@ from anomaly_lens.ml.fitting import load_model
 from anomaly_lens.ml.inference import (
     ProbabilityModel,
     averaged_onnx_probabilities,
+    export_onnx,
     onnx_probabilities,
     onnx_session,
 )
+from anomaly_lens.ml.training import probabilities
+from anomaly_lens.ml.tta import orientations
 from anomaly_lens.pipelines.export.nodes import ExportParityError, export_model
 from anomaly_lens.pipelines.train.nodes import cache_images, train_model
 from tests.conftest import base_parameters
@@ -44,30 +47,43 @@ def test_onnx_probabilities_match_pytorch(trained, exported):
     # Another batch size and another image size than the export's example batch.
     images = torch.rand(3, report["inputs"]["images"][1], 1, 50, 40)
     view_mask = torch.ones(images.shape[:2], dtype=torch.bool)
-    expected = ProbabilityModel(load_model(bundle), bundle["image_size"])(images, view_mask)
+    expected, _ = ProbabilityModel(load_model(bundle), bundle["image_size"])(images, view_mask)
     found = onnx_probabilities(onnx_session(onnx_model), images.numpy(), view_mask.numpy())
     assert np.abs(found - expected.detach().numpy()).max() <= 1e-4
 
 
-def test_onnx_predictions_average_the_orientations_of_the_views(exported):
-    onnx_model, report = exported
-    session = onnx_session(onnx_model)
-    seeded = torch.Generator().manual_seed(0)
-    images = torch.rand(3, report["inputs"]["images"][1], 1, 32, 32, generator=seeded)
+@pytest.fixture(scope="module")
+def sharpened(trained):
+    """A session of the trained model exported with temperature 0.02: confident outputs,
+    where averaging probabilities instead of logits shows."""
+    bundle, _, _ = trained
+    wrapped = ProbabilityModel(load_model(bundle), bundle["image_size"], 0.02)
+    images = torch.rand(2, 1 if bundle["per_view"] else len(VIEWS), 1, 32, 32)
     view_mask = torch.ones(images.shape[:2], dtype=torch.bool)
-    plain = onnx_probabilities(session, images.numpy(), view_mask.numpy())
-    assert np.array_equal(averaged_onnx_probabilities(session, images, view_mask, "none"), plain)
-    mirrored = onnx_probabilities(session, images.flip(-1).numpy(), view_mask.numpy())
-    found = averaged_onnx_probabilities(session, images, view_mask, "hflip")
-    assert np.abs(found - (plain + mirrored) / 2).max() <= 1e-6
-    # all eight orientations: a quarter-turned input is predicted as the upright one
-    turned = torch.rot90(images, 1, dims=(-2, -1))
-    upright, rotated = (
-        averaged_onnx_probabilities(session, x, view_mask, "d4") for x in (images, turned)
-    )
-    assert np.abs(rotated - upright).max() <= 1e-5
-    rotated_mirrored = averaged_onnx_probabilities(session, turned, view_mask, "hflip")
-    assert np.abs(rotated_mirrored - found).max() > 1e-5
+    return onnx_session(export_onnx(wrapped, images, view_mask))
+
+
+@pytest.mark.parametrize("tta", ["none", "hflip", "d4"])
+def test_both_engines_average_the_same_logits_over_orientations(trained, sharpened, tta):
+    """onnxruntime averages the logits of the orientations as ``predict`` (the PyTorch
+    engine) does, so both give the same probabilities."""
+    bundle, _, _ = trained
+    size, n_views = bundle["image_size"], 1 if bundle["per_view"] else len(VIEWS)
+    seeded = torch.Generator().manual_seed(0)
+    images = torch.rand(4, n_views, 1, size, size, generator=seeded)
+    view_mask = torch.ones(images.shape[:2], dtype=torch.bool)
+    network = load_model(bundle)
+    with torch.no_grad():
+        logits = [network(t.apply(images), view_mask).logits for t in orientations(tta)]
+    expected = probabilities(torch.stack(logits).mean(0) / 0.02, bundle["label_type"]).numpy()
+    found = averaged_onnx_probabilities(sharpened, images, view_mask, tta, bundle["label_type"])
+    assert np.abs(found - expected).max() <= 1e-4
+    if tta == "d4":  # a quarter-turned input is predicted as the upright one
+        turned = torch.rot90(images, 1, dims=(-2, -1))
+        rotated = averaged_onnx_probabilities(
+            sharpened, turned, view_mask, tta, bundle["label_type"]
+        )
+        assert np.abs(rotated - found).max() <= 1e-4
 
 
 def test_a_parity_failure_stops_the_export(trained):

@@ -13,6 +13,7 @@ from anomaly_lens.ml.data import ImageCache
 from anomaly_lens.ml.fitting import build_loaders, load_model, model_datasets
 from anomaly_lens.ml.inference import (
     ONNX_INPUTS,
+    ONNX_LOGITS,
     ONNX_OUTPUT,
     ProbabilityModel,
     export_onnx,
@@ -61,7 +62,7 @@ def export_model(
     batch = _check_batch(ImageCache.from_arrays(image_cache), splits, model, settings.check_samples)
     metadata = {"classes": model["classes"], "temperature": temperature}
     onnx_model = export_onnx(wrapped, batch.images, batch.view_mask, metadata)
-    expected = wrapped(batch.images, batch.view_mask).detach().numpy()
+    expected = wrapped(batch.images, batch.view_mask)[0].detach().numpy()
     found = onnx_probabilities(
         onnx_session(onnx_model), batch.images.numpy(), batch.view_mask.numpy()
     )
@@ -83,6 +84,7 @@ def export_model(
         },
         "input_names": list(ONNX_INPUTS),
         "output": ONNX_OUTPUT,
+        "logits_output": ONNX_LOGITS,
         "classes": model["classes"],
         "label_type": model["label_type"],
         "views": model["views"],

@@ -99,7 +99,8 @@ def _onnx_probabilities(
     onnx_model: bytes | None, fitted: Calibrator | None, model: dict, batches, tta: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Probabilities and targets from the exported graph (its temperatures folded in);
-    ``tta`` averages the probabilities over orientations of the views (``ml.tta``)."""
+    ``tta`` averages the logits over orientations of the views (``ml.tta``), as the
+    PyTorch engine does."""
     if onnx_model is None:
         raise ValueError(
             "inference.engine=onnxruntime reads the exported model: run "
@@ -115,7 +116,9 @@ def _onnx_probabilities(
     session = onnx_session(onnx_model)
     probs, targets = [], []
     for batch in batches:
-        found = averaged_onnx_probabilities(session, batch.images, batch.view_mask, tta)
+        found = averaged_onnx_probabilities(
+            session, batch.images, batch.view_mask, tta, model["label_type"]
+        )
         probs.append(torch.from_numpy(found))
         targets.append(batch.labels)
     return torch.cat(probs), torch.cat(targets)

@@ -28,7 +28,8 @@ def test_inference_benchmark_builds_a_model_that_predicts():
     script = load_script("inference_engines")
     model = script.probability_model("resnet18", 2, 32)
     images, view_mask = torch.rand(2, 2, 1, 32, 32), torch.ones(2, 2, dtype=torch.bool)
-    assert model(images, view_mask).shape == (2, 4)
+    probs, logits = model(images, view_mask)
+    assert probs.shape == logits.shape == (2, 4)
     assert script.images_per_second(lambda: None, images=4, repeats=2) > 0
 
 

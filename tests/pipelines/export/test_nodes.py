@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from onnx import TensorProto, helper
 
 from anomaly_lens.ml.fitting import load_model
 from anomaly_lens.ml.inference import (
@@ -91,4 +92,18 @@ def test_a_parity_failure_stops_the_export(trained):
     with pytest.raises(ExportParityError, match="differ by"):
         export_model(
             bundle, None, cache, splits, {**base_parameters()["export"], "tolerance": 1e-12}
+        )
+
+
+def test_a_graph_exported_without_logits_is_refused():
+    """Graphs exported before the logits were an output cannot average them: export again."""
+    images = helper.make_tensor_value_info("images", TensorProto.FLOAT, None)
+    view_mask = helper.make_tensor_value_info("view_mask", TensorProto.BOOL, None)
+    output = helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, None)
+    node = helper.make_node("Identity", ["images"], ["probabilities"])
+    graph = helper.make_graph([node], "probabilities only", [images, view_mask], [output])
+    session = onnx_session(helper.make_model(graph).SerializeToString())
+    with pytest.raises(ValueError, match="no logits output.*export` again"):
+        averaged_onnx_probabilities(
+            session, torch.rand(1, 1, 1, 8, 8), torch.ones(1, 1, dtype=torch.bool), "none", "x"
         )

@@ -105,10 +105,18 @@ def onnx_session(onnx_model: bytes):
     return onnxruntime.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
 
 
+def onnx_output(
+    session, images: np.ndarray, view_mask: np.ndarray, name: str = ONNX_OUTPUT
+) -> np.ndarray:
+    """The output ``name`` (probabilities, or ``ONNX_LOGITS``) of an onnxruntime session of
+    an exported model."""
+    feeds = {"images": images.astype(np.float32), "view_mask": view_mask.astype(bool)}
+    return session.run([name], feeds)[0]
+
+
 def onnx_probabilities(session, images: np.ndarray, view_mask: np.ndarray) -> np.ndarray:
     """Probabilities from an onnxruntime session of an exported model."""
-    feeds = {"images": images.astype(np.float32), "view_mask": view_mask.astype(bool)}
-    return session.run([ONNX_OUTPUT], feeds)[0]
+    return onnx_output(session, images, view_mask)
 
 
 def averaged_onnx_probabilities(
@@ -121,12 +129,9 @@ def averaged_onnx_probabilities(
             "The exported ONNX model has no logits output (exported by an earlier version): "
             "run `kedro run --pipelines=export` again"
         )
-    present = view_mask.numpy().astype(bool)
+    present = view_mask.numpy()
     found = [
-        session.run(
-            [ONNX_LOGITS],
-            {"images": turn.apply(images).contiguous().numpy(), "view_mask": present},
-        )[0]
+        onnx_output(session, turn.apply(images).contiguous().numpy(), present, ONNX_LOGITS)
         for turn in orientations(tta)
     ]
     logits = torch.from_numpy(np.mean(found, axis=0, dtype=np.float32))

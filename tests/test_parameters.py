@@ -86,6 +86,11 @@ def problems(block: str, **changes) -> str:
         ("cv", {"baseline_backbone": "resnet18"}, "cv.baseline_backbone: expected one of"),
         ("cv", {"folds": 2}, "cv.folds: expected at least 3 (one to test, one for early"),
         (
+            "cv",
+            {"folds": 1, "validation": "none"},
+            "cv.folds: expected at least 2 (one to test, the rest to train), got 1",
+        ),
+        (
             "synthetic",
             {"anomaly_types__plume__rar": True},
             "synthetic.anomaly_types.plume.rar: unknown key; did you mean "

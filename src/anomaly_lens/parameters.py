@@ -22,11 +22,13 @@ from pydantic import (
     NonNegativeInt,
     PositiveInt,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from anomaly_lens.ml.binary import OTHER_ANOMALIES, merged
+from anomaly_lens.ml.crossval import VALIDATIONS
 from anomaly_lens.ml.explain import AttributionSettings
 from anomaly_lens.ml.layouts import LAYOUTS
 from anomaly_lens.ml.losses import SOFTMAX_LOSSES
@@ -165,6 +167,7 @@ class BboxParams(Settings):
 class CvParams(Settings):
     """The ``cv`` block."""
 
+    validation: Literal[VALIDATIONS] = "next_fold"  # before `folds`, which depends on it
     folds: int = 5
     group_by: Literal["unit", "none"] = "unit"
     seed: int = 42
@@ -173,12 +176,14 @@ class CvParams(Settings):
 
     @field_validator("folds")
     @classmethod
-    def _room_to_train(cls, folds: int) -> int:
-        if folds < 3:  # a round tests one fold, early-stops on the next, trains on the rest
-            raise ValueError(
-                f"expected at least 3 (one to test, one for early stopping, the rest to "
-                f"train), got {folds}"
-            )
+    def _room_to_train(cls, folds: int, info: ValidationInfo) -> int:
+        # A round tests one fold, early-stops on the next (unless `none`), trains on the rest.
+        if info.data.get("validation", "next_fold") == "none":
+            least, parts = 2, "one to test, the rest to train"
+        else:
+            least, parts = 3, "one to test, one for early stopping, the rest to train"
+        if folds < least:
+            raise ValueError(f"expected at least {least} ({parts}), got {folds}")
         return folds
 
     @field_validator("baseline_backbone")

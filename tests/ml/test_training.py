@@ -152,6 +152,22 @@ def test_the_moving_average_is_what_is_validated_and_returned(tmp_path):
     assert scores["val_loss"] == pytest.approx(recorded["val_loss"], rel=1e-5)
 
 
+def test_without_validation_every_epoch_is_trained_and_the_last_kept(tmp_path):
+    """No validation part (``cv.validation: none``): no early stopping, however short the
+    patience, and the weights returned are the last epoch's."""
+    L.seed_everything(0)
+    settings = TrainerSettings(
+        max_epochs=3, patience=0, progress_bar=False, checkpoint_dir=str(tmp_path)
+    )
+    result = fit(small_module(), small_loader(), None, settings)
+    assert result.best_epoch == 2 and result.history["epoch"].tolist() == [0, 1, 2]
+    assert not [c for c in result.history.columns if c.startswith("val_")]
+    last = torch.load(tmp_path / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["epoch"] == 2
+    for name, tensor in last["state_dict"].items():
+        assert torch.equal(result.state_dict[name.removeprefix("model.")], tensor), name
+
+
 @pytest.mark.parametrize("ended_by", ["max_epochs", "patience"])
 def test_resuming_an_ended_run_trains_no_further(tmp_path, monkeypatch, ended_by):
     """A run that had ended (its last epoch, or early stopping) is not trained one epoch

@@ -19,6 +19,7 @@ from anomaly_lens.ml.fitting import (
 from anomaly_lens.ml.metrics import classification_metrics
 
 GROUPINGS = ("unit", "none")
+VALIDATIONS = ("next_fold", "none")
 
 
 def item_units(
@@ -35,11 +36,15 @@ def item_units(
     return np.array([unit_of_sample[str(s)] for s in samples], dtype=object)
 
 
-def fold_parts(fold_of_item: np.ndarray, fold: int) -> dict[str, np.ndarray]:
-    """Item indices of one round: ``test`` is the fold, ``val`` (early stopping) the next
-    fold, ``train`` the rest; the test fold never takes part in fitting or selection."""
+def fold_parts(fold_of_item: np.ndarray, fold: int, validation: str) -> dict[str, np.ndarray]:
+    """Item indices of one round: ``test`` is the fold, ``train`` the rest but ``val``:
+    the next fold (``next_fold``: early stopping and the checkpoint watch it) or nothing
+    (``none``: the model trains on every other fold for a fixed number of epochs). The test
+    fold never takes part in fitting or selection."""
+    if validation not in VALIDATIONS:
+        raise ValueError(f"cv validation must be one of {VALIDATIONS}, not {validation!r}")
     folds = int(fold_of_item.max()) + 1
-    val = (fold + 1) % folds
+    val = (fold + 1) % folds if validation == "next_fold" else -1
     index = np.arange(len(fold_of_item))
     return {
         "train": index[(fold_of_item != fold) & (fold_of_item != val)],

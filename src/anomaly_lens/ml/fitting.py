@@ -7,6 +7,7 @@ values they need, not a pipeline's parameter block.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import logging
@@ -323,7 +324,7 @@ def _check_same_run(recorded: Path, fingerprint: str | None, last: Path) -> None
 def fit(
     module: AnomalyModule,
     train_loader: DataLoader,
-    val_loader: DataLoader,
+    val_loader: DataLoader | None,
     trainer_settings: TrainerSettings,
     resume: bool = False,
     callbacks: Sequence[L.Callback] = (),
@@ -340,7 +341,8 @@ def fit(
     deletes an earlier run's files first and leaves the rest of the folder alone: other
     runs keep theirs in its subfolders (cv folds, binary models, tuning trials).
     With ``ema_decay`` set, the weights validated, checkpointed and returned are the moving
-    average, not the last step's.
+    average, not the last step's. Without ``val_loader`` the run trains ``max_epochs``
+    epochs with no early stopping, and its "best" checkpoint is the last epoch's.
     """
     checkpoints = Path(trainer_settings.checkpoint_dir)
     last, best_path = checkpoints / "last.ckpt", checkpoints / "best.ckpt"
@@ -376,7 +378,7 @@ def fit(
 def _fit_lightning(
     module: AnomalyModule,
     train_loader: DataLoader,
-    val_loader: DataLoader,
+    val_loader: DataLoader | None,
     trainer_settings: TrainerSettings,
     resume_from: Path | None,
     history: _History,
@@ -384,26 +386,46 @@ def _fit_lightning(
 ) -> None:
     """One Lightning ``fit`` that writes ``best.ckpt`` and ``last.ckpt`` (every epoch)."""
     checkpoints = Path(trainer_settings.checkpoint_dir)
-    monitor, mode = trainer_settings.monitor, trainer_settings.mode
+    validated = val_loader is not None
     # Both save after validation, the best first, so that `last.ckpt` holds the best score
     # so far (by default the best saves at the epoch's end, after `last.ckpt`, which then
     # kept the previous epoch's best score and let a resumed run replace a better
-    # `best.ckpt`).
+    # `best.ckpt`). Without validation both save at the epoch's end: the best is the last.
     best = ModelCheckpoint(
         dirpath=checkpoints,
-        monitor=monitor,
-        mode=mode,
+        monitor=trainer_settings.monitor if validated else None,
+        mode=trainer_settings.mode,
         filename="best",
         enable_version_counter=False,
-        save_on_train_epoch_end=False,
+        save_on_train_epoch_end=not validated,
     )
     # Lightning's save_last follows the monitored saves only; resume needs every epoch.
     latest = ModelCheckpoint(
         dirpath=checkpoints,
         filename="last",
         enable_version_counter=False,
-        save_on_train_epoch_end=False,
+        save_on_train_epoch_end=not validated,
     )
+    stopping = (
+        [
+            EarlyStopping(
+                trainer_settings.monitor,
+                mode=trainer_settings.mode,
+                patience=trainer_settings.patience,
+                check_on_train_epoch_end=False,  # after validation, also when resuming
+            )
+        ]
+        if validated
+        else []
+    )
+    if not validated and train_loader.generator is None:
+        # Unvalidated, a run resumes at the end of its checkpointed epoch, and Lightning then
+        # makes the next epoch's iterator before the module seeds that epoch; an iterator
+        # draws its base seed from its loader's generator, else from the global stream,
+        # which would then run one draw apart from an uninterrupted run's. (A validated
+        # run resumes after its last batch, before validation, in the usual order.)
+        train_loader = copy.copy(train_loader)
+        train_loader.generator = torch.Generator().manual_seed(module.seed)
     amp = torch.cuda.is_available() and trainer_settings.amp
     if trainer_settings.ema_decay is not None:  # validated and saved in place of the raw weights
         callbacks = [EMAWeightAveraging(decay=trainer_settings.ema_decay), *callbacks]
@@ -416,18 +438,7 @@ def _fit_lightning(
         precision="16-mixed" if amp else "32-true",
         gradient_clip_val=trainer_settings.gradient_clip_val,
         accumulate_grad_batches=trainer_settings.accumulate_grad_batches,
-        callbacks=[
-            best,
-            latest,
-            EarlyStopping(
-                monitor,
-                mode=mode,
-                patience=trainer_settings.patience,
-                check_on_train_epoch_end=False,  # after validation, also when resuming
-            ),
-            history,
-            *callbacks,
-        ],
+        callbacks=[best, latest, *stopping, history, *callbacks],
         deterministic=True,
         enable_progress_bar=trainer_settings.progress_bar,
         logger=False,

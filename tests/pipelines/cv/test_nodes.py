@@ -43,7 +43,7 @@ def test_cross_validation_predicts_every_item_once_out_of_fold(prepared, tmp_pat
     assert sorted(folds["fold"].unique()) == [0, 1, 2]
     assert folds.groupby("unit_id")["fold"].nunique().max() == 1  # a specimen stays in one fold
     for k in range(3):  # a round never fits or early-stops on its test fold
-        parts = fold_parts(folds["fold"].to_numpy(), k)
+        parts = fold_parts(folds["fold"].to_numpy(), k, "next_fold")
         assert set(folds["fold"].to_numpy()[parts["test"]]) == {k}
         assert k not in set(folds["fold"].to_numpy()[np.r_[parts["train"], parts["val"]]])
 
@@ -99,36 +99,55 @@ def test_cross_validation_predicts_every_item_once_out_of_fold(prepared, tmp_pat
     assert not (tmp_path / "ckpt" / "leaky_cv").exists()
 
 
+def test_a_round_trains_on_every_fold_but_its_test_fold_and_validation():
+    fold_of_item = np.array([0, 1, 2, 0, 1, 2, 3])
+    validated = fold_parts(fold_of_item, 3, "next_fold")  # the next fold wraps round to 0
+    assert validated["test"].tolist() == [6] and validated["val"].tolist() == [0, 3]
+    assert validated["train"].tolist() == [1, 2, 4, 5]
+    unvalidated = fold_parts(fold_of_item, 3, "none")
+    assert unvalidated["val"].size == 0 and unvalidated["train"].tolist() == [0, 1, 2, 3, 4, 5]
+    with pytest.raises(ValueError, match="cv validation must be one of"):
+        fold_parts(fold_of_item, 0, "last_fold")
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("validation", ["next_fold", "none"])
 def test_an_interrupted_cross_validation_resumes_where_it_stopped(
     prepared,  # noqa: F811
     tmp_path,
     monkeypatch,
+    validation,
 ):
     """With ``train.resume`` the folds that had ended are predicted again from their
     checkpoints, not trained; the fold that was cut off trains on from its last epoch;
     predictions and histories are the uninterrupted run's."""
     samples, manifest, masks, raw, classes, splits = prepared
+    cv = {**CV, "validation": validation}
     straight = params(tmp_path / "straight")
     straight["trainer"].update(max_epochs=2, patience=10)
     cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, straight)
-    folds = assign_cv_folds(cache, splits, straight, CV)
-    expected = cross_validate(cache, samples, manifest, folds, classes, VIEWS, straight, CV)
+    folds = assign_cv_folds(cache, splits, straight, cv)
+    expected = cross_validate(cache, samples, manifest, folds, classes, VIEWS, straight, cv)
+    if validation == "none":  # every epoch trained, the last one kept
+        assert not [c for c in expected[1].columns if c.startswith("val_")]
 
     broken = copy.deepcopy(straight)
     broken["trainer"]["checkpoint_dir"] = str(tmp_path / "broken")
     epochs_run, record = [], fitting._History.on_train_epoch_end
 
-    def crash_in_the_last_fold(self, trainer, module):
+    def count(self, trainer, module):
         record(self, trainer, module)
         epochs_run.append(trainer.current_epoch)
+
+    def crash_in_the_last_fold(self, trainer, module):
         if len(epochs_run) == 5:  # folds 0 and 1 ended, fold 2 has done one epoch
             raise Interrupted("power cut")
 
     with monkeypatch.context() as patched:
-        patched.setattr(fitting._History, "on_train_epoch_end", crash_in_the_last_fold)
+        patched.setattr(fitting._History, "on_train_epoch_end", count)
+        patched.setattr(fitting._History, "on_train_epoch_start", crash_in_the_last_fold)
         with pytest.raises(Interrupted):
-            cross_validate(cache, samples, manifest, folds, classes, VIEWS, broken, CV)
+            cross_validate(cache, samples, manifest, folds, classes, VIEWS, broken, cv)
 
     trained, lightning_fit = [], L.Trainer.fit
 
@@ -138,17 +157,17 @@ def test_an_interrupted_cross_validation_resumes_where_it_stopped(
 
     monkeypatch.setattr(L.Trainer, "fit", counted_fit)
     resumed = cross_validate(
-        cache, samples, manifest, folds, classes, VIEWS, {**broken, "resume": True}, CV
+        cache, samples, manifest, folds, classes, VIEWS, {**broken, "resume": True}, cv
     )
     assert trained == [tmp_path / "broken" / "cv" / "fold_2" / "last.ckpt"]  # fold 2 alone
     pd.testing.assert_frame_equal(resumed[0], expected[0], atol=1e-5)
     pd.testing.assert_frame_equal(resumed[1], expected[1], check_dtype=False, atol=1e-5)
     # Other folds would have trained on tiles that they now test: refused, nothing trained.
-    other_folds = assign_cv_folds(cache, splits, straight, {**CV, "folds": 4})
+    other_folds = assign_cv_folds(cache, splits, straight, {**cv, "folds": 4})
     assert not other_folds["fold"].equals(folds["fold"])
     with pytest.raises(ValueError, match="other training settings, data or train/val items"):
         cross_validate(
-            cache, samples, manifest, other_folds, classes, VIEWS, {**broken, "resume": True}, CV
+            cache, samples, manifest, other_folds, classes, VIEWS, {**broken, "resume": True}, cv
         )
     assert len(trained) == 1
 

@@ -14,6 +14,7 @@ def cv_metrics(group_by: str, network: float, baseline: float) -> dict:
     return {
         "folds": 5,
         "group_by": group_by,
+        "validation": "next_fold",
         "items": 100,
         "units": 40 if group_by == "unit" else 100,
         "classes": ["normal", "crack"],
@@ -33,9 +34,16 @@ def test_gap_is_random_minus_grouped():
     assert report["baseline"]["gap"] == pytest.approx(0.35)
 
 
-def test_runs_with_other_parameters_are_not_compared():
-    leaky = {**cv_metrics("none", 0.9, 0.85), "image_size": 128}
-    with pytest.raises(ValueError, match=r"differ in \['image_size'\]"):
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("image_size", 128),
+        ("validation", "none"),  # folds trained on the next fold instead of early-stopped
+    ],
+)
+def test_runs_with_other_parameters_are_not_compared(key, value):
+    leaky = {**cv_metrics("none", 0.9, 0.85), key: value}
+    with pytest.raises(ValueError, match=rf"differ in \['{key}'\]"):
         report_leakage(cv_metrics("unit", 0.6, 0.5), leaky)
 
 

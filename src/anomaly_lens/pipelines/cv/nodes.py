@@ -110,8 +110,10 @@ def cross_validate(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train one model per fold with the ``train`` parameters; predict its test fold.
 
-    Each round fits on the other folds but one, which early stopping watches; the
-    test fold never feeds fitting or model selection. Returns ``cv_predictions`` (every
+    Each round fits on the other folds but the next one, which early stopping and the
+    kept checkpoint watch (``cv.validation: next_fold``), or on every other fold for
+    ``train.trainer.max_epochs`` epochs, keeping the last (``none``); the test fold never
+    feeds fitting or model selection. Returns ``cv_predictions`` (every
     photo's out-of-fold probabilities; a fused model's photos carry their sample's) and
     ``cv_history`` (each fold's epochs). A model with masks adds each item's pixel counts
     (``pixel_count_columns``), which a fused model's photos share like its decision.
@@ -141,7 +143,7 @@ def cross_validate(
     tables, histories = [], []
     n_folds = int(fold_of_item.max()) + 1
     for fold in tqdm(range(n_folds), desc="Cross-validation", unit="fold", disable=None):
-        parts = fold_parts(fold_of_item, fold)
+        parts = fold_parts(fold_of_item, fold, cv.validation)
         datasets = {
             "train": data["train"].subset(parts["train"]),
             "val": data["plain"].subset(parts["val"]),
@@ -168,7 +170,7 @@ def cross_validate(
             result = fit(
                 module,
                 loaders["train"],
-                loaders["val"],
+                loaders["val"] if len(parts["val"]) else None,
                 trainer,
                 train.resume,
                 fingerprint=fingerprint,
@@ -258,6 +260,7 @@ def summarise_cv(
     report = {
         "folds": int(cv_folds["fold"].nunique()),
         "group_by": cv.group_by,
+        "validation": cv.validation,
         "items": int(len(cv_folds)),
         "units": int(cv_folds["unit_id"].nunique()),
         "classes": classes,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from anomaly_lens.parameters import parse_block
 
-COMPARED = ("model", "image_size", "per_view", "folds", "classes", "train")
+COMPARED = ("model", "image_size", "per_view", "folds", "validation", "classes", "train")
 
 
 def random_grouping(cv: dict) -> dict:
@@ -37,8 +37,8 @@ def report_leakage(cv_metrics: dict, leaky_cv_metrics: dict) -> dict:
     """``leakage_report``: out-of-fold macro-F1 of the same model under grouped and random
     folds, and the gap (random minus grouped), for the network and the feature baseline.
 
-    Refuses to compare runs whose model, image size, folds, classes or training settings
-    (all but where and how they ran: ``PLACEMENT_AND_DISPLAY``) differ, e.g. a
+    Refuses to compare runs whose model, image size, folds, validation, classes or training
+    settings (all but where and how they ran: ``PLACEMENT_AND_DISPLAY``) differ, e.g. a
     ``cv_metrics`` saved by an earlier run with other parameters, or by a version that did
     not record its settings.
     """

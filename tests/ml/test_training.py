@@ -152,6 +152,29 @@ def test_the_moving_average_is_what_is_validated_and_returned(tmp_path):
     assert scores["val_loss"] == pytest.approx(recorded["val_loss"], rel=1e-5)
 
 
+def test_the_history_holds_each_epochs_mean_training_loss(tmp_path):
+    """``train_loss`` in the history (and MLflow) is the mean over the epoch's batches,
+    weighted by their size, not the last batch's loss."""
+
+    class Losses(L.Callback):
+        def __init__(self):
+            self.seen: list[tuple[int, float, int]] = []
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            self.seen.append((trainer.current_epoch, float(outputs["loss"]), batch.size))
+
+    L.seed_everything(0)
+    losses = Losses()
+    settings = TrainerSettings(max_epochs=2, progress_bar=False, checkpoint_dir=str(tmp_path))
+    loader = DataLoader(list(small_loader().dataset)[:7], batch_size=4, collate_fn=collate)
+    result = fit(small_module(), loader, None, settings, callbacks=[losses])
+    for epoch in (0, 1):
+        rows = [(loss, size) for e, loss, size in losses.seen if e == epoch]
+        assert len(rows) == 2 and rows[0][0] != rows[1][0]
+        mean = sum(loss * size for loss, size in rows) / sum(size for _, size in rows)
+        assert result.history["train_loss"].iloc[epoch] == pytest.approx(mean, rel=1e-5)
+
+
 def test_without_validation_every_epoch_is_trained_and_the_last_kept(tmp_path):
     """No validation part (``cv.validation: none``): no early stopping, however short the
     patience, and the weights returned are the last epoch's."""

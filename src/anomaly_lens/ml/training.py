@@ -126,8 +126,16 @@ class AnomalyModule(L.LightningModule):
         generator = torch.Generator().manual_seed(self.seed * 1000 + self.global_step)
         batch = mix_batch(batch, self.mixing.mode, self.mixing.alpha, generator)
         losses = self.criterion(self(batch), batch)
-        for name, value in losses.items():
-            self.log(f"train_{name}", value, batch_size=batch.size, prog_bar=name == "loss")
+        for name, value in losses.items():  # the epoch's mean over its batches, not the last's
+            self.log(
+                f"train_{name}",
+                value,
+                batch_size=batch.size,
+                on_step=False,
+                on_epoch=True,
+                sync_dist=True,
+                prog_bar=name == "loss",
+            )
         return losses["loss"]
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:

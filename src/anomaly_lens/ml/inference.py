@@ -105,10 +105,8 @@ def onnx_session(onnx_model: bytes):
     return onnxruntime.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
 
 
-def onnx_output(
-    session, images: np.ndarray, view_mask: np.ndarray, name: str = ONNX_OUTPUT
-) -> np.ndarray:
-    """The output ``name`` (probabilities, or ``ONNX_LOGITS``) of an onnxruntime session of
+def onnx_output(session, images: np.ndarray, view_mask: np.ndarray, name: str) -> np.ndarray:
+    """The output ``name`` (``ONNX_OUTPUT`` or ``ONNX_LOGITS``) of an onnxruntime session of
     an exported model."""
     feeds = {"images": images.astype(np.float32), "view_mask": view_mask.astype(bool)}
     return session.run([name], feeds)[0]
@@ -116,7 +114,7 @@ def onnx_output(
 
 def onnx_probabilities(session, images: np.ndarray, view_mask: np.ndarray) -> np.ndarray:
     """Probabilities from an onnxruntime session of an exported model."""
-    return onnx_output(session, images, view_mask)
+    return onnx_output(session, images, view_mask, ONNX_OUTPUT)
 
 
 def averaged_onnx_probabilities(

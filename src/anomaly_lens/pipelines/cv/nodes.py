@@ -146,9 +146,10 @@ def cross_validate(
         parts = fold_parts(fold_of_item, fold, cv.validation)
         datasets = {
             "train": data["train"].subset(parts["train"]),
-            "val": data["plain"].subset(parts["val"]),
             "test": data["plain"].subset(parts["test"]),
         }
+        if len(parts["val"]):  # none with `cv.validation: none`
+            datasets["val"] = data["plain"].subset(parts["val"])
         loaders = build_loaders(
             datasets,
             train.trainer.batch_size,
@@ -170,7 +171,7 @@ def cross_validate(
             result = fit(
                 module,
                 loaders["train"],
-                loaders["val"] if len(parts["val"]) else None,
+                loaders.get("val"),
                 trainer,
                 train.resume,
                 fingerprint=fingerprint,
@@ -187,7 +188,7 @@ def cross_validate(
         logger.info(
             "Fold %d: %d train / %d val / %d test items, best epoch %d, %.0f s",
             fold,
-            *(len(datasets[p]) for p in ("train", "val", "test")),
+            *(len(parts[p]) for p in ("train", "val", "test")),
             result.best_epoch,
             time.monotonic() - started,
         )

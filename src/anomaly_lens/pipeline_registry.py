@@ -13,9 +13,10 @@ GENERATED_RAW_DATA = {
     "raw_metadata": "demo_metadata",
 }
 
-# Run by name only: cv and leakage train one model per fold, too long for the default run;
+# Run by name only: cv and leakage train one model per fold, too long for the default run,
+# and cv_compare compares two cv runs;
 # inference and export use a trained model on request; subview and tune train more models.
-BY_NAME_ONLY = ("cv", "leakage", "inference", "export", "subview", "tune")
+BY_NAME_ONLY = ("cv", "cv_compare", "leakage", "inference", "export", "subview", "tune")
 
 _raw_data = {"generated": True, "registered_for": None}
 _binary = {"types": []}

@@ -16,7 +16,7 @@ from anomaly_lens.ml.fitting import (
     score,
     segmentation_report,
 )
-from anomaly_lens.ml.metrics import classification_metrics
+from anomaly_lens.ml.metrics import bootstrap_draws, classification_metrics, percentile_interval
 
 GROUPINGS = ("unit", "none")
 VALIDATIONS = ("next_fold", "none")
@@ -114,3 +114,84 @@ def pooled_report(
         for fold, part in predictions.groupby("fold")
     ]
     return report
+
+
+def prediction_classes(predictions: pd.DataFrame) -> tuple[list[str], str]:
+    """The classes of a prediction table (its ``prob_<class>`` columns) and its label type:
+    ``multiclass`` when the first class is ``normal`` and every row has one target."""
+    classes = [c.removeprefix("prob_") for c in predictions.columns if c.startswith("prob_")]
+    one_hot = (predictions[probability_columns("target", classes)].sum(axis=1) == 1).all()
+    return classes, "multiclass" if classes[0] == "normal" and one_hot else "multilabel"
+
+
+def _run_summary(metrics: dict, classes: Sequence[str], label_type: str) -> dict:
+    summary = {
+        "macro_f1": metrics["macro_f1"],
+        "per_class_f1": {c: metrics["per_class"][c]["f1"] for c in classes},
+    }
+    if label_type == "multiclass":  # rows: true class, columns: predicted; normal first
+        confusion = np.asarray(metrics["confusion"])
+        summary["defect_free_called_defect"] = int(confusion[0, 1:].sum())
+        summary["defects_called_normal"] = int(confusion[1:, 0].sum())
+    return summary
+
+
+def paired_difference(
+    candidate: pd.DataFrame,
+    reference: pd.DataFrame,
+    rounds: int,
+    seed: int,
+    level: float = 0.95,
+) -> dict:
+    """Out-of-fold macro-F1 per photo of two ``cv_predictions`` tables of the same items
+    and folds, and their difference (candidate minus reference) with a paired unit
+    bootstrap interval: each round draws units (tiles, specimens) with replacement and
+    scores both tables on the same photos, so the noise the two runs share (which tiles
+    happen to be in the data) cancels. Rounds use the macro-F1 over the classes present in
+    the round, as ``pooled_report``'s intervals do. Raises ``ValueError`` when the tables
+    hold other classes, items, folds, units or targets."""
+    classes, label_type = prediction_classes(reference)
+    if prediction_classes(candidate) != (classes, label_type):
+        raise ValueError("The two cv_predictions have other classes")
+    if sorted(candidate["item_id"]) != sorted(reference["item_id"]):
+        raise ValueError("The two cv_predictions hold other photos: compare runs on the same data")
+    candidate = candidate.set_index("item_id").loc[reference["item_id"]]
+    targets = probability_columns("target", classes)
+    for columns, what in ((["fold", "unit_id"], "folds"), (targets, "targets")):
+        if not (candidate[columns].to_numpy() == reference[columns].to_numpy()).all():
+            raise ValueError(
+                f"The two cv_predictions have other {what}: a paired comparison needs the "
+                "same folds (`cv.folds`, `cv.seed`, `cv.group_by`) on the same data"
+            )
+    probs = probability_columns("prob", classes)
+    tensors = {
+        name: torch.tensor(table[probs].to_numpy(np.float32))
+        for name, table in (("candidate", candidate), ("reference", reference))
+    }
+    truth = torch.tensor(reference[targets].to_numpy(np.float32))
+
+    def metrics(name: str, rows: np.ndarray | slice = slice(None)) -> dict:
+        return classification_metrics(tensors[name][rows], truth[rows], classes, label_type)
+
+    differences = np.array(
+        [
+            metrics("candidate", rows)["macro_f1_present"]
+            - metrics("reference", rows)["macro_f1_present"]
+            for rows in bootstrap_draws(
+                len(reference), rounds, seed, reference["unit_id"].to_numpy()
+            )
+        ]
+    )
+    differences = differences[np.isfinite(differences)]
+    runs = {name: _run_summary(metrics(name), classes, label_type) for name in tensors}
+    return {
+        "items": len(reference),
+        "units": int(reference["unit_id"].nunique()),
+        "folds": int(reference["fold"].nunique()),
+        "classes": classes,
+        **runs,
+        "difference": runs["candidate"]["macro_f1"] - runs["reference"]["macro_f1"],
+        "difference_ci95": percentile_interval(differences, level),
+        "share_of_rounds_at_or_below_zero": float(np.mean(differences <= 0)),
+        "rounds": rounds,
+    }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -180,21 +180,33 @@ def bootstrap_interval(
     drawn with replacement and all their items taken, since the items of a group are not
     independent. Rounds whose metric is not finite are left out.
     """
+    values = [metric(i) for i in bootstrap_draws(n, rounds, seed, groups)]
+    return percentile_interval(values, level)
+
+
+def bootstrap_draws(
+    n: int, rounds: int, seed: int, groups: Sequence | None = None
+) -> Iterator[np.ndarray]:
+    """``rounds`` resamples of item indices ``0..n-1`` drawn with replacement; with
+    ``groups`` (one label per item) whole groups are drawn and all their items taken."""
     rng = np.random.default_rng(seed)
     if groups is None:
-        draws = (rng.integers(0, n, n) for _ in range(rounds))
-    else:
-        codes, _ = pd.factorize(pd.Series(list(groups)))
-        members = pd.Series(np.arange(n)).groupby(codes).apply(np.asarray).tolist()
-        draws = (
-            np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
-            for _ in range(rounds)
-        )
-    values = [v for v in (metric(i) for i in draws) if np.isfinite(v)]
-    if not values:
+        for _ in range(rounds):
+            yield rng.integers(0, n, n)
+        return
+    codes, _ = pd.factorize(pd.Series(list(groups)))
+    members = pd.Series(np.arange(n)).groupby(codes).apply(np.asarray).tolist()
+    for _ in range(rounds):
+        yield np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+
+
+def percentile_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """The central ``level`` percentile interval of the finite ``values`` (NaN if none)."""
+    finite = [v for v in values if np.isfinite(v)]
+    if not finite:
         return float("nan"), float("nan")
     tail = (1 - level) / 2 * 100
-    return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
+    return float(np.percentile(finite, tail)), float(np.percentile(finite, 100 - tail))
 
 
 def json_safe(value):

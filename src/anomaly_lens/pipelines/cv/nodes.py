@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from anomaly_lens.ml import baseline
-from anomaly_lens.ml.crossval import fold_parts, item_units, pooled_report
+from anomaly_lens.ml.crossval import fold_parts, item_units, pooled_report, prediction_classes
 from anomaly_lens.ml.data import ImageCache, MultiViewDataset, cache_fingerprint
 from anomaly_lens.ml.fitting import (
     PLACEMENT_AND_DISPLAY,
@@ -255,9 +255,7 @@ def summarise_cv(
     """``cv_metrics`` (pooled out-of-fold report of the network and the baseline) and
     the headline figures as metrics of the MLflow run."""
     train, cv = parse_block("train", train), parse_block("cv", cv)
-    classes = [c.removeprefix("prob_") for c in predictions.columns if c.startswith("prob_")]
-    one_hot = (predictions[[f"target_{c}" for c in classes]].sum(axis=1) == 1).all()
-    label_type = "multiclass" if classes[0] == "normal" and one_hot else "multilabel"
+    classes, label_type = prediction_classes(predictions)
     report = {
         "folds": int(cv_folds["fold"].nunique()),
         "group_by": cv.group_by,

@@ -28,7 +28,7 @@ def compare_cv_runs(
             "reference run, `--load-versions=cv_reference_predictions:<version>` (the "
             "folders under the cv_predictions file's path are the versions)"
         )
-    report = json_safe(paired_difference(cv_predictions, cv_reference_predictions, rounds, seed))
+    report = paired_difference(cv_predictions, cv_reference_predictions, rounds, seed)
     low, high = report["difference_ci95"]
     logger.info(
         "Out-of-fold macro-F1 %.3f against %.3f: %+.3f [%+.3f, %+.3f] (%d rounds, %.0f %% at "
@@ -41,4 +41,4 @@ def compare_cv_runs(
         rounds,
         100 * report["share_of_rounds_at_or_below_zero"],
     )
-    return report
+    return json_safe(report)

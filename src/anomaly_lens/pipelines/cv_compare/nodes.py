@@ -22,11 +22,13 @@ def compare_cv_runs(
     ``train.bootstrap_rounds`` rounds seeded by ``cv.seed``."""
     rounds = parse_block("train", train).bootstrap_rounds
     seed = parse_block("cv", cv).seed
-    if cv_predictions.equals(cv_reference_predictions):
+    if cv_predictions.equals(cv_reference_predictions):  # most often: no version named
         raise ValueError(
-            "cv_predictions and cv_reference_predictions are the same version: name the "
-            "reference run, `--load-versions=cv_reference_predictions:<version>` (the "
-            "folders under the cv_predictions file's path are the versions)"
+            "cv_predictions and cv_reference_predictions hold the same predictions, as the "
+            "same version: name the reference run, "
+            "`--load-versions=cv_reference_predictions:<version>` (the folders under the "
+            "cv_predictions file's path are the versions); two runs that predicted every "
+            "photo alike (a resumed run) have nothing to compare"
         )
     report = paired_difference(cv_predictions, cv_reference_predictions, rounds, seed)
     low, high = report["difference_ci95"]

@@ -11,6 +11,8 @@ import torch
 from kedro.framework.startup import bootstrap_project
 from omegaconf import OmegaConf
 
+from tests.services import mlflow_server
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MAGNETIC_TILE_DIR = Path(
     os.environ.get(
@@ -39,6 +41,15 @@ def pytest_xdist_auto_num_workers(config) -> int:
 def _mlflow_to_tmp(tmp_path_factory, monkeypatch):
     db = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+
+
+@pytest.fixture
+def tracking_server(tmp_path_factory, monkeypatch) -> str:
+    """An ``mlflow server`` on 127.0.0.1 (its own store and artefacts) that this test's runs
+    track to; yields its URL."""
+    with mlflow_server(tmp_path_factory.mktemp("mlflow_server")) as url:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        yield url
 
 
 def base_parameters() -> dict:

@@ -79,7 +79,7 @@ def problems(block: str, **changes) -> str:
         ("train", {"model__backbone": "resnet19"}, "'resnet19' is not a timm model"),
         ("train", {"trainer__devices": "x"}, "expected an integer or one of 'auto', got 'x'"),
         ("split", {"ratios": [0.5, 0.5]}, "split.ratios: expected three shares summing to 1"),
-        ("split", {"folds": 1}, "split.folds: expected 0 (no folds) or at least 2, got 1"),
+        ("split", {"folds": 5}, "split.folds: unknown key; valid keys of split: ratios"),
         ("ingestion", {"layout": "tiff"}, "ingestion.layout: expected one of 'synthetic'"),
         ("ingestion", {"filename_pattern": "(?P<x"}, "not a regular expression"),
         ("pairing", {"group": 3}, "pairing.group: expected a string or a list, got 3"),

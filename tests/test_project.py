@@ -20,7 +20,7 @@ from kedro.framework.session import KedroSession
 from PIL import Image
 
 from anomaly_lens import browser, tracking
-from tests.conftest import PROJECT_ROOT, SMALL_RUN, make_project
+from tests.conftest import PROJECT_ROOT, SMALL_RUN, base_parameters, make_project
 from tests.test_session import latest
 
 ML_PACKAGE = PROJECT_ROOT / "src" / "anomaly_lens" / "ml"
@@ -109,21 +109,29 @@ def test_main_command_runs_the_whole_chain(ran_project, monkeypatch):
     assert latest(project / "data/08_reporting/synthetic/data_quality.png").stat().st_size > 0
     splits = pd.read_parquet(latest(project / "data/05_model_input/synthetic/splits.parquet"))
     assert len(splits) == 32 and splits.groupby("group_id")["split"].nunique().max() == 1
-    for report in (
-        "bbox_previews.png",
-        "pairing_report.json",
-        "split_distribution.png",
-        "training_curves.png",
-        "evaluation_plots.png",
-        "baseline_metrics.json",
-        "xai_report.html",
-        "xai_metrics.json",
-    ):
-        assert latest(project / "data/08_reporting/synthetic" / report).stat().st_size > 0
-    metrics = json.loads(
-        latest(project / "data/08_reporting/synthetic/evaluation_metrics.json").read_text()
+    reports = project / "data/08_reporting/synthetic"
+    for plot in ("bbox_previews", "split_distribution", "training_curves", "evaluation_plots"):
+        with Image.open(latest(reports / f"{plot}.png")) as picture:
+            pixels = np.asarray(picture.convert("L"))
+        assert min(pixels.shape) >= 200 and pixels.std() > 5, plot  # drawn, not blank
+    pairing = json.loads(latest(reports / "pairing_report.json").read_text())
+    assert (
+        pairing["n_samples"] == len(splits) == sum(pairing["samples_by_number_of_views"].values())
     )
+    metrics = json.loads(latest(reports / "evaluation_metrics.json").read_text())
     assert {"val", "test", "best_epoch", "n_parameters"} <= set(metrics)
+    baseline = json.loads(latest(reports / "baseline_metrics.json").read_text())
+    assert baseline["model"] == "random_forest" and baseline["classes"] == metrics["classes"]
+    for split in ("val", "test"):  # scored on the network's samples, figures in range
+        assert baseline[split]["n_samples"] == metrics[split]["n_samples"]
+        low, high = baseline[split]["macro_f1_ci95"]
+        assert 0 <= low <= high <= 1 and 0 <= baseline[split]["macro_f1"] <= 1
+    page = latest(reports / "xai_report.html").read_text()
+    assert "<h1>Explanations</h1>" in page and page.count("data:image/png;base64,") >= 3
+    xai = json.loads(latest(reports / "xai_metrics.json").read_text())
+    methods = base_parameters()["xai"]["attribution"]["methods"]
+    assert set(xai["quality"]) == set(methods)
+    assert all(set(per_class) <= set(metrics["classes"]) for per_class in xai["quality"].values())
     assert latest(project / "data/06_models/synthetic/model.pt").stat().st_size > 1e6
     predictions = pd.read_parquet(
         latest(project / "data/07_model_output/synthetic/evaluation_predictions.parquet")
@@ -146,7 +154,7 @@ def test_main_command_runs_the_whole_chain(ran_project, monkeypatch):
     assert runs.iloc[0]["params.synthetic.n_specimens"] == "8"
     # Headline figures are metrics, and tags tell runs apart in the UI.
     assert runs.iloc[0]["metrics.test_macro_f1"] == pytest.approx(metrics["test"]["macro_f1"])
-    assert "metrics.calibration.ece_after" in runs and "metrics.ood.best_auroc_far_ood" in runs
+    assert "metrics.calibration.ece_after" in runs and "metrics.ood.chosen_auroc_far_ood" in runs
     assert "metrics.xai.integrated_gradients.relevance_mass" in runs
     assert runs.iloc[0]["tags.mlflow.runName"] == "base · __default__ · resnet18"
     assert runs.iloc[0]["tags.dataset"] == "synthetic"

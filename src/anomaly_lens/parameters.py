@@ -102,10 +102,10 @@ class HoldoutParams(Settings):
 
 
 class SplitParams(Settings):
-    """The ``split`` block: shares, folds, seeds, near-duplicate joining, held-out domain."""
+    """The ``split`` block: shares, seeds, near-duplicate joining, held-out domain (the
+    folds of cross-validation are the ``cv`` block's)."""
 
     ratios: list[float] = [0.7, 0.15, 0.15]
-    folds: NonNegativeInt = 0
     seed: int = 42
     candidates: PositiveInt = 50
     near_duplicate_bits: int = Field(default=12, ge=-1, le=256)
@@ -115,13 +115,6 @@ class SplitParams(Settings):
     @classmethod
     def _shares(cls, ratios: list[float]) -> list[float]:
         return list(check_ratios(ratios))
-
-    @field_validator("folds")
-    @classmethod
-    def _no_single_fold(cls, folds: int) -> int:
-        if folds == 1:
-            raise ValueError("expected 0 (no folds) or at least 2, got 1")
-        return folds
 
 
 class AnomalyTypeParams(Settings):

@@ -65,15 +65,6 @@ def test_same_seed_same_split_and_more_candidates_never_worse():
     )
 
 
-def test_k_fold_holds_out_test_and_numbers_the_rest():
-    groups, labels = grouped_data()
-    result = assign_splits(groups, labels, (0.7, 0.15, 0.15), seed=0, folds=5).assign(group=groups)
-    assert set(result["split"]) == {"train", "test"}
-    assert set(result.loc[result["split"] == "train", "fold"]) == set(range(5))
-    assert (result.loc[result["split"] == "test", "fold"] == -1).all()
-    assert (result.groupby("group")["fold"].nunique() == 1).all()
-
-
 def test_80_10_10_ratios():
     groups, labels = grouped_data(n_groups=100)
     shares = assign_splits(groups, labels, (0.8, 0.1, 0.1), seed=0)["split"].value_counts(

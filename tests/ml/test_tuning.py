@@ -1,5 +1,5 @@
 """Optuna studies on a tiny cache: defaults first, pruning through Lightning, the test split
-never read, two workers sharing a study, and a study resumed after a killed worker."""
+never read, two workers sharing a study on a PostgreSQL server, and a study resumed after a killed worker."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import pytest
 
 from anomaly_lens.ml.tuning import StudySettings, nested, run_study, summary
 from tests.conftest import PROJECT_ROOT, base_parameters
+from tests.services import postgres_server
 
 
 def tiny_train(checkpoints) -> dict:
@@ -99,13 +100,23 @@ def _saved(data, tmp_path):
     return path
 
 
-def test_two_workers_share_one_study(data, tmp_path):
-    path, url = _saved(data, tmp_path), f"sqlite:///{tmp_path / 'shared.db'}"
-    workers = [_worker(path, url, 2, tmp_path / f"ckpt{k}") for k in range(2)]
-    assert [w.wait(timeout=600) for w in workers] == [0, 0]
-    study = optuna.load_study(study_name="tiny", storage=url)
-    assert len(study.trials) == 4 and len({t.number for t in study.trials}) == 4
-    assert summary(study)["n_complete"] + summary(study)["n_pruned"] == 4
+def test_two_workers_share_one_study_on_postgresql(data, tmp_path):
+    """Two worker processes started together on one PostgreSQL study: every trial runs
+    once, none is lost, and the default parameters are queued by one worker only."""
+    path = _saved(data, tmp_path)
+    with postgres_server() as url:
+        workers = [_worker(path, url, 2, tmp_path / f"ckpt{k}") for k in range(2)]
+        codes = [w.wait(timeout=600) for w in workers]
+        assert codes == [0, 0], path.with_suffix(".log").read_text()[-2000:]
+        study = optuna.load_study(study_name="tiny", storage=url)
+        report, trials = summary(study), study.trials
+    finished = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3]
+    assert all(t.state in finished for t in trials)
+    assert len({t._trial_id for t in trials}) == 4
+    defaults = {"optimizer.lr": 0.002, "model.dropout": 0.2}
+    assert [t.params for t in trials].count(defaults) == 1
+    assert report["n_complete"] + report["n_pruned"] == 4
 
 
 def test_a_killed_workers_study_resumes(data, tmp_path):

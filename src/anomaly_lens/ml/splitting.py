@@ -64,21 +64,16 @@ def _stratified_holdout(
     return kept, held
 
 
-def _split_units(matrix: np.ndarray, ratios: Sequence[float], seed: int, folds: int):
-    """One stratified assignment of units: (split, fold) arrays, one entry per unit."""
+def _split_units(matrix: np.ndarray, ratios: Sequence[float], seed: int) -> np.ndarray:
+    """One stratified assignment of units: the split of each unit."""
     train, val, test = ratios
     rest, held_test = _stratified_holdout(matrix, test, seed)
     split = np.full(len(matrix), "train", dtype=object)
-    fold = np.full(len(matrix), -1, dtype=int)
     split[held_test] = "test"
-    if folds > 1:
-        kfold = MultilabelStratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-        for number, (_, part) in enumerate(kfold.split(np.zeros(len(rest)), matrix[rest])):
-            fold[rest[part]] = number
-    elif val > 0:
+    if val > 0:
         _, held_val = _stratified_holdout(matrix[rest], val / (train + val), seed + 1)
         split[rest[held_val]] = "val"
-    return split, fold
+    return split
 
 
 def share_deviation(label_matrix: np.ndarray, parts: np.ndarray) -> float:
@@ -137,19 +132,17 @@ def assign_splits(
     ratios: Sequence[float],
     seed: int,
     *,
-    folds: int = 0,
     candidates: int = 1,
 ) -> pd.DataFrame:
     """Split whole units (groups) stratified on their aggregated multi-hot labels.
 
     ``label_matrix`` is one multi-hot row per sample (same order as ``units``); a unit
     carries a class when any of its samples does, and a "no label" column keeps normal
-    samples stratified too. ``ratios`` are train/val/test shares. With ``folds > 1`` the
-    test share is held out first and the rest gets fold numbers (``split`` = ``train``,
-    each fold serves as validation in turn). Since units hold several samples, the
+    samples stratified too. ``ratios`` are train/val/test shares (cross-validation draws
+    its own folds: ``assign_folds``). Since units hold several samples, the
     unit-level stratification is drawn ``candidates`` times (seeds ``seed, seed+1, ...``)
     and the draw whose sample-level class shares deviate least from the whole is kept.
-    Returns ``split`` and ``fold`` per sample, in the input order.
+    Returns ``split`` per sample, in the input order.
     """
     ratios = check_ratios(ratios)
     if candidates < 1:
@@ -157,13 +150,11 @@ def assign_splits(
     sample_matrix, unit_matrix, position = _unit_labels(units, label_matrix)
     best = None
     for draw in range(candidates):
-        split, fold = _split_units(unit_matrix, ratios, seed + draw, folds)
-        parts = np.char.add(split[position].astype(str), fold[position].astype(str))
-        score = share_deviation(sample_matrix, parts)
+        split = _split_units(unit_matrix, ratios, seed + draw)
+        score = share_deviation(sample_matrix, split[position].astype(str))
         if best is None or score < best[0]:
-            best = (score, split, fold)
-    _, split, fold = best
-    return pd.DataFrame({"split": split[position], "fold": fold[position]})
+            best = (score, split)
+    return pd.DataFrame({"split": best[1][position]})
 
 
 def ids_by_split(splits: pd.DataFrame, parts: Sequence[str] = SPLITS) -> dict[str, list[str]]:

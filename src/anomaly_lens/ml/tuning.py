@@ -105,22 +105,26 @@ def storage(url: str, heartbeat_seconds: int) -> RDBStorage:
     )
 
 
-def open_study(settings: StudySettings, attempts: int = 5) -> optuna.Study:
-    """Create the study or load it (resuming it, or joining other workers). Workers that
-    start together may race to create the storage's tables: the loser tries again."""
+def open_study(settings: StudySettings, attempts: int = 5) -> tuple[optuna.Study, bool]:
+    """The study, and whether this call created it (else it resumes it or joins other
+    workers). The storage's unique study name decides which of several workers starting
+    together creates it; the losers of a race to create the storage's tables try again."""
+    options = {
+        "study_name": settings.study_name,
+        "sampler": optuna.samplers.TPESampler(seed=settings.seed),
+        "pruner": optuna.pruners.MedianPruner(
+            n_startup_trials=settings.pruner.n_startup_trials,
+            n_warmup_steps=settings.pruner.n_warmup_steps,
+        ),
+    }
     for attempt in range(attempts):
         try:
-            return optuna.create_study(
-                study_name=settings.study_name,
-                storage=storage(settings.storage, settings.heartbeat_seconds),
-                sampler=optuna.samplers.TPESampler(seed=settings.seed),
-                pruner=optuna.pruners.MedianPruner(
-                    n_startup_trials=settings.pruner.n_startup_trials,
-                    n_warmup_steps=settings.pruner.n_warmup_steps,
-                ),
-                direction=settings.direction,
-                load_if_exists=True,
-            )
+            rdb = storage(settings.storage, settings.heartbeat_seconds)
+            try:
+                study = optuna.create_study(storage=rdb, direction=settings.direction, **options)
+            except optuna.exceptions.DuplicatedStudyError:
+                return optuna.load_study(storage=rdb, **options), False
+            return study, True
         except SQLAlchemyError:
             if attempt == attempts - 1:
                 raise
@@ -142,8 +146,8 @@ def run_study(
     """
     if set(ids_by_part) - set(TUNED_PARTS):
         raise ValueError(f"Tuning reads {TUNED_PARTS} only, not {sorted(ids_by_part)}")
-    study = open_study(settings)
-    if not study.trials:  # the default parameters are the first trial
+    study, created = open_study(settings)
+    if created:  # the default parameters are the first trial, queued by one worker only
         defaults = {name: _current(base, name) for name in settings.search_space}
         study.enqueue_trial({k: v for k, v in defaults.items() if v is not None})
     checkpoints = Path(TrainSettings.model_validate(dict(base)).trainer.checkpoint_dir)

@@ -1,5 +1,6 @@
-"""New images through a trained model, as a user runs it: the model logged to MLflow,
-`inference` on a folder with a corrupt image and a missing view, `export` to ONNX."""
+"""New images through a trained model, as a user runs it: the model logged to an MLflow
+tracking server and loaded back from it, `inference` on a folder with a corrupt image and a
+missing view, `export` to ONNX."""
 
 from __future__ import annotations
 
@@ -20,15 +21,18 @@ VIEWS = ("co2", "ch4")
 
 
 @pytest.mark.slow
-def test_new_images_are_inspected_predicted_and_the_model_exported(project, tmp_path):
+def test_new_images_are_inspected_predicted_and_the_model_exported(
+    project, tmp_path, tracking_server
+):
     run(project, ["__default__"], **SMALL_RUN)
     demo = project / "data/01_raw/demo"
     out = project / "data"
 
-    # The model logged to the training run, loaded back from the tracking store, predicts
+    # The model logged to the training run, loaded back from the tracking server, predicts
     # image paths as evaluation predicted the same (cached) samples.
     runs = mlflow.search_runs(experiment_names=["anomaly_lens"])
     run_id = runs[runs["tags.mlflow.parentRunId"].isna()].iloc[0].run_id
+    assert mlflow.get_tracking_uri() == tracking_server
     served = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
     evaluated = pd.read_parquet(
         latest(out / "07_model_output/synthetic/evaluation_predictions.parquet")

@@ -10,7 +10,6 @@ from anomaly_lens.pipelines.split.nodes import plot_split, split_samples, summar
 
 PARAMS = {
     "ratios": [0.7, 0.15, 0.15],
-    "folds": 0,
     "seed": 0,
     "candidates": 10,
     "near_duplicate_bits": 12,
@@ -78,7 +77,7 @@ def test_the_node_asserts_leakage_itself(monkeypatch):
     samples, manifest = data()
 
     def naive(units, labels, ratios, seed, **_):
-        return pd.DataFrame({"split": np.resize(["train", "val", "test"], len(units)), "fold": -1})
+        return pd.DataFrame({"split": np.resize(["train", "val", "test"], len(units))})
 
     monkeypatch.setattr(nodes, "assign_splits", naive)
     with pytest.raises(LeakageError):

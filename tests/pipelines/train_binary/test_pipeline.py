@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from kedro.framework.project import configure_project
 from kedro.framework.session import KedroSession
+from PIL import Image
 
 from anomaly_lens import pipeline_registry
 from anomaly_lens.ml import synthetic
@@ -101,10 +102,23 @@ def test_train_binary_whole_and_one_namespace_alone(project):
     assert (
         comparison["cost"]["binary"]["parameters"] > comparison["cost"]["multilabel"]["parameters"]
     )
-    assert latest(reports / "binary_comparison.png").stat().st_size > 0
+    # The whole validation split (samples with other types too) compares the modes.
+    validation = comparison["validation"]
+    assert validation["val_samples"] == metrics["val"]["n_samples"]
+    assert set(validation["per_class"]) == set(types)
+    assert comparison["other_anomalies"] == base_parameters()["binary"]["other_anomalies"]
+    for approach in ("binary", "multilabel"):
+        assert 0 <= validation["assembled"][approach]["macro_f1"] <= 1
+    assert "validation samples" in comparison["verdict"]
+    with Image.open(latest(reports / "binary_comparison.png")) as plot:
+        assert plot.height > plot.width / 2  # three rows of panels: test, validation
     for name in types:
-        assert latest(reports / f"binary.{name}" / "xai_report.html").stat().st_size > 0
-        assert latest(project / f"data/06_models/synthetic/binary.{name}/calibrator.json")
+        page = latest(reports / f"binary.{name}" / "xai_report.html").read_text()
+        assert name in page and "<img" in page
+        calibrator = json.loads(
+            latest(project / f"data/06_models/synthetic/binary.{name}/calibrator.json").read_text()
+        )
+        assert calibrator["classes"] == [name] and len(calibrator["thresholds"]) == 1
 
     runs = mlflow.search_runs(experiment_names=["anomaly_lens"])
     parent = runs[runs["tags.mlflow.runName"] == "base · train_binary · resnet18"].run_id

@@ -68,18 +68,16 @@ def split_samples(
     if holdout:
         shift = samples[holdout.column].astype(str).isin(map(str, holdout.values)).to_numpy()
     frame["unit_id"] = merge_groups_sharing_content(frame["group_id"], frame["hashes"], near)
-    frame["split"], frame["fold"] = "shift", -1
+    frame["split"] = "shift"
     inside = ~shift
     assigned = assign_splits(
         frame.loc[inside, "unit_id"],
         labels[inside],
         settings.ratios,
         settings.seed,
-        folds=settings.folds,
         candidates=settings.candidates,
     )
     frame.loc[inside, "split"] = assigned["split"].values
-    frame.loc[inside, "fold"] = assigned["fold"].values
     assert_no_leakage(frame, "group_id")
     assert_no_leakage(frame, "hashes")
     core = frame["split"].isin(SPLITS).to_numpy()
@@ -108,7 +106,7 @@ def summarise_split(
     splits: pd.DataFrame, facts: dict, samples: pd.DataFrame, class_names: list[str], params: dict
 ) -> tuple[dict, pd.DataFrame]:
     """Class shares per split against the whole, largest deviation (percentage points)."""
-    frame = samples.merge(splits[["sample_id", "split", "fold"]], on="sample_id")
+    frame = samples.merge(splits[["sample_id", "split"]], on="sample_id")
     frame["label_normal"] = (frame["labels"].map(len) == 0).astype(int)
     columns = [f"label_{c}" for c in class_names] + ["label_normal"]
     evaluated = frame.loc[frame["split"] != "shift"]
@@ -132,9 +130,7 @@ def summarise_split(
     shift_groups = set(frame.loc[frame["split"] == "shift", "group_id"])
     core_groups = frame.loc[frame["split"] != "shift", ["group_id", "split"]]
     report = {
-        **parse_block("split", params).model_dump(
-            include={"ratios", "folds", "seed", "candidates"}
-        ),
+        **parse_block("split", params).model_dump(include={"ratios", "seed", "candidates"}),
         "samples_by_split": {str(k): int(v) for k, v in frame["split"].value_counts().items()},
         "groups_by_split": {
             str(k): int(v) for k, v in frame.groupby("split")["group_id"].nunique().items()

@@ -25,6 +25,7 @@ from anomaly_lens.ml.fitting import (
     nested_run,
     per_sample_table,
     predict,
+    prediction_table,
     train_on_cache,
 )
 from anomaly_lens.ml.metrics import (
@@ -95,10 +96,12 @@ def train_binary_model(
     return result.bundle, result.history
 
 
-def _test_rows(predictions: pd.DataFrame, per_view: bool, classes, level: str) -> pd.DataFrame:
-    """Test predictions at one level: ``sample`` (a per-view model's photos averaged) or
-    ``item`` (each photo of a per-view model), indexed by its id."""
-    rows = predictions[predictions["split"] == "test"]
+def _rows(
+    predictions: pd.DataFrame, per_view: bool, classes, level: str, split: str = "test"
+) -> pd.DataFrame:
+    """One split's predictions at one level: ``sample`` (a per-view model's photos
+    averaged) or ``item`` (each photo of a per-view model), indexed by its id."""
+    rows = predictions[predictions["split"] == split]
     if level == "item":
         return rows.set_index("item_id")
     return (per_sample_table(rows, classes) if per_view else rows).set_index("sample_id")
@@ -142,6 +145,17 @@ def _inference_seconds(bundle: dict, cache: ImageCache, test_ids: list[str]) -> 
     started = time.perf_counter()
     predict(model, loader["test"], tta="none")
     return (time.perf_counter() - started) / max(len(test_ids), 1)
+
+
+def _validation_rows(bundle: dict, cache: ImageCache, val_ids: list[str], tta: str) -> pd.DataFrame:
+    """A binary model's predictions on the whole validation split, samples carrying only
+    other types included (``exclude`` left them out of its own validation): the rows that
+    compare both ``binary.other_anomalies`` modes with the multi-label model on equal terms."""
+    own = binary_cache(cache, bundle["classes"][0])
+    dataset = model_datasets(own, {"val": val_ids}, bundle)["val"]
+    loader = build_loaders({"val": dataset}, 32, 0, False, 0, "")["val"]
+    found = predict(load_model(bundle), loader, tta)
+    return prediction_table("val", dataset, found.probs, found.targets, bundle["classes"])
 
 
 def _compare_level(
@@ -215,44 +229,49 @@ def _table_rows(per_class: dict, level: str) -> list[dict]:
     ]
 
 
+def _part(predictions, model, pairs, level: str, split: str, units, rounds: int):
+    """The number of rows and the comparison of one split at one level; ``pairs``: each
+    binary model's prediction table and bundle."""
+    main = _rows(predictions, model["per_view"], model["classes"], level, split)
+    binaries = {
+        bundle["classes"][0]: _rows(rows, bundle["per_view"], bundle["classes"], level, split)
+        for rows, bundle in pairs
+    }
+    samples = main["sample_id"] if level == "item" else main.index
+    groups = units.loc[samples].to_numpy()
+    return len(main), _compare_level(main, binaries, model["label_type"], groups, rounds)
+
+
 def compare_binary(
     predictions: pd.DataFrame,
     model: dict,
     image_cache: dict,
     splits: pd.DataFrame,
     params: dict,
+    binary: dict,
     *binary_parts,
 ) -> tuple[dict, pd.DataFrame, Figure]:
     """``binary_comparison``: per type, the binary model against the multi-label model on
     the same test samples (F1, AP, AUROC with intervals), the binary models assembled into
     one multi-label predictor, and what each approach costs (parameters, training and
     inference time). Per-view models are also compared photo by photo (``per_item``), the
-    intervals still resampling whole groups. ``binary_parts``: each type's predictions and
-    model, in turn."""
-    rounds = parse_block("train", params).bootstrap_rounds
+    intervals still resampling whole groups; ``validation`` compares them on the whole
+    validation split, the figures to choose ``binary.other_anomalies`` by.
+    ``binary_parts``: each type's predictions and model, in turn."""
+    settings = parse_block("train", params)
     cache = ImageCache.from_arrays(image_cache)
-    test_ids = ids_by_split(splits, ["test"])["test"]
-    units = units_of(splits)
+    test_ids, val_ids = (ids_by_split(splits, [s])[s] for s in ("test", "val"))
+    units, rounds = units_of(splits), settings.bootstrap_rounds
     pairs = list(zip(binary_parts[0::2], binary_parts[1::2], strict=True))
-    levels = {"sample": "test samples"}
+    report = {"other_anomalies": parse_block("binary", binary).other_anomalies}
+    n, part = _part(predictions, model, pairs, "sample", "test", units, rounds)
+    report, parts = report | {"test_samples": n, **part}, {"test samples": part}
     if model["per_view"] and all(bundle["per_view"] for _, bundle in pairs):
-        levels["item"] = "test photos (per view)"
-    report, parts = {}, {}
-    for level, label in levels.items():
-        main = _test_rows(predictions, model["per_view"], model["classes"], level)
-        binaries = {
-            bundle["classes"][0]: _test_rows(rows, bundle["per_view"], bundle["classes"], level)
-            for rows, bundle in pairs
-        }
-        samples = main["sample_id"] if level == "item" else main.index
-        part = _compare_level(
-            main, binaries, model["label_type"], units.loc[samples].to_numpy(), rounds
-        )
-        if level == "sample":
-            report.update({"test_samples": len(main), **part})
-        else:
-            report["per_item"] = {"test_items": len(main), **part}
-        parts[label] = part
+        n, part = _part(predictions, model, pairs, "item", "test", units, rounds)
+        report["per_item"], parts["test photos (per view)"] = {"test_items": n, **part}, part
+    whole_val = [(_validation_rows(b, cache, val_ids, settings.tta), b) for _, b in pairs]
+    n, part = _part(predictions, model, whole_val, "sample", "val", units, rounds)
+    report["validation"], parts["validation samples"] = {"val_samples": n, **part}, part
     binary_cost = {
         "parameters": sum(bundle["n_parameters"] for _, bundle in pairs),
         "training_seconds": sum(bundle.get("training_seconds") or 0.0 for _, bundle in pairs),
@@ -291,7 +310,8 @@ def _verdict(part: dict, level: str) -> str:
 
 def binary_headline_metrics(comparison: dict) -> dict:
     """The comparison's figures as MLflow metrics of the run: ``binary.<type>.f1`` beside
-    ``binary.<type>.multilabel_f1`` and their difference, and the assembled macro-F1."""
+    ``binary.<type>.multilabel_f1`` and their difference, and the assembled macro-F1 on
+    test and (``binary.val_*``) on validation."""
     figures = {}
     for name, entry in comparison["per_class"].items():
         figures[f"binary.{name}.f1"] = entry["binary"]["f1"]
@@ -303,6 +323,9 @@ def binary_headline_metrics(comparison: dict) -> dict:
     figures["binary.macro_f1_difference"] = (
         assembled["binary"]["macro_f1"] - assembled["multilabel"]["macro_f1"]
     )
+    validation = comparison["validation"]["assembled"]
+    figures["binary.val_assembled_macro_f1"] = validation["binary"]["macro_f1"]
+    figures["binary.val_multilabel_macro_f1"] = validation["multilabel"]["macro_f1"]
     if "per_item" in comparison:  # per-view models, photo by photo
         per_item = comparison["per_item"]["assembled"]
         figures["binary.assembled_item_macro_f1"] = per_item["binary"]["macro_f1"]

@@ -82,8 +82,15 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 compare_binary,
-                inputs=["evaluation_predictions", "model", "image_cache", "splits", "params:train"]
-                + list(parts),
+                inputs=[
+                    "evaluation_predictions",
+                    "model",
+                    "image_cache",
+                    "splits",
+                    "params:train",
+                    "params:binary",
+                    *parts,
+                ],
                 outputs=["binary_comparison", "binary_comparison_table", "binary_comparison_plot"],
                 name="compare_binary",
             ),
@@ -95,6 +102,6 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
         ],
         inputs=parts,
-        parameters={"params:train": "params:train"},
+        parameters={"params:train": "params:train", "params:binary": "params:binary"},
     )
     return sum(per_type, Pipeline([])) + comparison

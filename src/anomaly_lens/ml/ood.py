@@ -43,11 +43,19 @@ class OODScorer:
     that a share of in-distribution (validation) items stays below it.
     """
 
-    def __init__(self, name: str, label_type: str, seed: int = 0, neighbours: int = 50):
+    def __init__(
+        self,
+        name: str,
+        label_type: str,
+        seed: int = 0,
+        neighbours: int = 50,
+        model_id: str | None = None,
+    ):
         if name not in DETECTORS:
             raise ValueError(f"detector must be one of {DETECTORS}, not {name!r}")
         self.name, self.label_type, self.seed = name, label_type, seed
         self.neighbours = neighbours
+        self.model_id = model_id  # the model whose logits and features it reads
         self.threshold: float | None = None
         self._fitted = None
 

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
+from anomaly_lens.ml.identity import model_identity
 from anomaly_lens.pipelines.calibration.nodes import calibrate, plot_reliability
 from tests.conftest import base_parameters
 
@@ -32,6 +33,7 @@ def predictions(label_type: str, per_view: bool = False, n: int = 1500, seed: in
         frame[f"prob_{name}"] = probs[:, k].astype(np.float32)
         frame[f"target_{name}"] = targets[:, k].astype(np.uint8)
     model = {"classes": CLASSES, "label_type": label_type, "per_view": per_view}
+    model |= {"config": {"seed": seed}, "state_dict": {}}  # what the model's identity hashes
     return frame, model
 
 
@@ -44,6 +46,7 @@ def test_calibration_lowers_the_test_ece(label_type):
     assert all(2.5 < t < 3.5 for t in calibrator["temperature"])  # the x3 sharpening undone
     assert mlflow_metrics["ece_after"]["value"] == report["ece_after"]
     assert (calibrator["thresholds"] is None) == (label_type == "multiclass")
+    assert calibrator["model_id"] == model_identity(model)  # what inference checks
     assert isinstance(plot_reliability(frame, calibrator), Figure)
 
 

@@ -20,6 +20,7 @@ from anomaly_lens.ml.calibration import (
     tune_thresholds,
 )
 from anomaly_lens.ml.fitting import per_sample_table, probability_columns
+from anomaly_lens.ml.identity import model_identity
 from anomaly_lens.ml.metrics import json_safe
 from anomaly_lens.parameters import parse_block
 from anomaly_lens.tracking import as_mlflow_metrics
@@ -89,7 +90,7 @@ def calibrate(predictions: pd.DataFrame, model: dict, params: dict) -> tuple[dic
         )
         goals = [settings.threshold_targets.get(c, 0.0) for c in classes]
         thresholds = tune_thresholds(sample_probs, sample_targets, settings.threshold_rule, goals)
-    calibrator = Calibrator(classes, label_type, temperature, thresholds)
+    calibrator = Calibrator(classes, label_type, temperature, thresholds, model_identity(model))
 
     report = {
         "fitted_on": {"split": "val", "n": int(len(val))},

@@ -11,6 +11,7 @@ import pandas as pd
 from anomaly_lens.ml.calibration import Calibrator
 from anomaly_lens.ml.data import ImageCache
 from anomaly_lens.ml.fitting import build_loaders, load_model, model_datasets
+from anomaly_lens.ml.identity import mismatch, model_identity
 from anomaly_lens.ml.inference import (
     ONNX_INPUTS,
     ONNX_LOGITS,
@@ -54,13 +55,16 @@ def export_model(
             "The model was trained on CLAHE-equalised images; CLAHE is not part of the ONNX "
             "graph. Train with train.augmentation.clahe=false to export"
         )
+    identity = model_identity(model)
     fitted = Calibrator(**calibrator) if calibrator else None
-    if fitted is not None and fitted.classes != model["classes"]:
-        raise ValueError("The newest calibrator was fitted for another model: run calibration")
+    stale = fitted and mismatch("calibrator", fitted.model_id, identity)
+    if stale:
+        logger.warning("Exported without temperatures: %s", stale)
+        fitted = None
     temperature = fitted.temperature if fitted else 1.0
     wrapped = ProbabilityModel(load_model(model), model["image_size"], temperature)
     batch = _check_batch(ImageCache.from_arrays(image_cache), splits, model, settings.check_samples)
-    metadata = {"classes": model["classes"], "temperature": temperature}
+    metadata = {"classes": model["classes"], "temperature": temperature, "model_id": identity}
     onnx_model = export_onnx(wrapped, batch.images, batch.view_mask, metadata)
     expected = wrapped(batch.images, batch.view_mask)[0].detach().numpy()
     found = onnx_probabilities(
@@ -90,6 +94,8 @@ def export_model(
         "views": model["views"],
         "per_view": model["per_view"],
         "image_size": model["image_size"],
+        "model_id": identity,
+        "calibrator": stale or (fitted.model_id if fitted else "none (temperature 1)"),
         "temperature": temperature,
         "thresholds": fitted.thresholds if fitted else None,
         "size_bytes": len(onnx_model),

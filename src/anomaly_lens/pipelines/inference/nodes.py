@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
@@ -23,6 +24,13 @@ from anomaly_lens.ml.fitting import (
     prediction_table,
     probability_columns,
     score,
+)
+from anomaly_lens.ml.identity import (
+    REMADE_BY,
+    StaleArtefactError,
+    mismatch,
+    model_identity,
+    require_made_from,
 )
 from anomaly_lens.ml.inference import (
     DecisionRule,
@@ -70,17 +78,34 @@ def _decided(table: pd.DataFrame, bundle: Mapping, rule: DecisionRule) -> pd.Dat
     return table
 
 
-def _calibrator_of(calibrator: dict | None, model: dict) -> Calibrator | None:
-    """The newest calibrator, refused when it was fitted for another model's classes."""
-    if calibrator is None:
-        return None
-    fitted = Calibrator(**calibrator)
-    if fitted.classes != model["classes"] or fitted.label_type != model["label_type"]:
-        raise ValueError(
-            "The newest calibrator was fitted for other classes than the model's: run "
-            "`kedro run --pipelines=calibration` for this model"
-        )
-    return fitted
+@dataclass(frozen=True)
+class Applied:
+    """The model's identity and those of the newest artefacts that belong to it; a note
+    says why an artefact is not applied (none, or made from another model)."""
+
+    identity: str
+    calibrator: Calibrator | None
+    detector: OODScorer | None
+    calibration_note: str | None
+    detector_note: str | None
+
+
+def _applied(model: dict, calibrator: dict | None, detector: OODScorer | None) -> Applied:
+    """The newest calibrator and OOD detector where they were made from ``model``; one made
+    from another model is not applied and said so, never reused silently."""
+    identity = model_identity(model)
+    fitted = Calibrator(**calibrator) if calibrator is not None else None
+    calibration_note = NOT_CALIBRATED if fitted is None else None
+    if fitted is not None and (stale := mismatch("calibrator", fitted.model_id, identity)):
+        calibration_note, fitted = f"not applied: {stale}", None
+    detector_note = NO_DETECTOR if detector is None else None
+    made_from = getattr(detector, "model_id", None)  # detectors saved before identities
+    if detector is not None and (stale := mismatch("OOD detector", made_from, identity)):
+        detector_note, detector = f"not applied: {stale}", None
+    for note in (calibration_note, detector_note):
+        if note and note.startswith("not applied"):
+            logger.warning(note)
+    return Applied(identity, fitted, detector, calibration_note, detector_note)
 
 
 def _ood_columns(
@@ -107,11 +132,12 @@ def _onnx_probabilities(
             "`kedro run --pipelines=export` first"
         )
     exported = onnx_metadata(onnx_model)
+    require_made_from("ONNX graph", exported.get("model_id"), model_identity(model))
     temperature = fitted.temperature if fitted else 1.0
-    if exported.get("classes") != model["classes"] or exported.get("temperature") != temperature:
-        raise ValueError(
-            "The exported ONNX model was made from another model or calibrator: run "
-            "`kedro run --pipelines=export` again"
+    if exported.get("temperature") != temperature:
+        raise StaleArtefactError(
+            f"The ONNX graph folds in the temperatures {exported.get('temperature')}, the "
+            f"calibrator applied now has {temperature}: run `{REMADE_BY['ONNX graph']}`"
         )
     session = onnx_session(onnx_model)
     probs, targets = [], []
@@ -149,7 +175,8 @@ def predict_new_images(
     abstain (a sample: its highest photo score).
     """
     settings = parse_block("inference", params)
-    fitted = _calibrator_of(calibrator, model)
+    applied = _applied(model, calibrator, ood_detector)
+    fitted, ood_detector = applied.calibrator, applied.detector
     label_classes = _label_classes(model)
     frame = samples.copy()
     for name in label_classes:  # classes the new images do not carry: label 0
@@ -208,7 +235,7 @@ def predict_new_images(
     rule = DecisionRule(
         tuple(thresholds) if isinstance(thresholds, list) else thresholds, settings.min_confidence
     )
-    table = _decided(table, model, rule)
+    table = _decided(table, model, rule).assign(model_id=applied.identity)
     if not (manifest["labels"].map(len) > 0).any():
         table = table.drop(columns=probability_columns("target", model["classes"]))
     logger.info(
@@ -232,13 +259,15 @@ def summarise_inference(
     """``inference_report``: what was read, set aside and predicted, the decision and
     abstain rules, and, where the new images carry labels, the evaluation's metrics."""
     settings = parse_block("inference", params)
-    fitted = _calibrator_of(calibrator, model)
+    applied = _applied(model, calibrator, ood_detector)
+    fitted, ood_detector = applied.calibrator, applied.detector
     classes, label_type = model["classes"], model["label_type"]
     samples = predictions[predictions["level"] == "sample"]
     found = sorted({c for labels in manifest["labels"] for c in labels})
     report = {
         "input_dir": settings.input_dir,
         "model": {
+            "identity": applied.identity,
             "trained_at": model["trained_at"],
             "mlflow_run_id": model["mlflow_run_id"],
             "classes": classes,
@@ -254,12 +283,15 @@ def summarise_inference(
         "n_samples": int(len(samples)),
         "n_abstain": int(samples["abstain"].sum()),
         "predicted_by_class": {c: int(samples[f"pred_{c}"].sum()) for c in classes},
-        "calibration": NOT_CALIBRATED
-        if fitted is None
-        else {"temperature": fitted.temperature, "thresholds": fitted.thresholds},
-        "out_of_distribution": NO_DETECTOR
-        if ood_detector is None
-        else {
+        "calibration": applied.calibration_note
+        or {
+            "model_id": fitted.model_id,
+            "temperature": fitted.temperature,
+            "thresholds": fitted.thresholds,
+        },
+        "out_of_distribution": applied.detector_note
+        or {
+            "model_id": ood_detector.model_id,
             "detector": ood_detector.name,
             "threshold": ood_detector.threshold,
             "flagged_samples": int(samples["out_of_distribution"].sum()),

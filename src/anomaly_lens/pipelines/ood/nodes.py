@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from anomaly_lens.ml.batch import Batch
 from anomaly_lens.ml.data import ImageCache
 from anomaly_lens.ml.fitting import build_loaders, load_model, model_datasets
+from anomaly_lens.ml.identity import model_identity
 from anomaly_lens.ml.metrics import json_safe
 from anomaly_lens.ml.ood import (
     CORRUPTIONS,
@@ -83,7 +84,9 @@ def fit_ood_detectors(
     groups = _groups(parts["train"][2], model["label_type"])
     detectors = {}
     for name in DETECTORS:
-        scorer = OODScorer(name, model["label_type"], settings.seed, settings.neighbours)
+        scorer = OODScorer(
+            name, model["label_type"], settings.seed, settings.neighbours, model_identity(model)
+        )
         scorer.fit(train_logits, train_features, groups)
         scorer.set_threshold(scorer.score(val_logits, val_features), settings.kept)
         detectors[name] = scorer

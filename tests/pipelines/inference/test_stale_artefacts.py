@@ -1,0 +1,78 @@
+"""Artefacts belong to the model they were made from: after model A's calibration, OOD
+detectors and ONNX export, model B (another seed, same classes) is served with none of
+A's artefacts — they are reported as not applied, or the run stops naming both models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from anomaly_lens.ml.identity import StaleArtefactError, model_identity
+from anomaly_lens.pipelines.calibration.nodes import calibrate
+from anomaly_lens.pipelines.export.nodes import export_model
+from anomaly_lens.pipelines.inference.nodes import predict_new_images, summarise_inference
+from anomaly_lens.pipelines.ood.nodes import fit_ood_detectors
+from anomaly_lens.pipelines.train.nodes import cache_images, evaluate_model, train_model
+from tests.conftest import base_parameters
+from tests.pipelines.train.test_nodes import VIEWS, params, prepared  # noqa: F401 (fixture)
+
+
+def _artefacts(bundle, cache, splits, p) -> tuple[dict, object, bytes]:
+    """The model's calibrator, chosen OOD detector and ONNX graph, as the pipelines make them."""
+    _, predictions = evaluate_model(bundle, cache, splits, p)
+    calibrator, _, _ = calibrate(predictions, bundle, base_parameters()["calibration"])
+    ood = {**base_parameters()["ood"], "max_items": 8}
+    detector = fit_ood_detectors(bundle, cache, splits, ood)[ood["detector"]]
+    graph, _ = export_model(bundle, calibrator, cache, splits, base_parameters()["export"])
+    return calibrator, detector, graph
+
+
+def test_a_retrained_model_never_uses_the_previous_models_artefacts(prepared, tmp_path):  # noqa: F811
+    samples, manifest, masks, raw, classes, splits = prepared
+    p = params(tmp_path, cbam_stages=[])
+    cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, p)
+    model_a, _ = train_model(cache, samples, manifest, splits, classes, VIEWS, p)
+    calibrator_a, detector_a, graph_a = _artefacts(model_a, cache, splits, p)
+    p_b = {
+        **p,
+        "seed": p["seed"] + 1,
+        "trainer": {**p["trainer"], "checkpoint_dir": str(tmp_path / "b")},
+    }
+    model_b, _ = train_model(cache, samples, manifest, splits, classes, VIEWS, p_b)
+    a, b = model_identity(model_a), model_identity(model_b)
+    assert a != b and model_b["classes"] == model_a["classes"]
+    assert calibrator_a["model_id"] == detector_a.model_id == a
+
+    settings = base_parameters()["inference"]
+    inputs = (samples, manifest, masks, raw)
+    table, _ = predict_new_images(model_b, calibrator_a, detector_a, None, *inputs, settings)
+    alone, _ = predict_new_images(model_b, None, None, None, *inputs, settings)
+    columns = [c for c in table if c.startswith("prob_")]
+    assert np.array_equal(table[columns].to_numpy(), alone[columns].to_numpy())  # A's not applied
+    assert table["out_of_distribution"].isna().all() and (table["model_id"] == b).all()
+    report = summarise_inference(
+        table,
+        manifest,
+        manifest.iloc[:0].assign(reason=[]),
+        model_b,
+        calibrator_a,
+        detector_a,
+        settings,
+    )
+    assert report["model"]["identity"] == b
+    for part, command in (("calibration", "calibration"), ("out_of_distribution", "ood")):
+        assert report[part].startswith("not applied") and a in report[part] and b in report[part]
+        assert f"kedro run --pipelines={command}" in report[part]
+
+    onnx = {**settings, "engine": "onnxruntime"}
+    with pytest.raises(StaleArtefactError, match=f"{a}.*{b}.*--pipelines=export"):
+        predict_new_images(model_b, None, None, graph_a, *inputs, onnx)
+
+    # B's own artefacts are applied, and the report names the model each was made from.
+    calibrator_b, detector_b, graph_b = _artefacts(model_b, cache, splits, p_b)
+    own, _ = predict_new_images(model_b, calibrator_b, detector_b, graph_b, *inputs, onnx)
+    assert own["out_of_distribution"].notna().all()
+    report = summarise_inference(
+        own, manifest, manifest.iloc[:0].assign(reason=[]), model_b, calibrator_b, detector_b, onnx
+    )
+    assert report["calibration"]["model_id"] == report["out_of_distribution"]["model_id"] == b

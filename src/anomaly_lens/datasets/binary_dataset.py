@@ -6,7 +6,13 @@ from pathlib import PurePosixPath
 from typing import Any
 
 import fsspec
-from kedro.io.core import AbstractVersionedDataset, Version, get_filepath_str, get_protocol_and_path
+from kedro.io.core import (
+    AbstractVersionedDataset,
+    Version,
+    VersionNotFoundError,
+    get_filepath_str,
+    get_protocol_and_path,
+)
 
 
 class BinaryDataset(AbstractVersionedDataset[bytes, bytes]):
@@ -54,7 +60,7 @@ class BinaryDataset(AbstractVersionedDataset[bytes, bytes]):
     def _exists(self) -> bool:
         try:
             path = get_filepath_str(self._get_load_path(), self._protocol)
-        except Exception:  # noqa: BLE001 - no version saved yet
+        except VersionNotFoundError:  # no version saved yet; any other error is raised
             return False
         return self._fs.exists(path)
 

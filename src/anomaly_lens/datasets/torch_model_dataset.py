@@ -8,7 +8,13 @@ from typing import Any
 
 import fsspec
 import torch
-from kedro.io.core import AbstractVersionedDataset, Version, get_filepath_str, get_protocol_and_path
+from kedro.io.core import (
+    AbstractVersionedDataset,
+    Version,
+    VersionNotFoundError,
+    get_filepath_str,
+    get_protocol_and_path,
+)
 
 from anomaly_lens.ml.fitting import complete_bundle
 
@@ -50,7 +56,7 @@ class TorchModelDataset(AbstractVersionedDataset[dict, dict]):
     def _exists(self) -> bool:
         try:
             path = get_filepath_str(self._get_load_path(), self._protocol)
-        except Exception:  # noqa: BLE001 - no version saved yet
+        except VersionNotFoundError:  # no version saved yet; any other error is raised
             return False
         return self._fs.exists(path)
 

@@ -509,27 +509,14 @@ def train_on_cache(
         settings.seed,
     )
     frequencies = targets[datasets["train"].positions].mean(0).clip(1e-3, 1 - 1e-3).tolist()
-    module = build_module(settings, classes, views, per_view, label_type, frequencies)
-    if settings.init_from:
-        source = torch.load(settings.init_from, map_location="cpu", weights_only=True)
-        copied = load_matching_weights(module.model, source["state_dict"])
-        logger.info(
-            "Fine-tuning from %s: %d tensors loaded, %d new (%s)",
-            settings.init_from,
-            len(copied["loaded"]),
-            len(copied["skipped"]),
-            ", ".join(copied["skipped"][:6]),
-        )
     started = time.monotonic()
     parts = {part: ids_by_part[part] for part in ("train", "val")}
-    result = fit(
-        module,
-        loaders["train"],
-        loaders["val"],
-        settings.trainer,
-        settings.resume,
-        callbacks,
-        fingerprint=run_fingerprint(settings, cache.fingerprint, parts),
+    module, result = fit_model(
+        settings,
+        ModelTask(classes, views, per_view, label_type, frequencies),
+        loaders,
+        run_fingerprint(settings, cache.fingerprint, parts),
+        callbacks=callbacks,
     )
     bundle = {
         "config": saved_config(module.model),
@@ -550,6 +537,56 @@ def train_on_cache(
         "training_seconds": time.monotonic() - started,
     }
     return TrainResult(bundle, result.history)
+
+
+@dataclass(frozen=True)
+class ModelTask:
+    """What a model is built for: its classes, views, label type and the class
+    frequencies of its training items (the loss' prior)."""
+
+    classes: Sequence[str]
+    views: Sequence[str]
+    per_view: bool
+    label_type: str
+    frequencies: Sequence[float]
+
+
+def fit_model(
+    settings: TrainSettings,
+    task: ModelTask,
+    loaders: Mapping[str, DataLoader],
+    fingerprint: str,
+    trainer: TrainerSettings | None = None,
+    callbacks: Sequence[L.Callback] = (),
+) -> tuple[AnomalyModule, FitResult]:
+    """The training core every training pipeline shares (``train``, ``cv``,
+    ``train_binary``, ``subview``, ``tune``), so every ``train.*`` setting reaches all of
+    them: the module built from ``settings``, started from ``settings.init_from`` where
+    set, fitted on ``loaders["train"]`` (early-stopped on ``val`` where there is one) with
+    ``trainer`` (default ``settings.trainer``), resumable with ``settings.resume``."""
+    module = build_module(
+        settings, task.classes, task.views, task.per_view, task.label_type, task.frequencies
+    )
+    if settings.init_from:
+        source = torch.load(settings.init_from, map_location="cpu", weights_only=True)
+        copied = load_matching_weights(module.model, source["state_dict"])
+        logger.info(
+            "Fine-tuning from %s: %d tensors loaded, %d new (%s)",
+            settings.init_from,
+            len(copied["loaded"]),
+            len(copied["skipped"]),
+            ", ".join(copied["skipped"][:6]),
+        )
+    result = fit(
+        module,
+        loaders["train"],
+        loaders.get("val"),
+        trainer or settings.trainer,
+        settings.resume,
+        callbacks,
+        fingerprint=fingerprint,
+    )
+    return module, result
 
 
 def saved_config(model: torch.nn.Module) -> dict:

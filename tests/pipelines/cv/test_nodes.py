@@ -17,13 +17,14 @@ from anomaly_lens.ml.crossval import fold_parts
 from anomaly_lens.ml.data import ImageCache
 from anomaly_lens.ml.fitting import mask_classes, pixel_counts
 from anomaly_lens.ml.metrics import classification_metrics
+from anomaly_lens.ml.models import load_matching_weights
 from anomaly_lens.pipelines.cv.nodes import (
     assign_cv_folds,
     cross_validate,
     cross_validate_baseline,
     summarise_cv,
 )
-from anomaly_lens.pipelines.train.nodes import cache_images
+from anomaly_lens.pipelines.train.nodes import cache_images, train_model
 from tests.conftest import base_parameters
 from tests.pipelines.train.test_nodes import VIEWS, params, prepared  # noqa: F401
 
@@ -214,3 +215,29 @@ def test_a_segmentation_only_model_is_refused_before_any_training(prepared, tmp_
     with pytest.raises(ValueError, match="segmentation-only model"):
         cross_validate(cache, samples, manifest, folds, classes, VIEWS, train, CV)
     assert not (tmp_path / "ckpt").exists()  # no fold was fitted
+
+
+def test_a_train_setting_reaches_train_and_cv_alike(prepared, tmp_path, monkeypatch):  # noqa: F811
+    """One training core: ``train.init_from`` starts the `train` model and every `cv` fold's
+    model from the saved weights alike."""
+    samples, manifest, masks, raw, classes, splits = prepared
+    train = params(tmp_path, cbam_stages=[])
+    cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, train)
+    bundle, _ = train_model(cache, samples, manifest, splits, classes, VIEWS, train)
+    source = tmp_path / "source.pt"
+    torch.save(bundle, source)
+    loaded = []
+
+    def counted(model, state_dict):
+        copied = load_matching_weights(model, state_dict)
+        loaded.append(len(copied["loaded"]))
+        return copied
+
+    monkeypatch.setattr(fitting, "load_matching_weights", counted)
+    fine = copy.deepcopy(train) | {"init_from": str(source)}
+    fine["trainer"]["checkpoint_dir"] = str(tmp_path / "fine")
+    train_model(cache, samples, manifest, splits, classes, VIEWS, fine)
+    folds = assign_cv_folds(cache, splits, fine, CV)
+    cross_validate(cache, samples, manifest, folds, classes, VIEWS, fine, CV)
+    tensors = len(bundle["state_dict"])
+    assert loaded == [tensors] * (1 + CV["folds"])  # train, then each fold: every tensor

@@ -19,10 +19,10 @@ from anomaly_lens.ml.crossval import fold_parts, item_units, pooled_report, pred
 from anomaly_lens.ml.data import ImageCache, MultiViewDataset, cache_fingerprint
 from anomaly_lens.ml.fitting import (
     PLACEMENT_AND_DISPLAY,
+    ModelTask,
     build_datasets,
     build_loaders,
-    build_module,
-    fit,
+    fit_model,
     label_task,
     nested_run,
     per_photo_table,
@@ -108,7 +108,9 @@ def cross_validate(
     train: dict,
     cv: dict,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train one model per fold with the ``train`` parameters; predict its test fold.
+    """Train one model per fold with the ``train`` parameters, through the training core
+    every pipeline shares (``fitting.fit_model``: ``train.init_from`` and every other
+    ``train.*`` setting act as in ``train``); predict its test fold.
 
     Each round fits on the other folds but the next one, which early stopping and the
     kept checkpoint watch (``cv.validation: next_fold``), or on every other fold for
@@ -159,8 +161,8 @@ def cross_validate(
         )
         L.seed_everything(train.seed + fold, workers=True)
         train_targets = targets[datasets["train"].positions]
-        frequencies = train_targets.mean(0).clip(1e-3, 1 - 1e-3)
-        module = build_module(train, classes, used_views, per_view, label_type, frequencies)
+        frequencies = train_targets.mean(0).clip(1e-3, 1 - 1e-3).tolist()
+        task = ModelTask(classes, used_views, per_view, label_type, frequencies)
         started = time.monotonic()
         with nested_run(f"fold {fold}"):
             folder = CHECKPOINT_FOLDERS[cv.group_by]
@@ -168,14 +170,7 @@ def cross_validate(
             trainer = train.trainer.model_copy(update={"checkpoint_dir": str(checkpoints)})
             items = {part: item_ids[parts[part]].tolist() for part in ("train", "val")}
             fingerprint = run_fingerprint(train, cache.fingerprint, items)
-            result = fit(
-                module,
-                loaders["train"],
-                loaders.get("val"),
-                trainer,
-                train.resume,
-                fingerprint=fingerprint,
-            )
+            module, result = fit_model(train, task, loaders, fingerprint, trainer)
             module.model.load_state_dict(result.state_dict)
             found = predict(module.model.eval(), loaders["test"], train.tta)
             table = prediction_table("test", datasets["test"], found.probs, found.targets, classes)

@@ -274,7 +274,7 @@ class BinaryParams(Settings):
     """The ``binary`` block: one binary model per anomaly type (``train_binary``)."""
 
     types: list[str] = []
-    other_anomalies: Literal[OTHER_ANOMALIES] = "exclude"
+    other_anomalies: Literal[OTHER_ANOMALIES] = "negative"
     common: dict[str, Any] = {"trainer": {"max_epochs": 8, "patience": 4}}
     per_type: dict[str, dict[str, Any]] = {}
 

@@ -28,6 +28,7 @@ from anomaly_lens.ml.fitting import (
     prediction_table,
     train_on_cache,
 )
+from anomaly_lens.ml.inference import DecisionRule
 from anomaly_lens.ml.metrics import (
     bootstrap_interval,
     json_safe,
@@ -165,15 +166,14 @@ def _compare_level(
     rows (F1, AP, AUROC with intervals over ``groups``), and both assembled (macro-F1)."""
     per_class, assembled = {}, {"binary": {}, "multilabel": {}}
     main_probs = main[[c for c in main if c.startswith("prob_")]]
+    decided, _, _ = DecisionRule().apply(main_probs.to_numpy(), label_type)
+    main_decisions = pd.DataFrame(decided.astype(bool), columns=list(main_probs))
     for name, binary in binaries.items():
         rows = binary.reindex(main.index)
         target = rows[f"target_{name}"].to_numpy()
         if not np.array_equal(target, main[f"target_{name}"].to_numpy()):
             raise ValueError(f"binary.{name} was scored on other test samples than `model`")
-        if label_type == "multiclass":
-            main_hits = (main_probs.idxmax(axis=1) == f"prob_{name}").to_numpy()
-        else:
-            main_hits = (main[f"prob_{name}"] >= 0.5).to_numpy()
+        main_hits = main_decisions[f"prob_{name}"].to_numpy()
         binary_probs = rows[f"prob_{name}"].to_numpy()
         assembled["binary"][name] = binary_probs >= 0.5
         assembled["multilabel"][name] = main_hits

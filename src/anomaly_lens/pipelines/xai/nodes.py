@@ -39,6 +39,7 @@ from anomaly_lens.ml.fitting import (
     per_sample_table,
     probability_columns,
 )
+from anomaly_lens.ml.inference import DecisionRule
 from anomaly_lens.ml.metrics import json_safe
 from anomaly_lens.parameters import parse_block
 from anomaly_lens.pipelines.xai.report import render
@@ -50,13 +51,10 @@ IG = "integrated_gradients"
 
 
 def _predicted(probs: pd.DataFrame, classes: list[str], label_type: str) -> pd.DataFrame:
-    """Per row and class, whether the model predicts it (0.5, or the most probable class)."""
-    values = probs.to_numpy()
-    if label_type == "multiclass":
-        hits = values == values.max(1, keepdims=True)
-    else:
-        hits = values >= 0.5
-    return pd.DataFrame(hits, columns=classes, index=probs.index)
+    """Per row and class, whether the model predicts it (``DecisionRule``'s default: 0.5,
+    or the most probable class)."""
+    decisions, _, _ = DecisionRule().apply(probs.to_numpy(), label_type)
+    return pd.DataFrame(decisions.astype(bool), columns=classes, index=probs.index)
 
 
 def _draw(rows: pd.DataFrame, count: int, seed: int) -> pd.DataFrame:

@@ -111,7 +111,7 @@ def test_train_binary_whole_and_one_namespace_alone(project):
         assert 0 <= validation["assembled"][approach]["macro_f1"] <= 1
     assert "validation samples" in comparison["verdict"]
     with Image.open(latest(reports / "binary_comparison.png")) as plot:
-        assert plot.height > plot.width / 2  # three rows of panels: test, validation
+        assert plot.height > plot.width / 2  # two rows of panels: test, validation
     for name in types:
         page = latest(reports / f"binary.{name}" / "xai_report.html").read_text()
         assert name in page and "<img" in page

@@ -7,7 +7,17 @@ import numpy as np
 import pytest
 import torch
 
-from anomaly_lens.ml.ood import CORRUPTIONS, DETECTORS, OODScorer, corrupt, separation, textures
+from anomaly_lens.ml import ood
+from anomaly_lens.ml.ood import (
+    CORRUPTIONS,
+    DETECTORS,
+    Detector,
+    OODScorer,
+    corrupt,
+    register_detector,
+    separation,
+    textures,
+)
 
 
 def features(n: int, ood: bool, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,3 +75,24 @@ def test_textures_are_seeded_grey_images():
     first, again = textures(8, 32, seed=1), textures(8, 32, seed=1)
     assert first.shape == (8, 32, 32) and first.dtype == np.uint8
     assert np.array_equal(first, again) and first.std() > 20
+
+
+def test_a_registered_detector_is_fitted_and_scored_by_name(monkeypatch):
+    """Adding a detector is one class with ``@register_detector``: ``OODScorer`` finds it
+    by name; an unknown name is refused with the registered ones."""
+
+    class Norm(Detector):
+        def fit(self, logits, features, groups, scorer):
+            return features.norm(dim=1).mean()
+
+        def score(self, fitted, logits, features, label_type):
+            return (features.norm(dim=1) - fitted).numpy()
+
+    monkeypatch.setattr(ood, "OOD_DETECTORS", dict(ood.OOD_DETECTORS))
+    register_detector("feature_norm")(Norm)
+    train_logits, train_z = features(200, False, 0)
+    scorer = OODScorer("feature_norm", "multiclass").fit(train_logits, train_z, np.zeros(200))
+    far = features(50, False, 1)[1] * 10  # features far larger than the training ones
+    assert (scorer.score(train_logits[:50], far) > scorer.score(train_logits, train_z).max()).all()
+    with pytest.raises(ValueError, match="detector must be one of.*knn"):
+        OODScorer("nope", "multiclass")

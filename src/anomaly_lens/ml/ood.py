@@ -12,6 +12,7 @@ their severities are explicit and reproducible (``CORRUPTIONS``).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -23,7 +24,93 @@ from sklearn.ensemble import IsolationForest
 from anomaly_lens.ml.batch import Batch
 from anomaly_lens.ml.fitting import predict
 
-DETECTORS = ("msp", "energy", "mahalanobis", "knn", "isolation_forest")
+
+class Detector:
+    """One kind of OOD detector, registered by name (``register_detector``): what it fits
+    on the training items' logits and features, and how it scores items (larger: more
+    likely OOD). Stateless: what it fits is returned and kept by ``OODScorer``."""
+
+    def fit(
+        self, logits: torch.Tensor, features: torch.Tensor, groups: np.ndarray, scorer: OODScorer
+    ) -> Any:
+        """What scoring needs (nothing by default); ``groups``: a class index per item."""
+        return None
+
+    def score(
+        self, fitted: Any, logits: torch.Tensor, features: torch.Tensor, label_type: str
+    ) -> np.ndarray:
+        raise NotImplementedError
+
+
+OOD_DETECTORS: dict[str, Detector] = {}
+
+
+def register_detector(name: str) -> Callable[[type[Detector]], type[Detector]]:
+    """Class decorator: the detector becomes available as ``ood.detector: <name>``."""
+
+    def register(cls: type[Detector]) -> type[Detector]:
+        OOD_DETECTORS[name] = cls()
+        return cls
+
+    return register
+
+
+@register_detector("msp")
+class MaxProbability(Detector):
+    """Maximum softmax probability (pytorch-ood), or the maximum sigmoid for multi-label."""
+
+    def score(self, fitted, logits, features, label_type):
+        if label_type == "multiclass":
+            return MaxSoftmax.score(logits).numpy()
+        return (-torch.sigmoid(logits).max(1).values).numpy()
+
+
+@register_detector("energy")
+class Energy(Detector):
+    """The logits' free energy (pytorch-ood)."""
+
+    def score(self, fitted, logits, features, label_type):
+        return EnergyBased.score(logits).numpy()
+
+
+@register_detector("mahalanobis")
+class ClassMahalanobis(Detector):
+    """Distance to the nearest class-conditional mean of the features (pytorch-ood)."""
+
+    def fit(self, logits, features, groups, scorer):
+        _, contiguous = np.unique(groups, return_inverse=True)
+        return Mahalanobis(None).fit_features(features.float(), torch.from_numpy(contiguous))
+
+    def score(self, fitted, logits, features, label_type):
+        return fitted.predict_features(features.float()).cpu().numpy()
+
+
+@register_detector("knn")
+class NearestNeighbours(Detector):
+    """Distance to the k-th nearest training feature (pytorch-ood; ``ood.neighbours``)."""
+
+    def fit(self, logits, features, groups, scorer):
+        k = min(scorer.neighbours, len(features) - 1)
+        return KNN(None, k=k).fit_features(
+            features.float(), torch.zeros(len(features), dtype=torch.long)
+        )
+
+    def score(self, fitted, logits, features, label_type):
+        return fitted.predict_features(features.float()).cpu().numpy()
+
+
+@register_detector("isolation_forest")
+class Isolation(Detector):
+    """scikit-learn's IsolationForest on the features."""
+
+    def fit(self, logits, features, groups, scorer):
+        return IsolationForest(random_state=scorer.seed).fit(features.numpy())
+
+    def score(self, fitted, logits, features, label_type):
+        return -fitted.score_samples(features.numpy())
+
+
+DETECTORS = tuple(OOD_DETECTORS)  # the names ``ood.detector`` accepts
 
 
 def logits_and_features(
@@ -37,7 +124,8 @@ def logits_and_features(
 
 
 class OODScorer:
-    """One detector, fitted on the training items' logits and features.
+    """One registered detector fitted on the training items' logits and features, for the
+    model ``model_id``.
 
     ``threshold``: the score above which an item is flagged, set by ``set_threshold`` so
     that a share of in-distribution (validation) items stays below it.
@@ -51,7 +139,7 @@ class OODScorer:
         neighbours: int = 50,
         model_id: str | None = None,
     ):
-        if name not in DETECTORS:
+        if name not in OOD_DETECTORS:
             raise ValueError(f"detector must be one of {DETECTORS}, not {name!r}")
         self.name, self.label_type, self.seed = name, label_type, seed
         self.neighbours = neighbours
@@ -61,30 +149,11 @@ class OODScorer:
 
     def fit(self, logits: torch.Tensor, features: torch.Tensor, groups: np.ndarray) -> OODScorer:
         """``groups``: a class index per item (Mahalanobis' class-conditional means)."""
-        if self.name == "mahalanobis":
-            _, contiguous = np.unique(groups, return_inverse=True)
-            self._fitted = Mahalanobis(None).fit_features(
-                features.float(), torch.from_numpy(contiguous)
-            )
-        elif self.name == "knn":
-            k = min(self.neighbours, len(features) - 1)
-            self._fitted = KNN(None, k=k).fit_features(
-                features.float(), torch.zeros(len(features), dtype=torch.long)
-            )
-        elif self.name == "isolation_forest":
-            self._fitted = IsolationForest(random_state=self.seed).fit(features.numpy())
+        self._fitted = OOD_DETECTORS[self.name].fit(logits, features, groups, self)
         return self
 
     def score(self, logits: torch.Tensor, features: torch.Tensor) -> np.ndarray:
-        if self.name == "msp":
-            if self.label_type == "multiclass":
-                return MaxSoftmax.score(logits).numpy()
-            return (-torch.sigmoid(logits).max(1).values).numpy()
-        if self.name == "energy":
-            return EnergyBased.score(logits).numpy()
-        if self.name == "isolation_forest":
-            return -self._fitted.score_samples(features.numpy())
-        return self._fitted.predict_features(features.float()).cpu().numpy()
+        return OOD_DETECTORS[self.name].score(self._fitted, logits, features, self.label_type)
 
     def set_threshold(self, in_distribution_scores: np.ndarray, kept: float) -> None:
         """The ``kept`` quantile of in-distribution scores: that share stays unflagged."""

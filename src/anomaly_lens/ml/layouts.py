@@ -2,7 +2,8 @@
 
 Each adapter takes what the raw layer holds (a mapping of partition id to a callable that
 returns the file's bytes, plus the layout's annotations) and returns records that name
-where every image and annotation came from. Problems an adapter can already see (a file
+where every image and annotation came from. Adapters are registered by layout name
+(``register_layout``), the names ``ingestion.layout`` accepts (``LAYOUTS``). Problems an adapter can already see (a file
 name that does not parse, an image without its XML) are attached to the record instead of
 raised, so the inspection step can quarantine them with their reason.
 """
@@ -15,12 +16,11 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from typing import Any
 
 import pandas as pd
 
 Loader = Callable[[], bytes]
-
-LAYOUTS = ("synthetic", "class_folders", "voc", "manifest_csv")
 
 
 @dataclass(frozen=True)
@@ -276,3 +276,51 @@ def from_manifest_csv(
                 record.mask_files[mask_class] = images[mask_path]
         records.append(record)
     return records
+
+
+# layout name -> adapter(images, annotations, settings): ``settings`` is the ingestion
+# block (its ``filename_pattern``, ``normal_class``, ``voc``, ``label_separator``).
+RAW_LAYOUTS: dict[str, Callable[[Mapping[str, Loader], Any, Any], list[RawRecord]]] = {}
+
+
+def register_layout(name: str):
+    """Function decorator: the adapter reads ``ingestion.layout: <name>``."""
+
+    def register(adapter):
+        RAW_LAYOUTS[name] = adapter
+        return adapter
+
+    return register
+
+
+def read_layout(name: str, images: Mapping[str, Loader], annotations: Any, settings: Any):
+    """The records of the raw layer in the layout ``name``."""
+    if name not in RAW_LAYOUTS:
+        raise ValueError(f"layout must be one of {sorted(RAW_LAYOUTS)}, not {name!r}")
+    return RAW_LAYOUTS[name](images, annotations, settings)
+
+
+@register_layout("synthetic")
+def _synthetic(images, annotations, settings) -> list[RawRecord]:
+    return from_synthetic(images, annotations, settings.filename_pattern)
+
+
+@register_layout("class_folders")
+def _class_folders(images, masks, settings) -> list[RawRecord]:
+    return from_class_folders(images, masks, settings.filename_pattern, settings.normal_class)
+
+
+@register_layout("voc")
+def _voc(images, xml_files, settings) -> list[RawRecord]:
+    voc = settings.voc
+    return from_voc(
+        images, xml_files, voc.label_source, voc.prefix_pattern, settings.filename_pattern
+    )
+
+
+@register_layout("manifest_csv")
+def _manifest_csv(images, table, settings) -> list[RawRecord]:
+    return from_manifest_csv(images, table, settings.label_separator)
+
+
+LAYOUTS = tuple(RAW_LAYOUTS)  # the names ``ingestion.layout`` accepts

@@ -59,19 +59,7 @@ def collect_records(
     settings = parse_block("ingestion", params)
     if not settings.follow_links_outside_raw_dir:
         raw_images, raw_annotations = map(_inside_raw_folder, (raw_images, raw_annotations))
-    pattern = settings.filename_pattern
-    if settings.layout == "synthetic":
-        return layouts.from_synthetic(raw_images, raw_annotations, pattern)
-    if settings.layout == "class_folders":
-        return layouts.from_class_folders(
-            raw_images, raw_annotations, pattern, settings.normal_class
-        )
-    if settings.layout == "voc":
-        voc = settings.voc
-        return layouts.from_voc(
-            raw_images, raw_annotations, voc.label_source, voc.prefix_pattern, pattern
-        )
-    return layouts.from_manifest_csv(raw_images, raw_annotations, settings.label_separator)
+    return layouts.read_layout(settings.layout, raw_images, raw_annotations, settings)
 
 
 def _file_path(load: Callable[[], bytes] | None) -> str | None:

@@ -34,6 +34,7 @@ from anomaly_lens.ml.layouts import LAYOUTS
 from anomaly_lens.ml.losses import SOFTMAX_LOSSES
 from anomaly_lens.ml.ood import DETECTORS
 from anomaly_lens.ml.pretrained import WEIGHT_PACKAGES
+from anomaly_lens.ml.serving import ServingSettings
 from anomaly_lens.ml.settings import Settings, TrainSettings
 from anomaly_lens.ml.splitting import check_ratios
 from anomaly_lens.ml.synthetic import SyntheticConfig
@@ -217,6 +218,10 @@ class InferenceParams(Settings):
     min_confidence: float = Field(default=0.0, ge=0.0, le=1.0)
     mask_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
     min_box_area: PositiveInt = 4
+
+    def serving(self) -> ServingSettings:
+        """What the predictor needs of the block (all but where the images are)."""
+        return ServingSettings(**self.model_dump(exclude={"input_dir"}))
 
 
 class ExportParams(Settings):

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import pickle
-
 import pytest
 import torch
 
 from anomaly_lens.ml.batch import Batch
 from anomaly_lens.ml.fitting import predict
-from anomaly_lens.ml.inference import DecisionRule, ImageFileModel
 from anomaly_lens.ml.models import ModelConfig, create_model
 from anomaly_lens.ml.settings import TrainSettings
 from anomaly_lens.ml.tta import orientations
@@ -31,9 +28,6 @@ def test_an_unknown_mode_is_refused():
 
 
 def test_true_and_false_still_mean_mirror_and_nothing():
-    for old, mode in ((True, "hflip"), (False, "none")):  # a served model pickled with a bool
-        served = ImageFileModel({}, DecisionRule(), tta=old)
-        assert pickle.loads(pickle.dumps(served)).tta == mode
     assert TrainSettings(tta=True).tta == "hflip"
     assert TrainSettings(tta=False).tta == "none"
     with pytest.raises(ValueError, match="hflip"):

@@ -28,24 +28,6 @@ def test_new_images_are_inspected_predicted_and_the_model_exported(
     demo = project / "data/01_raw/demo"
     out = project / "data"
 
-    # The model logged to the training run, loaded back from the tracking server, predicts
-    # image paths as evaluation predicted the same (cached) samples.
-    runs = mlflow.search_runs(experiment_names=["anomaly_lens"])
-    run_id = runs[runs["tags.mlflow.parentRunId"].isna()].iloc[0].run_id
-    assert mlflow.get_tracking_uri() == tracking_server
-    served = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
-    evaluated = pd.read_parquet(
-        latest(out / "07_model_output/synthetic/evaluation_predictions.parquet")
-    )
-    keys = evaluated["sample_id"].str.split("|", expand=True)
-    paths = pd.DataFrame(
-        {v: [str(demo / "images" / v / f"{s}_{c}.png") for s, c in keys.values] for v in VIEWS}
-    )
-    paths = paths.where(paths.map(lambda p: Path(p).exists()))  # missing views stay empty
-    answer = served.predict(paths)
-    columns = [c for c in evaluated.columns if c.startswith("prob_")]
-    assert np.abs(answer[columns].to_numpy() - evaluated[columns].to_numpy()).max() < 1e-5
-    assert {"confidence", "abstain"} <= set(answer.columns)
     new = tmp_path / "new"
     for view in VIEWS:
         shutil.copytree(demo / "images" / view, new / view)
@@ -82,6 +64,25 @@ def test_new_images_are_inspected_predicted_and_the_model_exported(
     assert report["calibration"]["temperature"] == calibrator["temperature"]
     assert report["out_of_distribution"]["detector"] == "knn"
     assert 0 <= report["metrics_per_sample"]["macro_f1"] <= 1
+    assert report["calibration"]["model_id"] == report["model"]["identity"]
+
+    # The run's MLflow model, loaded back from the tracking server, is the same predictor:
+    # the same probabilities, decisions, OOD flags and abstentions for the same images.
+    runs = mlflow.search_runs(experiment_names=["anomaly_lens"], order_by=["start_time ASC"])
+    run_id = runs[runs["tags.mlflow.parentRunId"].isna()].iloc[0].run_id
+    assert mlflow.get_tracking_uri() == tracking_server
+    served = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    keys = predictions["sample_id"].str.split("|", expand=True)
+    paths = pd.DataFrame(
+        {v: [str(new / v / f"{s}_{c}.png") for s, c in keys.values] for v in VIEWS}
+    )
+    readable = paths.map(lambda p: Path(p).exists() and not p.endswith("co2/S0999_c0.png"))
+    answer = served.predict(paths.where(readable).assign(sample_id=predictions["sample_id"]))
+    assert answer["sample_id"].tolist() == predictions["sample_id"].tolist()
+    probs = [f"prob_{c}" for c in classes]
+    assert np.abs(answer[probs].to_numpy() - predictions[probs].to_numpy()).max() <= 1e-6
+    for column in [f"pred_{c}" for c in classes] + ["out_of_distribution", "abstain", "model_id"]:
+        assert answer[column].tolist() == predictions[column].tolist(), column
 
     run(project, ["export"], **SMALL_RUN)
     export = json.loads(latest(out / "08_reporting/synthetic/export_report.json").read_text())

@@ -2,10 +2,12 @@
 
 from kedro.pipeline import Node, Pipeline
 
+from anomaly_lens.pipelines import serve
 from anomaly_lens.pipelines.calibration.nodes import calibrate, plot_reliability
 
 
-def create_pipeline(**kwargs) -> Pipeline:
+def calibration_pipeline() -> Pipeline:
+    """The pipeline without the served model (what each ``binary.<type>`` namespace runs)."""
     return Pipeline(
         [
             Node(
@@ -22,3 +24,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
         ]
     )
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return calibration_pipeline() + serve.create_pipeline()

@@ -2,6 +2,7 @@
 
 from kedro.pipeline import Node, Pipeline
 
+from anomaly_lens.pipelines import serve
 from anomaly_lens.pipelines.ood.nodes import (
     fit_ood_detectors,
     plot_ood_scores,
@@ -10,7 +11,8 @@ from anomaly_lens.pipelines.ood.nodes import (
 )
 
 
-def create_pipeline(**kwargs) -> Pipeline:
+def ood_pipeline() -> Pipeline:
+    """The pipeline without the served model (what each ``binary.<type>`` namespace runs)."""
     return Pipeline(
         [
             Node(
@@ -39,3 +41,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
         ]
     )
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return ood_pipeline() + serve.create_pipeline()

@@ -26,7 +26,6 @@ from anomaly_lens.ml.fitting import (
     task_targets,
     train_on_cache,
 )
-from anomaly_lens.ml.inference import DecisionRule, ImageFileModel
 from anomaly_lens.ml.metrics import json_safe
 from anomaly_lens.ml.settings import TrainSettings
 from anomaly_lens.ml.splitting import ids_by_split, units_of
@@ -102,14 +101,6 @@ def train_model(
         )
     result = train_on_cache(cache, ids_by_split(splits), settings)
     return result.bundle, result.history
-
-
-def package_model(model_bundle: dict, params: dict) -> ImageFileModel:
-    """``mlflow_model``: the model as an MLflow pyfunc (image paths in, predictions out)
-    with the ``inference`` decision rule, logged to the training run."""
-    settings = parse_block("inference", params)
-    rule = DecisionRule(settings.threshold, settings.min_confidence)
-    return ImageFileModel(model_bundle, rule, settings.tta)
 
 
 def _split_metrics(probs, targets, seg, masks, classes, label_type, settings, groups=None):

@@ -1,13 +1,12 @@
-"""The ``train`` pipeline: cache images, fit, package the model for MLflow, evaluate (model
-and random-forest baseline)."""
+"""The ``train`` pipeline: cache images, fit, evaluate (model and random-forest baseline),
+serve (the model as an MLflow pyfunc)."""
 
 from kedro.pipeline import Node, Pipeline
 
-from anomaly_lens.pipelines import evaluate
+from anomaly_lens.pipelines import evaluate, serve
 from anomaly_lens.pipelines.train.nodes import (
     cache_images,
     evaluate_baseline,
-    package_model,
     plot_training_curves,
     train_model,
 )
@@ -45,12 +44,6 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="train_model",
             ),
             Node(
-                package_model,
-                inputs=["model", "params:inference"],
-                outputs="mlflow_model",
-                name="package_model",
-            ),
-            Node(
                 plot_training_curves,
                 inputs="training_history",
                 outputs="training_curves",
@@ -64,4 +57,4 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
         ]
     )
-    return training + evaluate.create_pipeline()
+    return training + evaluate.create_pipeline() + serve.create_pipeline()

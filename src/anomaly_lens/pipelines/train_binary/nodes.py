@@ -28,13 +28,13 @@ from anomaly_lens.ml.fitting import (
     prediction_table,
     train_on_cache,
 )
-from anomaly_lens.ml.inference import DecisionRule
 from anomaly_lens.ml.metrics import (
     bootstrap_interval,
     json_safe,
     multilabel,
     present_macro_f1,
 )
+from anomaly_lens.ml.serving import DecisionRule
 from anomaly_lens.ml.splitting import ids_by_split, units_of
 from anomaly_lens.parameters import binary_train_settings, parse_block
 from anomaly_lens.pipelines.train.nodes import plot_training_curves

@@ -43,8 +43,8 @@ def binary_model_pipeline() -> Pipeline:
     )
     downstream = (
         evaluate.create_pipeline()
-        + calibration.create_pipeline()
-        + ood.create_pipeline()
+        + calibration.calibration_pipeline()
+        + ood.ood_pipeline()
         + xai.create_pipeline()
     )
     return task + downstream

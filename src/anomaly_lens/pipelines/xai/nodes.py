@@ -39,8 +39,8 @@ from anomaly_lens.ml.fitting import (
     per_sample_table,
     probability_columns,
 )
-from anomaly_lens.ml.inference import DecisionRule
 from anomaly_lens.ml.metrics import json_safe
+from anomaly_lens.ml.serving import DecisionRule
 from anomaly_lens.parameters import parse_block
 from anomaly_lens.pipelines.xai.report import render
 from anomaly_lens.tracking import as_mlflow_metrics

@@ -1,0 +1,16 @@
+"""Nodes of the ``serve`` pipeline."""
+
+from __future__ import annotations
+
+from anomaly_lens.ml.ood import OODScorer
+from anomaly_lens.ml.serving import Predictor, ServedModel
+from anomaly_lens.parameters import parse_block
+
+
+def package_predictor(
+    model: dict, calibrator: dict | None, ood_detector: OODScorer | None, params: dict
+) -> ServedModel:
+    """``mlflow_model``: the predictor ``inference`` uses (the model, the calibrator and OOD
+    detector made from it, the ``inference`` decision rule) as an MLflow pyfunc."""
+    settings = parse_block("inference", params).serving()
+    return ServedModel(Predictor.of(model, calibrator, ood_detector, settings))

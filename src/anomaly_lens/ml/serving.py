@@ -261,11 +261,17 @@ class Predictor:
         )
 
     def predict(
-        self, cache: ImageCache, onnx_model: bytes | None = None, progress=lambda x: x
+        self,
+        cache: ImageCache,
+        onnx_model: bytes | None = None,
+        progress=lambda batches: batches,
+        ids: list[str] | None = None,
     ) -> tuple[pd.DataFrame, dict[str, bytes]]:
         """The prediction table (``level`` ``sample``, and ``photo`` rows for a per-view
-        model) and mask PNGs (``<item>/<class>``) of every sample in ``cache``."""
-        dataset = model_datasets(cache, {"p": list(cache.sample_ids)}, self.bundle)["p"]
+        model) and mask PNGs (``<item>/<class>``) of the samples ``ids`` of ``cache`` (all
+        by default)."""
+        ids = list(cache.sample_ids) if ids is None else ids
+        dataset = model_datasets(cache, {"p": ids}, self.bundle)["p"]
         loader = build_loaders({"p": dataset}, self.settings.batch_size, 0, False, 0)["p"]
         plain, seg = None, None
         if self.settings.engine == "onnxruntime":  # the graph has no mask or feature output

@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import numpy as np
 import onnx
 import pandas as pd
 
-from anomaly_lens.ml.calibration import Calibrator
 from anomaly_lens.ml.data import ImageCache
-from anomaly_lens.ml.fitting import build_loaders, load_model, model_datasets
-from anomaly_lens.ml.identity import mismatch, model_identity
+from anomaly_lens.ml.fitting import build_loaders, model_datasets, probability_columns
 from anomaly_lens.ml.inference import (
     ONNX_INPUTS,
     ONNX_LOGITS,
     ONNX_OUTPUT,
     ProbabilityModel,
     export_onnx,
-    onnx_probabilities,
-    onnx_session,
 )
+from anomaly_lens.ml.serving import Predictor, ServingSettings
 from anomaly_lens.parameters import parse_block
 
 logger = logging.getLogger(__name__)
@@ -30,14 +28,38 @@ class ExportParityError(ValueError):
     """onnxruntime's probabilities differ from PyTorch's by more than the tolerance."""
 
 
-def _check_batch(cache: ImageCache, splits: pd.DataFrame, model: dict, size: int):
-    """Up to ``size`` cached items, test samples first, as one batch the model reads."""
+def _check_ids(cache: ImageCache, splits: pd.DataFrame, size: int) -> list[str]:
+    """Up to ``size`` cached samples, test samples first."""
     order = {"test": 0, "val": 1, "train": 2}
     ranked = splits.assign(rank=splits["split"].map(order).fillna(3)).sort_values("rank")
-    ids = [s for s in ranked["sample_id"] if s in set(cache.sample_ids)][:size]
-    dataset = model_datasets(cache, {"check": ids}, model)
-    loader = build_loaders(dataset, size, 0, False, 0)["check"]
-    return next(iter(loader))
+    return [s for s in ranked["sample_id"] if s in set(cache.sample_ids)][:size]
+
+
+def _parity(predictor: Predictor, onnx_model: bytes, cache: ImageCache, ids, tolerance) -> dict:
+    """The predictor with each engine on the same samples: the largest probability
+    difference, and whether every decision agrees; raises ``ExportParityError``."""
+    engines = ("torch", "onnxruntime")
+    tables = [
+        replace(predictor, settings=replace(predictor.settings, engine=engine)).predict(
+            cache, onnx_model, ids=ids
+        )[0]
+        for engine in engines
+    ]
+    probs, decisions = (
+        probability_columns(k, predictor.bundle["classes"]) for k in ("prob", "pred")
+    )
+    max_abs_diff = float(np.abs(tables[0][probs].to_numpy() - tables[1][probs].to_numpy()).max())
+    if max_abs_diff > tolerance:
+        raise ExportParityError(
+            f"onnxruntime and PyTorch probabilities differ by {max_abs_diff:.2e} "
+            f"(> export.tolerance {tolerance:.0e}) on {len(ids)} samples"
+        )
+    agree = tables[0][decisions].to_numpy() == tables[1][decisions].to_numpy()
+    return {
+        "max_abs_diff": max_abs_diff,
+        "n_checked": len(ids),
+        "decisions_agree": bool(agree.all()),
+    }
 
 
 def export_model(
@@ -45,42 +67,32 @@ def export_model(
 ) -> tuple[bytes, dict]:
     """``onnx_model`` (resize, the model, the calibrator's temperatures (1 without one) and
     sigmoid/softmax in one graph; batch, height and width dynamic) and ``export_report``
-    (the calibrator's thresholds included: decisions stay outside the graph); raises
-    ``ExportParityError``
-    when onnxruntime and PyTorch disagree on real cached samples by more than
-    ``export.tolerance``."""
+    (the calibrator's thresholds included: decisions stay outside the graph). The model's
+    predictor checks the graph: with either engine, the same probabilities (within
+    ``export.tolerance``, else ``ExportParityError``) and decisions on cached samples."""
     settings = parse_block("export", params)
     if model["input_clahe"]:
         raise ValueError(
             "The model was trained on CLAHE-equalised images; CLAHE is not part of the ONNX "
             "graph. Train with train.augmentation.clahe=false to export"
         )
-    identity = model_identity(model)
-    fitted = Calibrator(**calibrator) if calibrator else None
-    stale = fitted and mismatch("calibrator", fitted.model_id, identity)
-    if stale:
-        logger.warning("Exported without temperatures: %s", stale)
-        fitted = None
+    serving = ServingSettings(tta="none", batch_size=settings.check_samples)
+    predictor = Predictor.of(model, calibrator, None, serving)
+    fitted, identity = predictor.calibrator, predictor.identity
     temperature = fitted.temperature if fitted else 1.0
-    wrapped = ProbabilityModel(load_model(model), model["image_size"], temperature)
-    batch = _check_batch(ImageCache.from_arrays(image_cache), splits, model, settings.check_samples)
-    metadata = {"classes": model["classes"], "temperature": temperature, "model_id": identity}
-    onnx_model = export_onnx(wrapped, batch.images, batch.view_mask, metadata)
-    expected = wrapped(batch.images, batch.view_mask)[0].detach().numpy()
-    found = onnx_probabilities(
-        onnx_session(onnx_model), batch.images.numpy(), batch.view_mask.numpy()
+    wrapped = ProbabilityModel(predictor.network, model["image_size"], temperature)
+    cache = ImageCache.from_arrays(image_cache)
+    ids = _check_ids(cache, splits, settings.check_samples)
+    example = next(
+        iter(build_loaders(model_datasets(cache, {"x": ids}, model), 1, 0, False, 0)["x"])
     )
-    max_abs_diff = float(np.abs(found - expected).max())
-    if max_abs_diff > settings.tolerance:
-        raise ExportParityError(
-            f"onnxruntime and PyTorch probabilities differ by {max_abs_diff:.2e} "
-            f"(> export.tolerance {settings.tolerance:.0e}) on {len(expected)} samples"
-        )
+    metadata = {"classes": model["classes"], "temperature": temperature, "model_id": identity}
+    onnx_model = export_onnx(wrapped, example.images, example.view_mask, metadata)
+    parity = _parity(predictor, onnx_model, cache, ids, settings.tolerance)
     graph = onnx.load_from_string(onnx_model)
     report = {
-        "max_abs_diff": max_abs_diff,
+        **parity,
         "tolerance": settings.tolerance,
-        "n_checked": int(len(expected)),
         "opset": int(next(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx"))),
         "inputs": {
             i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
@@ -95,11 +107,11 @@ def export_model(
         "per_view": model["per_view"],
         "image_size": model["image_size"],
         "model_id": identity,
-        "calibrator": stale or (fitted.model_id if fitted else "none (temperature 1)"),
+        "calibrator": predictor.calibration_note or fitted.model_id,
         "temperature": temperature,
         "thresholds": fitted.thresholds if fitted else None,
         "size_bytes": len(onnx_model),
         "model_trained_at": model["trained_at"],
     }
-    logger.info("ONNX export: %d bytes, max |diff| %.1e", len(onnx_model), max_abs_diff)
+    logger.info("ONNX export: %d bytes, max |diff| %.1e", len(onnx_model), parity["max_abs_diff"])
     return onnx_model, report

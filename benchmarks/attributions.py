@@ -15,7 +15,12 @@ import argparse
 
 import torch
 
-from anomaly_lens.ml.explain import METHODS, AttributionSettings, ExplainedScores, attribute
+from anomaly_lens.ml.explanation.attribution import (
+    METHODS,
+    AttributionSettings,
+    ExplainedScores,
+    attribute,
+)
 from anomaly_lens.ml.models import ModelConfig, create_model
 
 

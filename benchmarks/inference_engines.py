@@ -17,13 +17,13 @@ from collections.abc import Callable
 
 import torch
 
-from anomaly_lens.ml.inference import (
+from anomaly_lens.ml.models import ModelConfig, create_model
+from anomaly_lens.ml.serving.onnx_graph import (
     ProbabilityModel,
     export_onnx,
     onnx_probabilities,
     onnx_session,
 )
-from anomaly_lens.ml.models import ModelConfig, create_model
 
 
 def probability_model(backbone: str, views: int, image_size: int) -> ProbabilityModel:

@@ -17,11 +17,17 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from anomaly_lens.ml import synthetic
-from anomaly_lens.ml.data import EpochSampler, ImageCache, MultiViewDataset, augmentation, collate
+from anomaly_lens.ml.data import synthetic
+from anomaly_lens.ml.data.cache import (
+    EpochSampler,
+    ImageCache,
+    MultiViewDataset,
+    augmentation,
+    collate,
+)
 from anomaly_lens.ml.models import ModelConfig
-from anomaly_lens.ml.settings import LossSettings, OptimizerSettings
-from anomaly_lens.ml.training import AnomalyModule
+from anomaly_lens.ml.training.module import TrainingModule
+from anomaly_lens.ml.training.settings import LossSettings, OptimizerSettings
 
 MODEL = ModelConfig(num_classes=4, views=["co2", "ch4"], backbone="resnet18", fusion="late")
 LOSS = LossSettings(classification="bce", segmentation="dice")
@@ -82,7 +88,7 @@ class Timing(L.Callback):
 
 
 def lightning_loop(cache, batch, steps, warmup, channels_last):
-    module = AnomalyModule(MODEL, LOSS, OPTIMIZER, [0.5] * 4, channels_last=channels_last)
+    module = TrainingModule(MODEL, LOSS, OPTIMIZER, [0.5] * 4, channels_last=channels_last)
     timing = Timing(warmup)
     trainer = L.Trainer(
         max_steps=steps + warmup,
@@ -101,7 +107,7 @@ def lightning_loop(cache, batch, steps, warmup, channels_last):
 
 
 def bare_loop(cache, batch, steps, warmup, channels_last):
-    module = AnomalyModule(MODEL, LOSS, OPTIMIZER, [0.5] * 4, channels_last=channels_last)
+    module = TrainingModule(MODEL, LOSS, OPTIMIZER, [0.5] * 4, channels_last=channels_last)
     model, criterion = module.model.train(), module.criterion
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
     done, start = 0, None

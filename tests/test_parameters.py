@@ -8,7 +8,7 @@ from kedro.config import OmegaConfigLoader
 from kedro.framework.session import KedroSession
 
 from anomaly_lens.context import anchored
-from anomaly_lens.ml.settings import TrainSettings
+from anomaly_lens.ml.training.settings import TrainSettings
 from anomaly_lens.parameters import BLOCKS, ParameterError, check_parameters, parse_block
 from anomaly_lens.settings import CONFIG_LOADER_ARGS
 from tests.conftest import PROJECT_ROOT, base_parameters

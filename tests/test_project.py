@@ -51,7 +51,7 @@ def test_ml_library_has_no_kedro_imports():
 def test_ml_library_imports_without_kedro_on_the_path():
     code = (
         "import sys; sys.modules['kedro'] = None\n"  # any `import kedro` now fails
-        "import anomaly_lens.ml.inspection, anomaly_lens.ml.synthetic\n"
+        "import anomaly_lens.ml.data.inspection, anomaly_lens.ml.data.synthetic\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 

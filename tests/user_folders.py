@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from anomaly_lens.ml import synthetic
+from anomaly_lens.ml.data import synthetic
 
 # Two defect shapes on a textured background; every sample has its own texture.
 DEFECTS = ("Blowhole", "Crack")

@@ -27,19 +27,19 @@ from pydantic import (
     model_validator,
 )
 
-from anomaly_lens.ml.binary import OTHER_ANOMALIES, merged
-from anomaly_lens.ml.crossval import VALIDATIONS
-from anomaly_lens.ml.explain import AttributionSettings
-from anomaly_lens.ml.layouts import LAYOUTS
-from anomaly_lens.ml.losses import SOFTMAX_LOSSES
-from anomaly_lens.ml.ood import DETECTORS
-from anomaly_lens.ml.pretrained import WEIGHT_PACKAGES
-from anomaly_lens.ml.serving import ServingSettings
-from anomaly_lens.ml.settings import Settings, TrainSettings
-from anomaly_lens.ml.splitting import check_ratios
-from anomaly_lens.ml.synthetic import SyntheticConfig
-from anomaly_lens.ml.tta import TestTimeAugmentation
-from anomaly_lens.ml.tuning import Dimension, PrunerSettings, StudySettings
+from anomaly_lens.ml.data.layouts import LAYOUTS
+from anomaly_lens.ml.data.splitting import check_ratios
+from anomaly_lens.ml.data.synthetic import SyntheticConfig
+from anomaly_lens.ml.evaluation.crossval import VALIDATIONS
+from anomaly_lens.ml.evaluation.ood import DETECTORS
+from anomaly_lens.ml.evaluation.tta import TestTimeAugmentation
+from anomaly_lens.ml.explanation.attribution import AttributionSettings
+from anomaly_lens.ml.models.pretrained import WEIGHT_PACKAGES
+from anomaly_lens.ml.serving.predictor import ServingSettings
+from anomaly_lens.ml.training.binary import OTHER_ANOMALIES, merged
+from anomaly_lens.ml.training.losses import SOFTMAX_LOSSES
+from anomaly_lens.ml.training.settings import Settings, TrainSettings
+from anomaly_lens.ml.training.tuning import Dimension, PrunerSettings, StudySettings
 
 
 class ParameterError(ValueError):

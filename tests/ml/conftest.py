@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from anomaly_lens.ml import imaging, layouts, synthetic
-from anomaly_lens.ml.data import build_image_cache
-from anomaly_lens.ml.inspection import MaskRule, inspect_records
-from anomaly_lens.ml.pairing import SAMPLE_ID_SEPARATOR, pair_views
+from anomaly_lens.ml.data import imaging, layouts, synthetic
+from anomaly_lens.ml.data.cache import build_image_cache
+from anomaly_lens.ml.data.inspection import MaskRule, inspect_records
+from anomaly_lens.ml.data.pairing import SAMPLE_ID_SEPARATOR, pair_views
 
 PATTERN = r"(?P<view>[^/]+)/(?P<specimen_id>S\d+)_(?P<condition>[^/]+)"
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from anomaly_lens.ml.boxes import box_iou, find_components
+from anomaly_lens.ml.data.boxes import box_iou, find_components
 
 
 def canvas(*blocks):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from anomaly_lens.ml.calibration import (
+from anomaly_lens.ml.evaluation.calibration import (
     Calibrator,
     calibration_summary,
     fit_temperature,

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anomaly_lens.ml.crossval import paired_difference
+from anomaly_lens.ml.evaluation.crossval import paired_difference
 
 CLASSES = ["normal", "crack", "dent"]
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from anomaly_lens.ml.data import (
+from anomaly_lens.ml.data.cache import (
     EpochSampler,
     ImageCache,
     MultiViewDataset,
@@ -12,8 +12,9 @@ from anomaly_lens.ml.data import (
     cache_fingerprint,
     collate,
 )
-from anomaly_lens.ml.fitting import build_datasets, per_photo_table, prediction_table
-from anomaly_lens.ml.settings import AugmentationSettings
+from anomaly_lens.ml.evaluation.predictions import per_photo_table, prediction_table
+from anomaly_lens.ml.training.datasets import build_datasets
+from anomaly_lens.ml.training.settings import AugmentationSettings
 
 
 def test_cache_holds_every_sample_decoded_once(prepared, cache):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from anomaly_lens.ml.explain import (
+from anomaly_lens.ml.explanation.attribution import (
     METHODS,
     AttributionSettings,
     ExplainedScores,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from anomaly_lens.ml.explanation_quality import (
+from anomaly_lens.ml.explanation.quality import (
     DISTANCE_BANDS,
     attribution_shares,
     cluster_maps,

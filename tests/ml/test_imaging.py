@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from anomaly_lens.ml import imaging
+from anomaly_lens.ml.data import imaging
 
 
 def png(pixels: np.ndarray, mode: str | None = None) -> bytes:

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from anomaly_lens.ml import layouts
-from anomaly_lens.ml.layouts import LAYOUTS, RawRecord, read_layout, register_layout
+from anomaly_lens.ml.data import layouts
+from anomaly_lens.ml.data.layouts import LAYOUTS, RawRecord, read_layout, register_layout
 
 
 def test_a_registered_layout_is_read_by_name(monkeypatch):

@@ -5,9 +5,14 @@ import math
 import pytest
 import torch
 
-from anomaly_lens.ml.batch import Batch
-from anomaly_lens.ml.losses import LOSSES, MultiTaskLoss, check_loss_fits_labels, create_loss
+from anomaly_lens.ml.data.batch import Batch
 from anomaly_lens.ml.models import ModelOutput
+from anomaly_lens.ml.training.losses import (
+    LOSSES,
+    MultiTaskLoss,
+    check_loss_fits_labels,
+    create_loss,
+)
 
 LN2 = math.log(2)
 

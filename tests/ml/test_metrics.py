@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from anomaly_lens.ml.metrics import (
+from anomaly_lens.ml.evaluation.metrics import (
     bootstrap_interval,
     classification_metrics,
     json_safe,

@@ -8,7 +8,7 @@ import pytest
 import timm
 import torch
 
-from anomaly_lens.ml.batch import Batch
+from anomaly_lens.ml.data.batch import Batch
 from anomaly_lens.ml.models import FUSIONS, ModelConfig, create_model
 
 VIEWS = ["co2", "ch4"]

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from anomaly_lens.ml import ood
-from anomaly_lens.ml.ood import (
+from anomaly_lens.ml.evaluation import ood
+from anomaly_lens.ml.evaluation.ood import (
     CORRUPTIONS,
     DETECTORS,
     Detector,

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from anomaly_lens.ml.pairing import pair_views, recover_tiles
+from anomaly_lens.ml.data.pairing import pair_views, recover_tiles
 
 
 def captures(*names: str, folder: str = "Fray") -> pd.DataFrame:

@@ -11,9 +11,12 @@ import timm
 import torch
 from PIL import Image
 
-from anomaly_lens.ml import pretrained
-from anomaly_lens.ml.models import ModelConfig, create_model
-from anomaly_lens.ml.pretrained import PretrainedWeightsError, WeightPackage, package_state_dict
+from anomaly_lens.ml.models import ModelConfig, create_model, pretrained
+from anomaly_lens.ml.models.pretrained import (
+    PretrainedWeightsError,
+    WeightPackage,
+    package_state_dict,
+)
 
 MILITARY_UNIFORM = 652  # ImageNet class of matplotlib's sample photo of Grace Hopper
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from anomaly_lens.ml import rle
+from anomaly_lens.ml.data import rle
 
 
 def test_encode_is_one_based_and_column_major():

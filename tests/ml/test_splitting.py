@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anomaly_lens.ml.splitting import (
+from anomaly_lens.ml.data.splitting import (
     LeakageError,
     assert_no_leakage,
     assign_splits,

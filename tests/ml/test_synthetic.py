@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from anomaly_lens.ml import rle, synthetic
+from anomaly_lens.ml.data import rle, synthetic
 
 DEFAULT = synthetic.SyntheticConfig()
 

@@ -3,17 +3,18 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from anomaly_lens.ml.batch import Batch
-from anomaly_lens.ml.data import collate
-from anomaly_lens.ml.fitting import fit, run_fingerprint
+from anomaly_lens.ml.data.batch import Batch
+from anomaly_lens.ml.data.cache import collate
 from anomaly_lens.ml.models import ModelConfig, create_model, load_matching_weights
-from anomaly_lens.ml.settings import (
+from anomaly_lens.ml.training.fit import fit
+from anomaly_lens.ml.training.module import TrainingModule, mix_batch, warmup_cosine
+from anomaly_lens.ml.training.resume import run_fingerprint
+from anomaly_lens.ml.training.settings import (
     LossSettings,
     OptimizerSettings,
     TrainerSettings,
     TrainSettings,
 )
-from anomaly_lens.ml.training import AnomalyModule, mix_batch, warmup_cosine
 
 
 def batch():
@@ -58,8 +59,8 @@ def test_fine_tuning_keeps_the_encoder_and_renews_the_head():
     assert torch.equal(new.state_dict()[name], old.state_dict()[name])
 
 
-def small_module(freeze_encoder_epochs: int = 0) -> AnomalyModule:
-    return AnomalyModule(
+def small_module(freeze_encoder_epochs: int = 0) -> TrainingModule:
+    return TrainingModule(
         ModelConfig(num_classes=2, views=["a"], backbone="resnet18", cbam_stages=[]),
         LossSettings(classification="bce", segmentation="dice"),
         OptimizerSettings(lr=0.01, weight_decay=0.0, warmup_fraction=0.0),

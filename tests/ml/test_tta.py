@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from anomaly_lens.ml.batch import Batch
-from anomaly_lens.ml.fitting import predict
+from anomaly_lens.ml.data.batch import Batch
+from anomaly_lens.ml.evaluation.predictions import predict
+from anomaly_lens.ml.evaluation.tta import orientations
 from anomaly_lens.ml.models import ModelConfig, create_model
-from anomaly_lens.ml.settings import TrainSettings
-from anomaly_lens.ml.tta import orientations
+from anomaly_lens.ml.training.settings import TrainSettings
 
 
 @pytest.mark.parametrize(("mode", "count"), [("none", 1), ("hflip", 2), ("d4", 8)])

@@ -15,7 +15,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from anomaly_lens.ml.tuning import StudySettings, nested, run_study, summary
+from anomaly_lens.ml.training.tuning import StudySettings, nested, run_study, summary
 from tests.conftest import PROJECT_ROOT, base_parameters
 from tests.services import postgres_server
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pickle
 import sys
 
-from anomaly_lens.ml.data import ImageCache
-from anomaly_lens.ml.tuning import run_study
+from anomaly_lens.ml.data.cache import ImageCache
+from anomaly_lens.ml.training.tuning import run_study
 from tests.ml.test_tuning import settings, tiny_train
 
 if __name__ == "__main__":

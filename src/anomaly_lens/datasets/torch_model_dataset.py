@@ -16,7 +16,7 @@ from kedro.io.core import (
     get_protocol_and_path,
 )
 
-from anomaly_lens.ml.fitting import complete_bundle
+from anomaly_lens.ml.models.bundle import complete_bundle
 
 
 class TorchModelDataset(AbstractVersionedDataset[dict, dict]):

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from anomaly_lens.ml import imaging, rle, synthetic
-from anomaly_lens.ml.boxes import box_iou
+from anomaly_lens.ml.data import imaging, rle, synthetic
+from anomaly_lens.ml.data.boxes import box_iou
 from anomaly_lens.pipelines.bbox.nodes import (
     build_boxes,
     plot_box_sizes,

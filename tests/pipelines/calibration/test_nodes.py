@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from anomaly_lens.ml.identity import model_identity
+from anomaly_lens.ml.serving.identity import model_identity
 from anomaly_lens.pipelines.calibration.nodes import calibrate, plot_reliability
 from tests.conftest import base_parameters
 

@@ -12,12 +12,13 @@ import pandas as pd
 import pytest
 import torch
 
-from anomaly_lens.ml import fitting
-from anomaly_lens.ml.crossval import fold_parts
-from anomaly_lens.ml.data import ImageCache
-from anomaly_lens.ml.fitting import mask_classes, pixel_counts
-from anomaly_lens.ml.metrics import classification_metrics
+from anomaly_lens.ml.data.cache import ImageCache
+from anomaly_lens.ml.evaluation.crossval import fold_parts
+from anomaly_lens.ml.evaluation.metrics import classification_metrics
+from anomaly_lens.ml.evaluation.predictions import mask_classes, pixel_counts
 from anomaly_lens.ml.models import load_matching_weights
+from anomaly_lens.ml.training import core as training_core
+from anomaly_lens.ml.training.fit import EpochHistory
 from anomaly_lens.pipelines.cv.nodes import (
     assign_cv_folds,
     cross_validate,
@@ -134,7 +135,7 @@ def test_an_interrupted_cross_validation_resumes_where_it_stopped(
 
     broken = copy.deepcopy(straight)
     broken["trainer"]["checkpoint_dir"] = str(tmp_path / "broken")
-    epochs_run, record = [], fitting._History.on_train_epoch_end
+    epochs_run, record = [], EpochHistory.on_train_epoch_end
 
     def count(self, trainer, module):
         record(self, trainer, module)
@@ -145,8 +146,8 @@ def test_an_interrupted_cross_validation_resumes_where_it_stopped(
             raise Interrupted("power cut")
 
     with monkeypatch.context() as patched:
-        patched.setattr(fitting._History, "on_train_epoch_end", count)
-        patched.setattr(fitting._History, "on_train_epoch_start", crash_in_the_last_fold)
+        patched.setattr(EpochHistory, "on_train_epoch_end", count)
+        patched.setattr(EpochHistory, "on_train_epoch_start", crash_in_the_last_fold)
         with pytest.raises(Interrupted):
             cross_validate(cache, samples, manifest, folds, classes, VIEWS, broken, cv)
 
@@ -233,7 +234,7 @@ def test_a_train_setting_reaches_train_and_cv_alike(prepared, tmp_path, monkeypa
         loaded.append(len(copied["loaded"]))
         return copied
 
-    monkeypatch.setattr(fitting, "load_matching_weights", counted)
+    monkeypatch.setattr(training_core, "load_matching_weights", counted)
     fine = copy.deepcopy(train) | {"init_from": str(source)}
     fine["trainer"]["checkpoint_dir"] = str(tmp_path / "fine")
     train_model(cache, samples, manifest, splits, classes, VIEWS, fine)

@@ -7,16 +7,16 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from anomaly_lens.ml.fitting import load_model
-from anomaly_lens.ml.inference import (
+from anomaly_lens.ml.evaluation.tta import orientations
+from anomaly_lens.ml.models.bundle import load_model
+from anomaly_lens.ml.serving.onnx_graph import (
     ProbabilityModel,
     averaged_onnx_probabilities,
     export_onnx,
     onnx_probabilities,
     onnx_session,
 )
-from anomaly_lens.ml.training import probabilities
-from anomaly_lens.ml.tta import orientations
+from anomaly_lens.ml.training.module import probabilities
 from anomaly_lens.pipelines.export.nodes import ExportParityError, export_model
 from anomaly_lens.pipelines.train.nodes import cache_images, train_model
 from tests.conftest import base_parameters

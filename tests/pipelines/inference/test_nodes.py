@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from anomaly_lens.ml.data import ImageCache, MultiViewDataset
-from anomaly_lens.ml.serving import DecisionRule, predicted_objects
+from anomaly_lens.ml.data.cache import ImageCache, MultiViewDataset
+from anomaly_lens.ml.serving.predictor import DecisionRule, predicted_objects
 from anomaly_lens.pipelines.inference.nodes import predict_new_images
 from anomaly_lens.pipelines.train.nodes import cache_images, train_model
 from tests.conftest import base_parameters

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from anomaly_lens.ml.identity import StaleArtefactError, model_identity
+from anomaly_lens.ml.serving.identity import StaleArtefactError, model_identity
 from anomaly_lens.pipelines.calibration.nodes import calibrate
 from anomaly_lens.pipelines.export.nodes import export_model
 from anomaly_lens.pipelines.inference.nodes import predict_new_images, summarise_inference

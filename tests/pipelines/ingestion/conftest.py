@@ -11,7 +11,7 @@ import pytest
 from kedro_datasets.partitions import PartitionedDataset
 from PIL import Image
 
-from anomaly_lens.ml import rle
+from anomaly_lens.ml.data import rle
 from anomaly_lens.pipelines.ingestion.nodes import collect_records, inspect_raw_records
 from tests.conftest import base_parameters
 

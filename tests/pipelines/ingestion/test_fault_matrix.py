@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from anomaly_lens.ml import rle
+from anomaly_lens.ml.data import rle
 from tests.conftest import PROJECT_ROOT
 
 from .conftest import (

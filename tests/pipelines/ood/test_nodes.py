@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from anomaly_lens.ml.ood import CORRUPTIONS, DETECTORS
+from anomaly_lens.ml.evaluation.ood import CORRUPTIONS, DETECTORS
 from anomaly_lens.pipelines.ood.nodes import (
     fit_ood_detectors,
     plot_ood_scores,

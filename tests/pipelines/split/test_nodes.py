@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from anomaly_lens.ml import imaging
-from anomaly_lens.ml.splitting import LeakageError
+from anomaly_lens.ml.data import imaging
+from anomaly_lens.ml.data.splitting import LeakageError
 from anomaly_lens.pipelines.split import nodes
 from anomaly_lens.pipelines.split.nodes import plot_split, split_samples, summarise_split
 

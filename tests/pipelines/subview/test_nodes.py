@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from anomaly_lens.ml.data import ImageCache
+from anomaly_lens.ml.data.cache import ImageCache
 from anomaly_lens.pipelines.subview.nodes import (
     attribution_regions,
     compare_subview,

@@ -10,11 +10,11 @@ import torch
 from matplotlib.figure import Figure
 
 from anomaly_lens.datasets import TorchModelDataset
-from anomaly_lens.ml import imaging, layouts, synthetic
-from anomaly_lens.ml.data import ImageCache, MultiViewDataset, collate
-from anomaly_lens.ml.inspection import MaskRule, inspect_records
-from anomaly_lens.ml.pairing import pair_views
-from anomaly_lens.ml.splitting import assign_splits
+from anomaly_lens.ml.data import imaging, layouts, synthetic
+from anomaly_lens.ml.data.cache import ImageCache, MultiViewDataset, collate
+from anomaly_lens.ml.data.inspection import MaskRule, inspect_records
+from anomaly_lens.ml.data.pairing import pair_views
+from anomaly_lens.ml.data.splitting import assign_splits
 from anomaly_lens.pipelines.train.nodes import (
     cache_images,
     evaluate_baseline,

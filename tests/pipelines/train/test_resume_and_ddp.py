@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from anomaly_lens.browser import free_port
-from anomaly_lens.ml import fitting
+from anomaly_lens.ml.training.fit import EpochHistory
 from anomaly_lens.pipelines.train.nodes import cache_images, train_model
 
 from .test_nodes import VIEWS, params, prepared  # noqa: F401  (fixture)
@@ -47,17 +47,17 @@ def test_resumed_run_ends_in_the_same_state(prepared, tmp_path, monkeypatch, ema
         **straight,
         "trainer": {**straight["trainer"], "checkpoint_dir": str(tmp_path / "broken")},
     }
-    original = fitting._History.on_train_epoch_end
+    original = EpochHistory.on_train_epoch_end
 
     def crash_after_second_epoch(self, trainer, module):
         original(self, trainer, module)
         if trainer.current_epoch == 1:
             raise Interrupted("power cut")
 
-    monkeypatch.setattr(fitting._History, "on_train_epoch_end", crash_after_second_epoch)
+    monkeypatch.setattr(EpochHistory, "on_train_epoch_end", crash_after_second_epoch)
     with pytest.raises(Interrupted):
         train_model(cache, samples, manifest, splits, classes, VIEWS, broken)
-    monkeypatch.setattr(fitting._History, "on_train_epoch_end", original)
+    monkeypatch.setattr(EpochHistory, "on_train_epoch_end", original)
     # Epoch 1 was checkpointed after its validation, then the run died.
     assert last_state(tmp_path / "broken")[0] == 1
     resumed = {**broken, "resume": True}

@@ -13,9 +13,9 @@ from kedro.framework.session import KedroSession
 from PIL import Image
 
 from anomaly_lens import pipeline_registry
-from anomaly_lens.ml import synthetic
-from anomaly_lens.ml.binary import binary_splits, merged
-from anomaly_lens.ml.data import ImageCache
+from anomaly_lens.ml.data import synthetic
+from anomaly_lens.ml.data.cache import ImageCache
+from anomaly_lens.ml.training.binary import binary_splits, merged
 from anomaly_lens.parameters import ParameterError, binary_train_settings, parse_block
 from anomaly_lens.pipelines.train_binary import create_pipeline
 from anomaly_lens.pipelines.train_binary.nodes import _compare_level

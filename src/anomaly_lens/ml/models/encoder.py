@@ -10,14 +10,14 @@ import torch
 from torch import nn
 
 from anomaly_lens.ml.models.cbam import CBAM
-from anomaly_lens.ml.pretrained import package_state_dict
+from anomaly_lens.ml.models.pretrained import package_state_dict
 
 
 class Encoder(nn.Module):
     """A timm backbone with ``features_only``: one feature map per stage, finest first.
 
     ``pretrained`` loads ImageNet weights shipped by an installed package
-    (``anomaly_lens.ml.pretrained``; nothing is downloaded); ``weights_path`` loads a local
+    (``anomaly_lens.ml.models.pretrained``; nothing is downloaded); ``weights_path`` loads a local
     timm state dict instead. Either way timm adapts the first convolution to ``in_chans``
     (grey: the sum of the RGB filters). ``cbam_stages`` are stage indices (negative counts from
     the end) after which a CBAM block is inserted into the chain: the following stages

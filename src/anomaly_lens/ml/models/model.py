@@ -9,10 +9,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from anomaly_lens.ml.batch import Batch
+from anomaly_lens.ml.data.batch import Batch
 from anomaly_lens.ml.models.fusion import FUSIONS
 from anomaly_lens.ml.models.heads import SEGMENTATION_HEADS, ClassificationHead
-from anomaly_lens.ml.pretrained import grey_normalisation, weight_package
+from anomaly_lens.ml.models.pretrained import grey_normalisation, weight_package
 from anomaly_lens.ml.registry import Registry
 
 TASKS = ("classification", "segmentation", "multitask")

@@ -9,8 +9,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from anomaly_lens.ml import imaging, rle
-from anomaly_lens.ml.boxes import find_components
+from anomaly_lens.ml.data import imaging, rle
+from anomaly_lens.ml.data.boxes import find_components
 from anomaly_lens.parameters import parse_block
 
 BOX_COLUMNS = [

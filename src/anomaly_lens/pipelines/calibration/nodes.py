@@ -11,7 +11,7 @@ import torch
 from matplotlib.figure import Figure
 from sklearn.metrics import f1_score
 
-from anomaly_lens.ml.calibration import (
+from anomaly_lens.ml.evaluation.calibration import (
     CALIBRATION_BINS,
     Calibrator,
     calibration_summary,
@@ -19,9 +19,9 @@ from anomaly_lens.ml.calibration import (
     separated,
     tune_thresholds,
 )
-from anomaly_lens.ml.fitting import per_sample_table, probability_columns
-from anomaly_lens.ml.identity import model_identity
-from anomaly_lens.ml.metrics import json_safe
+from anomaly_lens.ml.evaluation.metrics import json_safe
+from anomaly_lens.ml.evaluation.predictions import per_sample_table, probability_columns
+from anomaly_lens.ml.serving.identity import model_identity
 from anomaly_lens.parameters import parse_block
 from anomaly_lens.tracking import as_mlflow_metrics
 

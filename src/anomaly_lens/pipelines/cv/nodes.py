@@ -14,26 +14,27 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from anomaly_lens.ml import baseline
-from anomaly_lens.ml.crossval import fold_parts, item_units, pooled_report, prediction_classes
-from anomaly_lens.ml.data import ImageCache, MultiViewDataset, cache_fingerprint
-from anomaly_lens.ml.fitting import (
-    PLACEMENT_AND_DISPLAY,
-    ModelTask,
-    build_datasets,
-    build_loaders,
-    fit_model,
-    label_task,
-    nested_run,
+from anomaly_lens.ml.data.cache import ImageCache, MultiViewDataset, cache_fingerprint
+from anomaly_lens.ml.data.splitting import assign_folds, units_of
+from anomaly_lens.ml.evaluation import baseline
+from anomaly_lens.ml.evaluation.crossval import (
+    fold_parts,
+    item_units,
+    pooled_report,
+    prediction_classes,
+)
+from anomaly_lens.ml.evaluation.metrics import json_safe, segmentation_stats
+from anomaly_lens.ml.evaluation.predictions import (
     per_photo_table,
     pixel_count_table,
     predict,
     prediction_table,
-    run_fingerprint,
 )
-from anomaly_lens.ml.metrics import json_safe, segmentation_stats
-from anomaly_lens.ml.settings import TrainSettings
-from anomaly_lens.ml.splitting import assign_folds, units_of
+from anomaly_lens.ml.training.core import ModelTask, fit_model
+from anomaly_lens.ml.training.datasets import build_datasets, build_loaders, label_task
+from anomaly_lens.ml.training.resume import PLACEMENT_AND_DISPLAY, run_fingerprint
+from anomaly_lens.ml.training.runs import nested_run
+from anomaly_lens.ml.training.settings import TrainSettings
 from anomaly_lens.parameters import parse_block
 from anomaly_lens.tracking import as_mlflow_metrics
 

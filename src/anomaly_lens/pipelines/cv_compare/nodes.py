@@ -6,8 +6,8 @@ import logging
 
 import pandas as pd
 
-from anomaly_lens.ml.crossval import paired_difference
-from anomaly_lens.ml.metrics import json_safe
+from anomaly_lens.ml.evaluation.crossval import paired_difference
+from anomaly_lens.ml.evaluation.metrics import json_safe
 from anomaly_lens.parameters import parse_block
 
 logger = logging.getLogger(__name__)

@@ -9,16 +9,17 @@ import numpy as np
 import onnx
 import pandas as pd
 
-from anomaly_lens.ml.data import ImageCache
-from anomaly_lens.ml.fitting import build_loaders, model_datasets, probability_columns
-from anomaly_lens.ml.inference import (
+from anomaly_lens.ml.data.cache import ImageCache
+from anomaly_lens.ml.evaluation.predictions import probability_columns
+from anomaly_lens.ml.serving.onnx_graph import (
     ONNX_INPUTS,
     ONNX_LOGITS,
     ONNX_OUTPUT,
     ProbabilityModel,
     export_onnx,
 )
-from anomaly_lens.ml.serving import Predictor, ServingSettings
+from anomaly_lens.ml.serving.predictor import Predictor, ServingSettings
+from anomaly_lens.ml.training.datasets import build_loaders, model_datasets
 from anomaly_lens.parameters import parse_block
 
 logger = logging.getLogger(__name__)

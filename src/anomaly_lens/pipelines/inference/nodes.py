@@ -12,10 +12,10 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from anomaly_lens.ml.fitting import probability_columns, score
-from anomaly_lens.ml.metrics import json_safe
-from anomaly_lens.ml.ood import OODScorer
-from anomaly_lens.ml.serving import Predictor
+from anomaly_lens.ml.evaluation.metrics import json_safe
+from anomaly_lens.ml.evaluation.ood import OODScorer
+from anomaly_lens.ml.evaluation.predictions import probability_columns, score
+from anomaly_lens.ml.serving.predictor import Predictor
 from anomaly_lens.parameters import parse_block
 
 logger = logging.getLogger(__name__)

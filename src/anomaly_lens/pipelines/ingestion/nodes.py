@@ -10,9 +10,9 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from anomaly_lens.ml import layouts
-from anomaly_lens.ml.imaging import ImageProblem, SizeLimits
-from anomaly_lens.ml.inspection import Checks, Inspection, MaskRule, inspect_records
+from anomaly_lens.ml.data import layouts
+from anomaly_lens.ml.data.imaging import ImageProblem, SizeLimits
+from anomaly_lens.ml.data.inspection import Checks, Inspection, MaskRule, inspect_records
 from anomaly_lens.parameters import parse_block
 
 logger = logging.getLogger(__name__)

@@ -10,12 +10,10 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from anomaly_lens.ml.batch import Batch
-from anomaly_lens.ml.data import ImageCache
-from anomaly_lens.ml.fitting import build_loaders, load_model, model_datasets
-from anomaly_lens.ml.identity import model_identity
-from anomaly_lens.ml.metrics import json_safe
-from anomaly_lens.ml.ood import (
+from anomaly_lens.ml.data.batch import Batch
+from anomaly_lens.ml.data.cache import ImageCache
+from anomaly_lens.ml.evaluation.metrics import json_safe
+from anomaly_lens.ml.evaluation.ood import (
     CORRUPTIONS,
     DETECTORS,
     OODScorer,
@@ -24,6 +22,9 @@ from anomaly_lens.ml.ood import (
     separation,
     textures,
 )
+from anomaly_lens.ml.models.bundle import load_model
+from anomaly_lens.ml.serving.identity import model_identity
+from anomaly_lens.ml.training.datasets import build_loaders, model_datasets
 from anomaly_lens.parameters import parse_block
 from anomaly_lens.tracking import as_mlflow_metrics
 

@@ -6,7 +6,7 @@ import logging
 
 import pandas as pd
 
-from anomaly_lens.ml.pairing import SAMPLE_ID_SEPARATOR, pair_views, recover_tiles
+from anomaly_lens.ml.data.pairing import SAMPLE_ID_SEPARATOR, pair_views, recover_tiles
 from anomaly_lens.parameters import parse_block
 
 logger = logging.getLogger(__name__)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from anomaly_lens.ml.ood import OODScorer
-from anomaly_lens.ml.serving import Predictor, ServedModel
+from anomaly_lens.ml.evaluation.ood import OODScorer
+from anomaly_lens.ml.serving.predictor import Predictor, ServedModel
 from anomaly_lens.parameters import parse_block
 
 

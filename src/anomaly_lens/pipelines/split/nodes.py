@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from anomaly_lens.ml.imaging import hamming_pairs
-from anomaly_lens.ml.splitting import (
+from anomaly_lens.ml.data.imaging import hamming_pairs
+from anomaly_lens.ml.data.splitting import (
     SPLITS,
     LeakageError,
     assert_no_leakage,

@@ -12,11 +12,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from anomaly_lens.ml.data import ImageCache, collate
-from anomaly_lens.ml.explain import ExplainedScores, attribute, default_head
-from anomaly_lens.ml.explanation_quality import attribution_shares, region_of_interest
-from anomaly_lens.ml.fitting import load_model, model_datasets, train_on_cache
-from anomaly_lens.ml.splitting import ids_by_split
+from anomaly_lens.ml.data.cache import ImageCache, collate
+from anomaly_lens.ml.data.splitting import ids_by_split
+from anomaly_lens.ml.explanation.attribution import ExplainedScores, attribute, default_head
+from anomaly_lens.ml.explanation.quality import attribution_shares, region_of_interest
+from anomaly_lens.ml.models.bundle import load_model
+from anomaly_lens.ml.training.core import train_on_cache
+from anomaly_lens.ml.training.datasets import model_datasets
 from anomaly_lens.parameters import parse_block
 
 logger = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ import logging
 
 import pandas as pd
 
-from anomaly_lens.ml import imaging, synthetic
+from anomaly_lens.ml.data import imaging, synthetic
 from anomaly_lens.parameters import parse_block
 
 logger = logging.getLogger(__name__)

@@ -11,24 +11,26 @@ import torch
 import torchmetrics.functional.classification as tmc
 from matplotlib.figure import Figure
 
-from anomaly_lens.ml import baseline
-from anomaly_lens.ml.data import ImageCache, build_image_cache, cache_fingerprint
-from anomaly_lens.ml.fitting import (
-    build_datasets,
-    build_loaders,
-    label_task,
-    load_model,
+from anomaly_lens.ml.data.cache import ImageCache, build_image_cache, cache_fingerprint
+from anomaly_lens.ml.data.splitting import ids_by_split, units_of
+from anomaly_lens.ml.evaluation import baseline
+from anomaly_lens.ml.evaluation.metrics import json_safe
+from anomaly_lens.ml.evaluation.predictions import (
     per_sample_table,
     predict,
     prediction_table,
     probability_columns,
     score,
-    task_targets,
-    train_on_cache,
 )
-from anomaly_lens.ml.metrics import json_safe
-from anomaly_lens.ml.settings import TrainSettings
-from anomaly_lens.ml.splitting import ids_by_split, units_of
+from anomaly_lens.ml.models.bundle import load_model
+from anomaly_lens.ml.training.core import train_on_cache
+from anomaly_lens.ml.training.datasets import (
+    build_datasets,
+    build_loaders,
+    label_task,
+    task_targets,
+)
+from anomaly_lens.ml.training.settings import TrainSettings
 from anomaly_lens.parameters import parse_block
 from anomaly_lens.tracking import as_mlflow_metrics
 

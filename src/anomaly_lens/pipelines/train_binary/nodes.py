@@ -16,26 +16,21 @@ import torch
 import torchmetrics.functional.classification as tmc
 from matplotlib.figure import Figure
 
-from anomaly_lens.ml.binary import binary_cache, binary_splits
-from anomaly_lens.ml.data import ImageCache
-from anomaly_lens.ml.fitting import (
-    build_loaders,
-    load_model,
-    model_datasets,
-    nested_run,
-    per_sample_table,
-    predict,
-    prediction_table,
-    train_on_cache,
-)
-from anomaly_lens.ml.metrics import (
+from anomaly_lens.ml.data.cache import ImageCache
+from anomaly_lens.ml.data.splitting import ids_by_split, units_of
+from anomaly_lens.ml.evaluation.metrics import (
     bootstrap_interval,
     json_safe,
     multilabel,
     present_macro_f1,
 )
-from anomaly_lens.ml.serving import DecisionRule
-from anomaly_lens.ml.splitting import ids_by_split, units_of
+from anomaly_lens.ml.evaluation.predictions import per_sample_table, predict, prediction_table
+from anomaly_lens.ml.models.bundle import load_model
+from anomaly_lens.ml.serving.predictor import DecisionRule
+from anomaly_lens.ml.training.binary import binary_cache, binary_splits
+from anomaly_lens.ml.training.core import train_on_cache
+from anomaly_lens.ml.training.datasets import build_loaders, model_datasets
+from anomaly_lens.ml.training.runs import nested_run
 from anomaly_lens.parameters import binary_train_settings, parse_block
 from anomaly_lens.pipelines.train.nodes import plot_training_curves
 from anomaly_lens.tracking import as_mlflow_metrics

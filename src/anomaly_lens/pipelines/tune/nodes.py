@@ -9,10 +9,10 @@ import optuna
 import pandas as pd
 from matplotlib.figure import Figure
 
-from anomaly_lens.ml.binary import binary_cache, binary_splits
-from anomaly_lens.ml.data import ImageCache
-from anomaly_lens.ml.splitting import ids_by_split
-from anomaly_lens.ml.tuning import TUNED_PARTS, nested, run_study, summary
+from anomaly_lens.ml.data.cache import ImageCache
+from anomaly_lens.ml.data.splitting import ids_by_split
+from anomaly_lens.ml.training.binary import binary_cache, binary_splits
+from anomaly_lens.ml.training.tuning import TUNED_PARTS, nested, run_study, summary
 from anomaly_lens.parameters import binary_train_settings, parse_block
 from anomaly_lens.tracking import as_mlflow_metrics
 

@@ -14,8 +14,14 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from anomaly_lens.ml.data import ImageCache, collate
-from anomaly_lens.ml.explain import (
+from anomaly_lens.ml.data.cache import ImageCache, collate
+from anomaly_lens.ml.evaluation.metrics import json_safe
+from anomaly_lens.ml.evaluation.predictions import (
+    mask_classes,
+    per_sample_table,
+    probability_columns,
+)
+from anomaly_lens.ml.explanation.attribution import (
     ExplainedScores,
     attribute,
     curve_area,
@@ -23,7 +29,7 @@ from anomaly_lens.ml.explain import (
     deletion_curves,
     per_view_grad_cam,
 )
-from anomaly_lens.ml.explanation_quality import (
+from anomaly_lens.ml.explanation.quality import (
     DISTANCE_BANDS,
     INTENSITY_BINS,
     LOCALISATION,
@@ -32,15 +38,9 @@ from anomaly_lens.ml.explanation_quality import (
     localisation_scores,
     random_maps,
 )
-from anomaly_lens.ml.fitting import (
-    load_model,
-    mask_classes,
-    model_datasets,
-    per_sample_table,
-    probability_columns,
-)
-from anomaly_lens.ml.metrics import json_safe
-from anomaly_lens.ml.serving import DecisionRule
+from anomaly_lens.ml.models.bundle import load_model
+from anomaly_lens.ml.serving.predictor import DecisionRule
+from anomaly_lens.ml.training.datasets import model_datasets
 from anomaly_lens.parameters import parse_block
 from anomaly_lens.pipelines.xai.report import render
 from anomaly_lens.tracking import as_mlflow_metrics

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from anomaly_lens.ml.explanation_quality import (
+from anomaly_lens.ml.explanation.quality import (
     LOCALISATION,
     attribution_shares,
     cluster_maps,

@@ -14,7 +14,7 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from anomaly_lens.ml.pretrained import grey_normalisation, package_state_dict, weight_package
+from anomaly_lens.ml.models.pretrained import grey_normalisation, package_state_dict, weight_package
 
 FEATURES = (
     "mean",
@@ -107,7 +107,7 @@ def pretrained_features(
     images: np.ndarray, backbone: str = "tf_efficientnet_lite0", batch_size: int = 32
 ) -> np.ndarray:
     """(N, C) frozen ImageNet features (global average of the last map) of (N, H, W) grey
-    images, from weights shipped by an installed package (``ml.pretrained``)."""
+    images, from weights shipped by an installed package (``ml.models.pretrained``)."""
     package = weight_package(backbone)
     model = timm.create_model(
         backbone,

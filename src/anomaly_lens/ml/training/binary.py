@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from anomaly_lens.ml.data import ImageCache
+from anomaly_lens.ml.data.cache import ImageCache
 
 OTHER_ANOMALIES = ("exclude", "negative")
 TRAINING_SPLITS = ("train", "val")

@@ -27,8 +27,8 @@ from pydantic import Field, PositiveInt
 from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
-from anomaly_lens.ml.settings import Settings
-from anomaly_lens.ml.training import probabilities
+from anomaly_lens.ml.training.module import probabilities
+from anomaly_lens.ml.training.settings import Settings
 
 METHODS = ("integrated_gradients", "saliency", "smoothgrad", "grad_cam", "occlusion")
 HEADS = ("classification", "segmentation")

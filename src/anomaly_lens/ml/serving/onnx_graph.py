@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from anomaly_lens.ml.training import probabilities
-from anomaly_lens.ml.tta import orientations
+from anomaly_lens.ml.evaluation.tta import orientations
+from anomaly_lens.ml.training.module import probabilities
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def averaged_onnx_probabilities(
     session, images: torch.Tensor, view_mask: torch.Tensor, tta: str, label_type: str
 ) -> np.ndarray:
     """Probabilities from the exported graph's logits averaged over the orientations of
-    ``tta`` (``ml.tta``), as ``predict`` averages the network's."""
+    ``tta`` (``ml.evaluation.tta``), as ``predict`` averages the network's."""
     if ONNX_LOGITS not in {output.name for output in session.get_outputs()}:
         raise ValueError(
             "The exported ONNX model has no logits output (exported by an earlier version): "

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from anomaly_lens.ml import imaging, rle
-from anomaly_lens.ml.layouts import RawRecord
+from anomaly_lens.ml.data import imaging, rle
+from anomaly_lens.ml.data.layouts import RawRecord
 
 QUARANTINE_COLUMNS = ["image_id", "partition_id", "reason", "detail", "duplicate_of"]
 MASK_COLUMNS = ["image_id", "class", "encoded_pixels", "area", "weak_mask"]

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from anomaly_lens.ml import rle
+from anomaly_lens.ml.data import rle
 
 
 @dataclass(frozen=True)
@@ -254,7 +254,7 @@ def generate(config: SyntheticConfig) -> SyntheticDataset:
             samples.append((specimen_id, condition, ",".join(labels), missing or ""))
 
     metadata = {
-        "generator": "anomaly_lens.ml.synthetic",
+        "generator": "anomaly_lens.ml.data.synthetic",
         "seed": config.seed,
         "image_size": size,
         "views": list(config.views),

@@ -178,7 +178,7 @@ class Calibrator:
     label_type: str
     temperature: list[float]
     thresholds: list[float] | None  # None: multi-class decides by the most probable class
-    model_id: str | None = None  # the model it was fitted for (ml.identity); None: older
+    model_id: str | None = None  # the model it was fitted for (ml.serving.identity); None: older
 
     def apply(self, probs: np.ndarray) -> np.ndarray:
         temperature = torch.tensor(self.temperature)

@@ -19,10 +19,11 @@ from optuna_integration import PyTorchLightningPruningCallback
 from pydantic import Field, NonNegativeInt, PositiveInt
 from sqlalchemy.exc import SQLAlchemyError
 
-from anomaly_lens.ml.binary import merged
-from anomaly_lens.ml.data import ImageCache
-from anomaly_lens.ml.fitting import nested_run, train_on_cache
-from anomaly_lens.ml.settings import Settings, TrainSettings
+from anomaly_lens.ml.data.cache import ImageCache
+from anomaly_lens.ml.training.binary import merged
+from anomaly_lens.ml.training.core import train_on_cache
+from anomaly_lens.ml.training.runs import nested_run
+from anomaly_lens.ml.training.settings import Settings, TrainSettings
 
 logger = logging.getLogger(__name__)
 

@@ -8,15 +8,19 @@ import numpy as np
 import pandas as pd
 import torch
 
-from anomaly_lens.ml.data import MultiViewDataset
-from anomaly_lens.ml.fitting import (
+from anomaly_lens.ml.data.cache import MultiViewDataset
+from anomaly_lens.ml.evaluation.metrics import (
+    bootstrap_draws,
+    classification_metrics,
+    percentile_interval,
+)
+from anomaly_lens.ml.evaluation.predictions import (
     per_sample_table,
     pixel_counts,
     probability_columns,
     score,
     segmentation_report,
 )
-from anomaly_lens.ml.metrics import bootstrap_draws, classification_metrics, percentile_interval
 
 GROUPINGS = ("unit", "none")
 VALIDATIONS = ("next_fold", "none")

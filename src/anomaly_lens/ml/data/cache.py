@@ -21,8 +21,8 @@ import torch
 from torch.utils.data import Dataset, Sampler
 from tqdm.auto import tqdm
 
-from anomaly_lens.ml import imaging, rle
-from anomaly_lens.ml.batch import Batch
+from anomaly_lens.ml.data import imaging, rle
+from anomaly_lens.ml.data.batch import Batch
 
 AUGMENTATION_PRESETS = ("none", "light", "medium", "heavy")
 

@@ -10,11 +10,16 @@ import lightning as L
 import torch
 import torchmetrics.functional.classification as tmc
 
-from anomaly_lens.ml.batch import Batch
-from anomaly_lens.ml.losses import MultiTaskLoss, check_loss_fits_labels, create_loss
-from anomaly_lens.ml.metrics import multilabel
+from anomaly_lens.ml.data.batch import Batch
+from anomaly_lens.ml.evaluation.metrics import multilabel
 from anomaly_lens.ml.models import ModelConfig, ModelOutput, create_model
-from anomaly_lens.ml.settings import MIXING, LossSettings, MixingSettings, OptimizerSettings
+from anomaly_lens.ml.training.losses import MultiTaskLoss, check_loss_fits_labels, create_loss
+from anomaly_lens.ml.training.settings import (
+    MIXING,
+    LossSettings,
+    MixingSettings,
+    OptimizerSettings,
+)
 
 
 def warmup_cosine(step: int, warmup: int, total: int) -> float:
@@ -68,7 +73,7 @@ def probabilities(logits: torch.Tensor, label_type: str) -> torch.Tensor:
     return torch.softmax(logits, 1) if label_type == "multiclass" else torch.sigmoid(logits)
 
 
-class AnomalyModule(L.LightningModule):
+class TrainingModule(L.LightningModule):
     """Trains an ``AnomalyModel``; logs ``train_loss``, ``val_loss`` and ``val_macro_f1``.
 
     ``freeze_encoder_epochs``: the encoder is frozen for that many first epochs (only the

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from anomaly_lens.ml.batch import Batch
+from anomaly_lens.ml.data.batch import Batch
 from anomaly_lens.ml.models import ModelOutput
 from anomaly_lens.ml.registry import Registry
 

@@ -19,12 +19,12 @@ from pydantic import (
     model_validator,
 )
 
-from anomaly_lens.ml.data import AUGMENTATION_PRESETS
-from anomaly_lens.ml.losses import LOSSES, check_loss_fits_labels
+from anomaly_lens.ml.data.cache import AUGMENTATION_PRESETS
+from anomaly_lens.ml.evaluation.tta import TestTimeAugmentation
 from anomaly_lens.ml.models import FUSIONS, SEGMENTATION_HEADS
 from anomaly_lens.ml.models.model import TASKS
-from anomaly_lens.ml.pretrained import PretrainedWeightsError, weight_package
-from anomaly_lens.ml.tta import TestTimeAugmentation
+from anomaly_lens.ml.models.pretrained import PretrainedWeightsError, weight_package
+from anomaly_lens.ml.training.losses import LOSSES, check_loss_fits_labels
 
 
 class Settings(BaseModel):

@@ -21,29 +21,32 @@ import numpy as np
 import pandas as pd
 import torch
 
-from anomaly_lens.ml.boxes import find_components
-from anomaly_lens.ml.calibration import Calibrator
-from anomaly_lens.ml.data import ImageCache, MultiViewDataset, build_image_cache
-from anomaly_lens.ml.fitting import (
+from anomaly_lens.ml.data.boxes import find_components
+from anomaly_lens.ml.data.cache import ImageCache, MultiViewDataset, build_image_cache
+from anomaly_lens.ml.data.imaging import encode_png
+from anomaly_lens.ml.evaluation.calibration import Calibrator
+from anomaly_lens.ml.evaluation.ood import OODScorer
+from anomaly_lens.ml.evaluation.predictions import (
     Predictions,
-    build_loaders,
-    load_model,
-    model_datasets,
     per_sample_table,
     predict,
     prediction_table,
     probability_columns,
 )
-from anomaly_lens.ml.identity import (
+from anomaly_lens.ml.models.bundle import load_model
+from anomaly_lens.ml.serving.identity import (
     REMADE_BY,
     StaleArtefactError,
     mismatch,
     model_identity,
     require_made_from,
 )
-from anomaly_lens.ml.imaging import encode_png
-from anomaly_lens.ml.inference import averaged_onnx_probabilities, onnx_metadata, onnx_session
-from anomaly_lens.ml.ood import OODScorer
+from anomaly_lens.ml.serving.onnx_graph import (
+    averaged_onnx_probabilities,
+    onnx_metadata,
+    onnx_session,
+)
+from anomaly_lens.ml.training.datasets import build_loaders, model_datasets
 
 logger = logging.getLogger(__name__)
 

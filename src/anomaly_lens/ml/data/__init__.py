@@ -1,0 +1,1 @@
+"""Reading, checking, pairing and splitting images; the image cache and its datasets."""

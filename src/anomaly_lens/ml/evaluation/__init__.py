@@ -1,0 +1,1 @@
+"""Predicting and scoring: metrics with intervals, calibration, OOD detectors, cross-validation, baselines."""

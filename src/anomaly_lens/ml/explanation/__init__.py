@@ -1,0 +1,1 @@
+"""Attributions (Captum) and their scores against masks (Quantus)."""

@@ -102,6 +102,8 @@ def test_cv_and_leakage_pipelines_report_pooled_and_leaky_figures(project):
     leakage = json.loads(latest(reports / "leakage_report.json").read_text())
     assert leakage["grouped_macro_f1"] == cv_metrics["oof"]["macro_f1"]
     assert {"random_macro_f1", "gap"} <= set(leakage)
+    leaky = json.loads(latest(reports / "leaky/cv_metrics.json").read_text())  # namespace
+    assert leaky["group_by"] == "none" and leaky["oof"]["macro_f1"] == leakage["random_macro_f1"]
     predictions = pd.read_parquet(
         latest(project / "data/07_model_output/synthetic/cv_predictions.parquet")
     )
@@ -109,5 +111,5 @@ def test_cv_and_leakage_pipelines_report_pooled_and_leaky_figures(project):
     runs = mlflow.search_runs(experiment_names=["anomaly_lens"])
     parent = runs[runs["tags.mlflow.parentRunId"].isna()].sort_values("start_time").iloc[-1]
     assert parent["metrics.cv.oof_macro_f1"] == pytest.approx(cv_metrics["oof"]["macro_f1"])
-    assert parent["metrics.leaky_cv.oof_macro_f1"] == pytest.approx(leakage["random_macro_f1"])
+    assert parent["metrics.leaky.cv.oof_macro_f1"] == pytest.approx(leakage["random_macro_f1"])
     assert (runs["tags.mlflow.parentRunId"] == parent.run_id).sum() == 6  # 3 folds, twice

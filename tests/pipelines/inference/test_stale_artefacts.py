@@ -9,10 +9,11 @@ import pytest
 
 from anomaly_lens.ml.serving.identity import StaleArtefactError, model_identity
 from anomaly_lens.pipelines.calibration.nodes import calibrate
+from anomaly_lens.pipelines.evaluate.nodes import evaluate_model
 from anomaly_lens.pipelines.export.nodes import export_model
 from anomaly_lens.pipelines.inference.nodes import predict_new_images, summarise_inference
 from anomaly_lens.pipelines.ood.nodes import fit_ood_detectors
-from anomaly_lens.pipelines.train.nodes import cache_images, evaluate_model, train_model
+from anomaly_lens.pipelines.train.nodes import cache_images, train_model
 from tests.conftest import base_parameters
 from tests.pipelines.train.test_nodes import VIEWS, params, prepared  # noqa: F401 (fixture)
 

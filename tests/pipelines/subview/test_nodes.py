@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from anomaly_lens.ml.data.cache import ImageCache
+from anomaly_lens.pipelines.evaluate.nodes import evaluate_model
 from anomaly_lens.pipelines.subview.nodes import (
     attribution_regions,
     compare_subview,
     crop_to_regions,
     train_on_crops,
 )
-from anomaly_lens.pipelines.train.nodes import evaluate_model
 from tests.conftest import base_parameters
 from tests.pipelines.train.test_nodes import VIEWS, prepared, train_tiny  # noqa: F401 (fixture)
 

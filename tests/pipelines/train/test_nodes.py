@@ -15,15 +15,10 @@ from anomaly_lens.ml.data.cache import ImageCache, MultiViewDataset, collate
 from anomaly_lens.ml.data.inspection import MaskRule, inspect_records
 from anomaly_lens.ml.data.pairing import pair_views
 from anomaly_lens.ml.data.splitting import assign_splits
-from anomaly_lens.pipelines.train.nodes import (
-    cache_images,
-    evaluate_baseline,
-    evaluate_model,
-    load_model,
-    plot_evaluation,
-    plot_training_curves,
-    train_model,
-)
+from anomaly_lens.ml.models.bundle import load_model
+from anomaly_lens.ml.training.curves import plot_training_curves
+from anomaly_lens.pipelines.evaluate.nodes import evaluate_model, plot_evaluation
+from anomaly_lens.pipelines.train.nodes import cache_images, evaluate_baseline, train_model
 from tests.conftest import base_parameters
 
 VIEWS = ["co2", "ch4"]

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from anomaly_lens.pipelines.train.nodes import cache_images, evaluate_model, train_model
+from anomaly_lens.pipelines.evaluate.nodes import evaluate_model
+from anomaly_lens.pipelines.train.nodes import cache_images, train_model
 from anomaly_lens.pipelines.xai.nodes import (
     explain_selection,
     render_xai_report,

@@ -12,7 +12,8 @@ from PIL import Image
 from anomaly_lens import browser
 from anomaly_lens.ml.data import synthetic
 from anomaly_lens.ml.explanation.attribution import METHODS
-from anomaly_lens.pipelines.train.nodes import cache_images, evaluate_model, train_model
+from anomaly_lens.pipelines.evaluate.nodes import evaluate_model
+from anomaly_lens.pipelines.train.nodes import cache_images, train_model
 from anomaly_lens.pipelines.xai.nodes import (
     explain_selection,
     render_xai_report,

@@ -3,6 +3,8 @@ frozen pretrained features."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import cv2
 import numpy as np
 import timm
@@ -14,6 +16,8 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from anomaly_lens.ml.data.cache import MultiViewDataset
+from anomaly_lens.ml.evaluation.predictions import Scoring
 from anomaly_lens.ml.models.pretrained import grey_normalisation, package_state_dict, weight_package
 
 FEATURES = (
@@ -141,3 +145,44 @@ def logistic_probabilities(model, features: np.ndarray, label_type: str, n_class
     classes = model.classes_ if label_type == "multiclass" else np.arange(n_classes)
     probs[:, classes] = model.predict_proba(features)
     return probs
+
+
+def forest_report(
+    datasets: Mapping[str, MultiViewDataset],
+    label_type: str,
+    classes: list[str],
+    trees: int,
+    scoring: Scoring,
+) -> dict:
+    """The random forest on ``sample_features``, fitted on the ``train`` items and scored
+    on ``val`` and ``test`` like a model."""
+    features, targets = {}, {}
+    for part, dataset in datasets.items():
+        features[part] = sample_features(
+            np.stack([dataset.cache.images[i][v] for i, v in dataset.items]),
+            np.stack([dataset.cache.view_mask[i][v] for i, v in dataset.items]),
+        )
+        targets[part] = dataset.targets[dataset.positions]
+    forest = fit_forest(features["train"], targets["train"], label_type, scoring.seed, trees)
+    report = {
+        "model": "random_forest",
+        "features_per_view": list(FEATURES),
+        "label_type": label_type,
+        "classes": classes,
+    }
+    for part in ("val", "test"):
+        probs = forest_probabilities(forest, features[part], label_type, len(classes))
+        dataset = datasets[part]
+        report[part] = {
+            "n_samples": len(probs),
+            **scoring.score(
+                torch.from_numpy(probs),
+                torch.from_numpy(targets[part]),
+                None,
+                None,
+                classes,
+                label_type,
+                dataset.cache.sample_ids[dataset.positions],
+            ),
+        }
+    return report

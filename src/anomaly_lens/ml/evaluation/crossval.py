@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import lightning as L
 import numpy as np
 import pandas as pd
 import torch
@@ -13,14 +14,22 @@ from anomaly_lens.ml.evaluation.metrics import (
     bootstrap_draws,
     classification_metrics,
     percentile_interval,
+    segmentation_stats,
 )
 from anomaly_lens.ml.evaluation.predictions import (
     per_sample_table,
+    pixel_count_table,
     pixel_counts,
+    predict,
+    prediction_table,
     probability_columns,
     score,
     segmentation_report,
 )
+from anomaly_lens.ml.training.core import ModelTask, fit_model
+from anomaly_lens.ml.training.datasets import build_loaders, task_classes
+from anomaly_lens.ml.training.fit import FitResult
+from anomaly_lens.ml.training.settings import TrainerSettings, TrainSettings
 
 GROUPINGS = ("unit", "none")
 VALIDATIONS = ("next_fold", "none")
@@ -199,3 +208,49 @@ def paired_difference(
         "share_of_rounds_at_or_below_zero": float(np.mean(differences <= 0)),
         "rounds": rounds,
     }
+
+
+def fold_datasets(
+    data: Mapping[str, MultiViewDataset], parts: Mapping[str, np.ndarray]
+) -> dict[str, MultiViewDataset]:
+    """One fold's datasets: ``train`` from the augmented items, ``val`` (where the fold has
+    one) and ``test`` from the items as they are."""
+    datasets = {"train": data["train"].subset(parts["train"])}
+    if len(parts["val"]):  # none with `cv.validation: none`
+        datasets["val"] = data["plain"].subset(parts["val"])
+    return datasets | {"test": data["plain"].subset(parts["test"])}
+
+
+def fit_and_predict_fold(
+    settings: TrainSettings,
+    datasets: Mapping[str, MultiViewDataset],
+    label_type: str,
+    fingerprint: str,
+    trainer: TrainerSettings,
+    seed: int,
+) -> tuple[pd.DataFrame, FitResult]:
+    """One fold's model through the training core (``fit_model``: every ``train.*`` setting
+    acts as in ``train``) and its test part's prediction table, with pixel counts for a
+    model with masks."""
+    trainer_settings = settings.trainer
+    loaders = build_loaders(
+        datasets,
+        trainer_settings.batch_size,
+        trainer_settings.num_workers,
+        settings.balanced_sampler,
+        settings.seed,
+    )
+    L.seed_everything(seed, workers=True)
+    train = datasets["train"]
+    frequencies = train.targets[train.positions].mean(0).clip(1e-3, 1 - 1e-3).tolist()
+    classes, views = train.cache.classes, settings.views or list(train.cache.views)
+    classes = task_classes(classes, label_type)
+    task = ModelTask(classes, views, settings.per_view, label_type, frequencies)
+    module, result = fit_model(settings, task, loaders, fingerprint, trainer)
+    module.model.load_state_dict(result.state_dict)
+    found = predict(module.model.eval(), loaders["test"], settings.tta)
+    table = prediction_table("test", datasets["test"], found.probs, found.targets, classes)
+    if found.seg_probs is not None:
+        stats = segmentation_stats(found.seg_probs, found.masks)
+        table = table.join(pixel_count_table(stats, classes))
+    return table.drop(columns="split"), result

@@ -216,3 +216,54 @@ def prediction_table(
         ],
         axis=1,
     )
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How a part is scored: bootstrap rounds and seed, and the unit (specimen, tile) of
+    every sample, which the bootstrap resamples whole."""
+
+    rounds: int
+    seed: int
+    unit_of: pd.Series
+
+    def score(self, probs, targets, seg, masks, classes, label_type, sample_ids) -> dict:
+        groups = self.unit_of.loc[sample_ids].to_numpy()
+        return score(
+            probs, targets, seg, masks, classes, label_type, self.rounds, self.seed, groups
+        )
+
+
+def evaluate_part(
+    model: torch.nn.Module,
+    loader: Iterable[Batch],
+    bundle: dict,
+    tta: str,
+    scoring: Scoring,
+) -> tuple[dict, pd.DataFrame | None]:
+    """Metrics of one part of the data (its items'; and per sample, from the mean of a
+    per-view model's photos) and its prediction table (None without class predictions)."""
+    dataset, classes, label_type = loader.dataset, bundle["classes"], bundle["label_type"]
+    found = predict(model, loader, tta)
+    sample_ids = dataset.cache.sample_ids[dataset.positions]
+    report = {
+        "n_samples": len(dataset),
+        **scoring.score(
+            found.probs, found.targets, found.seg_probs, found.masks, classes, label_type,
+            sample_ids,
+        ),
+    }  # fmt: skip
+    if found.probs is None:
+        return report, None
+    table = prediction_table("", dataset, found.probs, found.targets, classes)
+    if bundle["per_view"]:
+        samples = per_sample_table(table, classes)
+        probs, targets = (
+            torch.from_numpy(samples[probability_columns(kind, classes)].to_numpy())
+            for kind in ("prob", "target")
+        )
+        report["per_sample"] = {
+            "n_samples": len(samples),
+            **scoring.score(probs, targets, None, None, classes, label_type, samples["sample_id"]),
+        }
+    return report, table

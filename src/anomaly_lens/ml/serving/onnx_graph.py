@@ -124,3 +124,19 @@ def averaged_onnx_probabilities(
     ]
     logits = torch.from_numpy(np.mean(found, axis=0, dtype=np.float32))
     return probabilities(logits, label_type).numpy()
+
+
+def graph_description(onnx_model: bytes) -> dict:
+    """Opset, inputs with their (dynamic) dimensions, output names and size of a graph."""
+    graph = onnx.load_from_string(onnx_model)
+    return {
+        "opset": int(next(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx"))),
+        "inputs": {
+            i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
+            for i in graph.graph.input
+        },
+        "input_names": list(ONNX_INPUTS),
+        "output": ONNX_OUTPUT,
+        "logits_output": ONNX_LOGITS,
+        "size_bytes": len(onnx_model),
+    }

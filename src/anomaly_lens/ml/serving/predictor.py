@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from anomaly_lens.ml.data.batch import Batch
 from anomaly_lens.ml.data.boxes import find_components
 from anomaly_lens.ml.data.cache import ImageCache, MultiViewDataset, build_image_cache
 from anomaly_lens.ml.data.imaging import encode_png
@@ -42,7 +43,9 @@ from anomaly_lens.ml.serving.identity import (
     require_made_from,
 )
 from anomaly_lens.ml.serving.onnx_graph import (
+    ProbabilityModel,
     averaged_onnx_probabilities,
+    export_onnx,
     onnx_metadata,
     onnx_session,
 )
@@ -239,6 +242,18 @@ class Predictor:
             "tta": self.settings.tta,
             "engine": self.settings.engine,
         }  # fmt: skip
+
+    def onnx_graph(self, example: Batch) -> bytes:
+        """The model, resize and the calibrator's temperatures (1 without one) as one ONNX
+        graph (``ProbabilityModel``), recording the model it was made from."""
+        temperature = self.calibrator.temperature if self.calibrator else 1.0
+        wrapped = ProbabilityModel(self.network, self.bundle["image_size"], temperature)
+        metadata = {
+            "classes": self.bundle["classes"],
+            "temperature": temperature,
+            "model_id": self.identity,
+        }
+        return export_onnx(wrapped, example.images, example.view_mask, metadata)
 
     def prepare(
         self,

@@ -23,3 +23,9 @@ def nested_run(name: str, params: Mapping[str, Any] | None = None, **tags: Any):
     if tags:
         mlflow.set_tags(tags)
     return run
+
+
+def nested_metric(name: str, value: float) -> None:
+    """A metric of the active run; nothing without one."""
+    if mlflow.active_run() is not None:
+        mlflow.log_metric(name, value)

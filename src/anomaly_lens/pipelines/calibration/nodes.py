@@ -63,72 +63,76 @@ def _macro_f1(probs: np.ndarray, targets: np.ndarray, thresholds) -> float:
     )
 
 
+def _fit(val: pd.DataFrame, model: dict, settings) -> Calibrator:
+    """Temperatures, then (multi-label) per-class thresholds on the calibrated validation
+    probabilities of samples (a per-view model's: its photos' mean): the only fit on
+    predictions, on validation rows only."""
+    classes, label_type = model["classes"], model["label_type"]
+    val_probs, val_targets = _arrays(val, classes)
+    temperature = fit_temperature(
+        torch.from_numpy(val_probs),
+        torch.from_numpy(val_targets),
+        label_type,
+        settings.per_class_temperature,
+    ).tolist()
+    thresholds = None
+    if label_type == "multilabel":
+        val_after = Calibrator(classes, label_type, temperature, None).apply(val_probs)
+        probs, targets = (
+            _per_sample(val, val_after, classes) if model["per_view"] else (val_after, val_targets)
+        )
+        goals = [settings.threshold_targets.get(c, 0.0) for c in classes]
+        thresholds = tune_thresholds(probs, targets, settings.threshold_rule, goals)
+    return Calibrator(classes, label_type, temperature, thresholds, model_identity(model))
+
+
+def _scored(test: pd.DataFrame, calibrator: Calibrator, model: dict) -> dict:
+    """Test before and after, per sample (and per photo for a per-view model); macro-F1
+    at 0.5 and at the thresholds."""
+    classes, label_type, report = model["classes"], model["label_type"], {}
+    probs, targets = _arrays(test, classes)
+    after = calibrator.apply(probs)
+    if model["per_view"]:
+        report["photo"] = _before_after(probs, after, targets, label_type, classes)
+        probs, _ = _per_sample(test, probs, classes)
+        after, targets = _per_sample(test, after, classes)
+    report["sample"] = _before_after(probs, after, targets, label_type, classes)
+    if calibrator.thresholds:
+        report["test_macro_f1_at_0.5"] = _macro_f1(after, targets, 0.5)
+        report["test_macro_f1_at_thresholds"] = _macro_f1(after, targets, calibrator.thresholds)
+    return report
+
+
 def calibrate(predictions: pd.DataFrame, model: dict, params: dict) -> tuple[dict, dict, dict]:
     """``calibrator`` (temperatures and thresholds fitted on val), ``calibration_metrics``
     (test before/after: ECE, MCE, Brier, NLL; macro-F1 at 0.5 and at the thresholds) and
     the headline figures for the MLflow run."""
     settings = parse_block("calibration", params)
-    classes, label_type = model["classes"], model["label_type"]
     val = predictions[predictions["split"] == "val"]
     test = predictions[predictions["split"] == "test"]
     if set(val["sample_id"]) & set(test["sample_id"]):
         raise ValueError("evaluation_predictions has samples in both val and test")
     if val.empty or test.empty:
         raise ValueError("Calibration needs val and test predictions: run `train` first")
-    val_probs, val_targets = _arrays(val, classes)
-    temperature = fit_temperature(  # the only fit on predictions: validation rows only
-        torch.from_numpy(val_probs),
-        torch.from_numpy(val_targets),
-        label_type,
-        settings.per_class_temperature,
-    ).tolist()
-    val_after = Calibrator(classes, label_type, temperature, None).apply(val_probs)
-    thresholds = None
-    if label_type == "multilabel":  # thresholds decide samples: per-view, a photo mean
-        sample_probs, sample_targets = (
-            _per_sample(val, val_after, classes) if model["per_view"] else (val_after, val_targets)
-        )
-        goals = [settings.threshold_targets.get(c, 0.0) for c in classes]
-        thresholds = tune_thresholds(sample_probs, sample_targets, settings.threshold_rule, goals)
-    calibrator = Calibrator(classes, label_type, temperature, thresholds, model_identity(model))
-
+    calibrator = _fit(val, model, settings)
+    thresholds = calibrator.thresholds
     report = {
         "fitted_on": {"split": "val", "n": int(len(val))},
         "scored_on": {"split": "test", "n": int(len(test))},
         "bins": CALIBRATION_BINS,
         "temperature": calibrator.temperature,
-        "separated_on_val": _separated_classes(val_probs, val_targets, model),
-        "thresholds": dict(zip(classes, thresholds, strict=True)) if thresholds else None,
+        "separated_on_val": _separated_classes(*_arrays(val, model["classes"]), model),
+        "thresholds": dict(zip(model["classes"], thresholds, strict=True)) if thresholds else None,
         "threshold_rule": settings.threshold_rule if thresholds else "most probable class",
         "threshold_level": "sample",
+        **_scored(test, calibrator, model),
     }
-    test_probs, test_targets = _arrays(test, classes)
-    test_after = calibrator.apply(test_probs)
-    if model["per_view"]:
-        report["photo"] = _before_after(test_probs, test_after, test_targets, label_type, classes)
-        test_probs, _ = _per_sample(test, test_probs, classes)
-        test_after, test_targets = _per_sample(test, test_after, classes)
-    report["sample"] = _before_after(test_probs, test_after, test_targets, label_type, classes)
-    if thresholds:
-        report["test_macro_f1_at_0.5"] = _macro_f1(test_after, test_targets, 0.5)
-        report["test_macro_f1_at_thresholds"] = _macro_f1(test_after, test_targets, thresholds)
-    headline = report["sample"]
-    flat = {
-        f"{k}_{when}": headline[when][k]
-        for when in ("before", "after")
-        for k in headline["before"]
-        if k != "per_class"
-    }
-    report.update(flat)
-    logger.info(
-        "Calibration (test samples): ECE %.3f -> %.3f, NLL %.3f -> %.3f",
-        flat["ece_before"],
-        flat["ece_after"],
-        flat["nll_before"],
-        flat["nll_after"],
-    )
-    mlflow_metrics = as_mlflow_metrics(flat)
-    return calibrator.to_dict(), json_safe(report), mlflow_metrics
+    sample = report["sample"]
+    flat = {f"{k}_{when}": sample[when][k] for when in ("before", "after") for k in sample["before"]
+            if k != "per_class"}  # fmt: skip
+    logger.info("Calibration (test samples): ECE %.3f -> %.3f, NLL %.3f -> %.3f",
+                flat["ece_before"], flat["ece_after"], flat["nll_before"], flat["nll_after"])  # fmt: skip
+    return calibrator.to_dict(), json_safe(report | flat), as_mlflow_metrics(flat)
 
 
 def _before_after(before, after, targets, label_type, classes) -> dict:

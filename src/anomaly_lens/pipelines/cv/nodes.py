@@ -7,8 +7,6 @@ import logging
 import time
 from pathlib import Path
 
-import lightning as L
-import mlflow
 import numpy as np
 import pandas as pd
 import torch
@@ -18,22 +16,21 @@ from anomaly_lens.ml.data.cache import ImageCache, MultiViewDataset, cache_finge
 from anomaly_lens.ml.data.splitting import assign_folds, units_of
 from anomaly_lens.ml.evaluation import baseline
 from anomaly_lens.ml.evaluation.crossval import (
+    fit_and_predict_fold,
+    fold_datasets,
     fold_parts,
     item_units,
     pooled_report,
     prediction_classes,
 )
-from anomaly_lens.ml.evaluation.metrics import json_safe, segmentation_stats
+from anomaly_lens.ml.evaluation.metrics import json_safe
 from anomaly_lens.ml.evaluation.predictions import (
     per_photo_table,
-    pixel_count_table,
-    predict,
     prediction_table,
 )
-from anomaly_lens.ml.training.core import ModelTask, fit_model
-from anomaly_lens.ml.training.datasets import build_datasets, build_loaders, label_task
+from anomaly_lens.ml.training.datasets import build_datasets, label_task
 from anomaly_lens.ml.training.resume import PLACEMENT_AND_DISPLAY, run_fingerprint
-from anomaly_lens.ml.training.runs import nested_run
+from anomaly_lens.ml.training.runs import nested_metric, nested_run
 from anomaly_lens.ml.training.settings import TrainSettings
 from anomaly_lens.parameters import parse_block
 from anomaly_lens.tracking import as_mlflow_metrics
@@ -44,6 +41,12 @@ EVALUATED = ("train", "val", "test")  # every sample of the split but the `shift
 # Fold checkpoints under `checkpoint_dir`, one folder per grouping, so that `leakage`'s
 # random folds never replace the grouped folds' of `cv` (and the other way round).
 CHECKPOINT_FOLDERS = {"unit": "cv", "none": "leaky_cv"}
+
+
+def grouped_settings(cv: dict) -> dict:
+    """``cv_settings``: the ``cv`` block as configured (the ``leakage`` pipeline's
+    namespace makes its own, with random folds)."""
+    return parse_block("cv", cv).model_dump()
 
 
 def _items(cache: ImageCache, ids: list[str], train: TrainSettings) -> dict[str, MultiViewDataset]:
@@ -99,6 +102,25 @@ def assign_cv_folds(image_cache: dict, splits: pd.DataFrame, train: dict, cv: di
     )
 
 
+def _checked_items(
+    cache: ImageCache, cv_folds, samples, manifest, class_names, views, train: TrainSettings
+) -> dict[str, MultiViewDataset]:
+    """The items of ``cv_folds`` (augmented and plain), refused where the cache or the folds
+    were made from other inputs, or the model has no class decision to pool."""
+    if train.model.task == "segmentation":
+        raise ValueError(
+            "cv pools each photo's class decision and a segmentation-only model has none: "
+            "use train.model.task=multitask (masks and classes) or classification"
+        )
+    expected = cache_fingerprint(samples, manifest, views, class_names, train.image_size)
+    if cache.fingerprint != expected:
+        raise ValueError("The image cache was built from other inputs: run `cv` from its start")
+    data = _items(cache, list(pd.unique(cv_folds["sample_id"])), train)
+    if [data["plain"].item_id(k) for k in range(len(data["plain"]))] != list(cv_folds["item_id"]):
+        raise ValueError("cv_folds lists other items than the image cache: run `cv` again")
+    return data
+
+
 def cross_validate(
     image_cache: dict,
     samples: pd.DataFrame,
@@ -109,88 +131,38 @@ def cross_validate(
     train: dict,
     cv: dict,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train one model per fold with the ``train`` parameters, through the training core
-    every pipeline shares (``fitting.fit_model``: ``train.init_from`` and every other
-    ``train.*`` setting act as in ``train``); predict its test fold.
-
-    Each round fits on the other folds but the next one, which early stopping and the
-    kept checkpoint watch (``cv.validation: next_fold``), or on every other fold for
-    ``train.trainer.max_epochs`` epochs, keeping the last (``none``); the test fold never
-    feeds fitting or model selection. Returns ``cv_predictions`` (every
-    photo's out-of-fold probabilities; a fused model's photos carry their sample's) and
-    ``cv_history`` (each fold's epochs). A model with masks adds each item's pixel counts
-    (``pixel_count_columns``), which a fused model's photos share like its decision.
-    Fold ``k`` keeps its checkpoints in ``checkpoint_dir/<folder>/fold_k``, the folder
-    named by the grouping (``CHECKPOINT_FOLDERS``); with ``train.resume`` an interrupted
-    run continues there: ended folds are only predicted again, the fold that was cut
-    off trains on from its last epoch.
-    """
+    """One model per fold through the training core (``train.*`` acts as in ``train``),
+    fitted on the other folds but the next one, which early stopping watches
+    (``cv.validation: next_fold``), or on every other fold for ``max_epochs`` (``none``);
+    the test fold never feeds fitting or selection. Returns ``cv_predictions`` (every
+    photo's out-of-fold prediction; a fused model's photos carry their sample's, and pixel
+    counts where it has masks) and ``cv_history``. Fold ``k`` keeps its checkpoints in
+    ``checkpoint_dir/<CHECKPOINT_FOLDERS[group_by]>/fold_k``: with ``train.resume`` an
+    interrupted run goes on there (ended folds are only predicted again)."""
     train, cv = parse_block("train", train), parse_block("cv", cv)
-    if train.model.task == "segmentation":
-        raise ValueError(
-            "cv pools each photo's class decision and a segmentation-only model has none: "
-            "use train.model.task=multitask (masks and classes) or classification"
-        )
     cache = ImageCache.from_arrays(image_cache)
-    expected = cache_fingerprint(samples, manifest, views, class_names, train.image_size)
-    if cache.fingerprint != expected:
-        raise ValueError("The image cache was built from other inputs: run `cv` from its start")
-    label_type, targets, classes = label_task(cache.labels, cache.classes, train.label_type)
-    data = _items(cache, list(pd.unique(cv_folds["sample_id"])), train)
-    item_ids = cv_folds["item_id"].to_numpy()
-    if [data["plain"].item_id(k) for k in range(len(data["plain"]))] != item_ids.tolist():
-        raise ValueError("cv_folds lists other items than the image cache: run `cv` again")
-    fold_of_item = cv_folds["fold"].to_numpy()
-    per_view = train.per_view
-    used_views = train.views or list(cache.views)
+    data = _checked_items(cache, cv_folds, samples, manifest, class_names, views, train)
+    label_type, _, _ = label_task(cache.labels, cache.classes, train.label_type)
+    fold_of_item, item_ids = cv_folds["fold"].to_numpy(), cv_folds["item_id"].to_numpy()
     tables, histories = [], []
-    n_folds = int(fold_of_item.max()) + 1
-    for fold in tqdm(range(n_folds), desc="Cross-validation", unit="fold", disable=None):
+    for fold in tqdm(range(int(fold_of_item.max()) + 1), desc="Cross-validation", disable=None):
         parts = fold_parts(fold_of_item, fold, cv.validation)
-        datasets = {
-            "train": data["train"].subset(parts["train"]),
-            "test": data["plain"].subset(parts["test"]),
-        }
-        if len(parts["val"]):  # none with `cv.validation: none`
-            datasets["val"] = data["plain"].subset(parts["val"])
-        loaders = build_loaders(
-            datasets,
-            train.trainer.batch_size,
-            train.trainer.num_workers,
-            train.balanced_sampler,
-            train.seed,
-        )
-        L.seed_everything(train.seed + fold, workers=True)
-        train_targets = targets[datasets["train"].positions]
-        frequencies = train_targets.mean(0).clip(1e-3, 1 - 1e-3).tolist()
-        task = ModelTask(classes, used_views, per_view, label_type, frequencies)
-        started = time.monotonic()
-        with nested_run(f"fold {fold}"):
-            folder = CHECKPOINT_FOLDERS[cv.group_by]
-            checkpoints = Path(train.trainer.checkpoint_dir) / folder / f"fold_{fold}"
-            trainer = train.trainer.model_copy(update={"checkpoint_dir": str(checkpoints)})
-            items = {part: item_ids[parts[part]].tolist() for part in ("train", "val")}
-            fingerprint = run_fingerprint(train, cache.fingerprint, items)
-            module, result = fit_model(train, task, loaders, fingerprint, trainer)
-            module.model.load_state_dict(result.state_dict)
-            found = predict(module.model.eval(), loaders["test"], train.tta)
-            table = prediction_table("test", datasets["test"], found.probs, found.targets, classes)
-            if found.seg_probs is not None:
-                stats = segmentation_stats(found.seg_probs, found.masks)
-                table = table.join(pixel_count_table(stats, classes))
-            if mlflow.active_run() is not None:
-                mlflow.log_params({"fold": fold, "n_train": len(datasets["train"])})
-                mlflow.log_metric("best_epoch", result.best_epoch)
-        logger.info(
-            "Fold %d: %d train / %d val / %d test items, best epoch %d, %.0f s",
-            fold,
-            *(len(parts[p]) for p in ("train", "val", "test")),
-            result.best_epoch,
-            time.monotonic() - started,
-        )
+        datasets = fold_datasets(data, parts)
+        folder = Path(train.trainer.checkpoint_dir) / CHECKPOINT_FOLDERS[cv.group_by]
+        trainer = train.trainer.model_copy(update={"checkpoint_dir": str(folder / f"fold_{fold}")})
+        items = {part: item_ids[parts[part]].tolist() for part in ("train", "val")}
+        fingerprint, started = run_fingerprint(train, cache.fingerprint, items), time.monotonic()
+        with nested_run(f"fold {fold}", {"fold": fold, "n_train": len(datasets["train"])}):
+            table, result = fit_and_predict_fold(
+                train, datasets, label_type, fingerprint, trainer, train.seed + fold
+            )
+            nested_metric("best_epoch", result.best_epoch)
+        sizes = [len(parts[p]) for p in ("train", "val", "test")]
+        logger.info("Fold %d: %s train/val/test items, best epoch %d, %.0f s", fold, sizes,
+                    result.best_epoch, time.monotonic() - started)  # fmt: skip
         table.insert(1, "fold", fold)
         table.insert(2, "unit_id", cv_folds["unit_id"].to_numpy()[parts["test"]])
-        tables.append(per_photo_table(table.drop(columns="split"), datasets["test"]))
+        tables.append(per_photo_table(table, datasets["test"]))
         histories.append(result.history.assign(fold=fold))
     return pd.concat(tables, ignore_index=True), pd.concat(histories, ignore_index=True)
 

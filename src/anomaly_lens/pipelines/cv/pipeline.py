@@ -7,24 +7,22 @@ from anomaly_lens.pipelines.cv.nodes import (
     assign_cv_folds,
     cross_validate,
     cross_validate_baseline,
+    grouped_settings,
     summarise_cv,
 )
 
 
-def cross_validation(prefix: str = "", settings: str = "params:cv") -> Pipeline:
-    """Folds, one model per fold, the feature baseline and the pooled report, read from
-    the ``settings`` dataset and written to ``{prefix}cv_*`` entries (``leaky_`` for the
-    ``leakage`` pipeline's random folds)."""
-    folds = f"{prefix}cv_folds"
-    predictions = f"{prefix}cv_predictions"
-    baseline = f"{prefix}cv_baseline_predictions"
+def cross_validation() -> Pipeline:
+    """Folds, one model per fold, the feature baseline and the pooled report, with the
+    settings of ``cv_settings``: ``params:cv`` here; the ``leakage`` pipeline runs it in the
+    namespace ``leaky`` with random folds."""
     return Pipeline(
         [
             Node(
                 assign_cv_folds,
-                inputs=["image_cache", "splits", "params:train", settings],
-                outputs=folds,
-                name=f"{prefix}assign_cv_folds",
+                inputs=["image_cache", "splits", "params:train", "cv_settings"],
+                outputs="cv_folds",
+                name="assign_cv_folds",
             ),
             Node(
                 cross_validate,
@@ -32,30 +30,45 @@ def cross_validation(prefix: str = "", settings: str = "params:cv") -> Pipeline:
                     "image_cache",
                     "samples",
                     "manifest",
-                    folds,
+                    "cv_folds",
                     "class_names",
                     "params:pairing.views",
                     "params:train",
-                    settings,
+                    "cv_settings",
                 ],
-                outputs=[predictions, f"{prefix}cv_history"],
-                name=f"{prefix}cross_validate",
+                outputs=["cv_predictions", "cv_history"],
+                name="cross_validate",
             ),
             Node(
                 cross_validate_baseline,
-                inputs=["image_cache", folds, "params:train", settings],
-                outputs=baseline,
-                name=f"{prefix}cross_validate_baseline",
+                inputs=["image_cache", "cv_folds", "params:train", "cv_settings"],
+                outputs="cv_baseline_predictions",
+                name="cross_validate_baseline",
             ),
             Node(
                 summarise_cv,
-                inputs=[predictions, baseline, folds, "params:train", settings],
-                outputs=[f"{prefix}cv_metrics", f"{prefix}cv_mlflow_metrics"],
-                name=f"{prefix}summarise_cv",
+                inputs=[
+                    "cv_predictions",
+                    "cv_baseline_predictions",
+                    "cv_folds",
+                    "params:train",
+                    "cv_settings",
+                ],
+                outputs=["cv_metrics", "cv_mlflow_metrics"],
+                name="summarise_cv",
             ),
         ]
     )
 
 
+# What the cross-validation reads from the main chain, in either namespace.
+SHARED_INPUTS = {"image_cache", "samples", "manifest", "splits", "class_names"}
+
+
 def create_pipeline(**kwargs) -> Pipeline:
-    return train.create_pipeline().only_nodes("cache_images") + cross_validation()
+    settings = Node(grouped_settings, "params:cv", "cv_settings", name="grouped_settings")
+    return (
+        train.create_pipeline().only_nodes("cache_images")
+        + Pipeline([settings])
+        + cross_validation()
+    )

@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from anomaly_lens.pipelines.train.nodes import evaluate_model, headline_metrics, plot_evaluation
+from anomaly_lens.pipelines.evaluate.nodes import evaluate_model, headline_metrics, plot_evaluation
 
 
 def create_pipeline(**kwargs) -> Pipeline:

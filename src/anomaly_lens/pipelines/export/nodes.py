@@ -6,17 +6,12 @@ import logging
 from dataclasses import replace
 
 import numpy as np
-import onnx
 import pandas as pd
 
 from anomaly_lens.ml.data.cache import ImageCache
 from anomaly_lens.ml.evaluation.predictions import probability_columns
 from anomaly_lens.ml.serving.onnx_graph import (
-    ONNX_INPUTS,
-    ONNX_LOGITS,
-    ONNX_OUTPUT,
-    ProbabilityModel,
-    export_onnx,
+    graph_description,
 )
 from anomaly_lens.ml.serving.predictor import Predictor, ServingSettings
 from anomaly_lens.ml.training.datasets import build_loaders, model_datasets
@@ -79,39 +74,21 @@ def export_model(
         )
     serving = ServingSettings(tta="none", batch_size=settings.check_samples)
     predictor = Predictor.of(model, calibrator, None, serving)
-    fitted, identity = predictor.calibrator, predictor.identity
-    temperature = fitted.temperature if fitted else 1.0
-    wrapped = ProbabilityModel(predictor.network, model["image_size"], temperature)
     cache = ImageCache.from_arrays(image_cache)
     ids = _check_ids(cache, splits, settings.check_samples)
-    example = next(
-        iter(build_loaders(model_datasets(cache, {"x": ids}, model), 1, 0, False, 0)["x"])
-    )
-    metadata = {"classes": model["classes"], "temperature": temperature, "model_id": identity}
-    onnx_model = export_onnx(wrapped, example.images, example.view_mask, metadata)
+    loader = build_loaders(model_datasets(cache, {"x": ids}, model), 1, 0, False, 0)["x"]
+    onnx_model = predictor.onnx_graph(next(iter(loader)))
     parity = _parity(predictor, onnx_model, cache, ids, settings.tolerance)
-    graph = onnx.load_from_string(onnx_model)
+    fitted = predictor.calibrator
     report = {
         **parity,
         "tolerance": settings.tolerance,
-        "opset": int(next(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx"))),
-        "inputs": {
-            i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
-            for i in graph.graph.input
-        },
-        "input_names": list(ONNX_INPUTS),
-        "output": ONNX_OUTPUT,
-        "logits_output": ONNX_LOGITS,
-        "classes": model["classes"],
-        "label_type": model["label_type"],
-        "views": model["views"],
-        "per_view": model["per_view"],
-        "image_size": model["image_size"],
-        "model_id": identity,
+        **graph_description(onnx_model),
+        **{k: model[k] for k in ("classes", "label_type", "views", "per_view", "image_size")},
+        "model_id": predictor.identity,
         "calibrator": predictor.calibration_note or fitted.model_id,
-        "temperature": temperature,
+        "temperature": fitted.temperature if fitted else 1.0,
         "thresholds": fitted.thresholds if fitted else None,
-        "size_bytes": len(onnx_model),
         "model_trained_at": model["trained_at"],
     }
     logger.info("ONNX export: %d bytes, max |diff| %.1e", len(onnx_model), parity["max_abs_diff"])

@@ -56,6 +56,21 @@ def predict_new_images(
     return table, {f"{run}/{key}": png for key, png in pngs.items()}
 
 
+def _metrics(predictions: pd.DataFrame, classes: list[str], label_type: str) -> dict:
+    """The evaluation's metrics of labelled new images, per level (samples; photos)."""
+    found = {}
+    for level, part in predictions.groupby("level"):
+        probs, targets = (
+            torch.tensor(part[probability_columns(kind, classes)].to_numpy(np.float32))
+            for kind in ("prob", "target")
+        )
+        found[f"metrics_per_{level}"] = {
+            "n": int(len(part)),
+            **score(probs, targets, None, None, classes, label_type, 200, 0),
+        }
+    return found
+
+
 def summarise_inference(
     predictions: pd.DataFrame,
     manifest: pd.DataFrame,
@@ -90,13 +105,4 @@ def summarise_inference(
     }
     if f"target_{classes[-1]}" not in predictions:
         return json_safe({**report, "metrics": "the images carry no labels"})
-    for level, part in predictions.groupby("level"):
-        probs, targets = (
-            torch.tensor(part[probability_columns(kind, classes)].to_numpy(np.float32))
-            for kind in ("prob", "target")
-        )
-        report[f"metrics_per_{level}"] = {
-            "n": int(len(part)),
-            **score(probs, targets, None, None, classes, model["label_type"], 200, 0),
-        }
-    return json_safe(report)
+    return json_safe(report | _metrics(predictions, classes, model["label_type"]))

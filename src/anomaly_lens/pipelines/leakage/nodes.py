@@ -47,11 +47,11 @@ def report_leakage(cv_metrics: dict, leaky_cv_metrics: dict) -> dict:
     ]
     if differing:
         raise ValueError(
-            f"cv_metrics and leaky_cv_metrics differ in {differing}: run "
+            f"cv_metrics and leaky.cv_metrics differ in {differing}: run "
             "`kedro run --pipelines=cv,leakage` so both use the same parameters"
         )
     if cv_metrics["group_by"] != "unit" or leaky_cv_metrics["group_by"] != "none":
-        raise ValueError("cv_metrics must be grouped by unit and leaky_cv_metrics by none")
+        raise ValueError("cv_metrics must be grouped by unit and leaky.cv_metrics by none")
     report = {
         "folds": cv_metrics["folds"],
         "model": cv_metrics["model"],

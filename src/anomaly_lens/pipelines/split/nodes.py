@@ -46,6 +46,28 @@ def _near_duplicate_samples(images: pd.DataFrame, max_bits: int) -> list[tuple[i
     return sorted({(positions[i], positions[j]) for i, j in pairs if positions[i] != positions[j]})
 
 
+def _units(samples, manifest, max_bits: int) -> tuple[pd.DataFrame, list[tuple[int, int]]]:
+    """Samples with their content hashes and units (groups joined where their images share
+    content or look the same), and the near-duplicate sample pairs."""
+    frame = samples[["sample_id", "group_id"]].reset_index(drop=True)
+    images = _sample_images(samples, manifest)
+    frame["hashes"] = images.groupby("position")["sha256"].agg(list).reindex(frame.index).values
+    near = _near_duplicate_samples(images, max_bits)
+    frame["unit_id"] = merge_groups_sharing_content(frame["group_id"], frame["hashes"], near)
+    return frame, near
+
+
+def _check_no_leakage(frame: pd.DataFrame, near: list[tuple[int, int]]) -> None:
+    """No group, content hash or near-duplicate pair in two of train/val/test."""
+    assert_no_leakage(frame, "group_id")
+    assert_no_leakage(frame, "hashes")
+    core = frame["split"].isin(SPLITS).to_numpy()
+    split = frame["split"].to_numpy()
+    crossing = [(i, j) for i, j in near if core[i] and core[j] and split[i] != split[j]]
+    if crossing:
+        raise LeakageError(f"{len(crossing)} near-duplicate sample pairs are in two splits")
+
+
 def split_samples(
     samples: pd.DataFrame, manifest: pd.DataFrame, class_names: list[str], params: dict
 ) -> tuple[pd.DataFrame, dict]:
@@ -58,18 +80,13 @@ def split_samples(
     every sample with a given column value to ``shift``.
     """
     settings = parse_block("split", params)
-    frame = samples[["sample_id", "group_id"]].reset_index(drop=True)
-    images = _sample_images(samples, manifest)
-    frame["hashes"] = images.groupby("position")["sha256"].agg(list).reindex(frame.index).values
-    near = _near_duplicate_samples(images, settings.near_duplicate_bits)
+    frame, near = _units(samples, manifest, settings.near_duplicate_bits)
     labels = samples[[f"label_{c}" for c in class_names]].to_numpy()
-    shift = np.zeros(len(samples), dtype=bool)
-    holdout = settings.holdout
-    if holdout:
-        shift = samples[holdout.column].astype(str).isin(map(str, holdout.values)).to_numpy()
-    frame["unit_id"] = merge_groups_sharing_content(frame["group_id"], frame["hashes"], near)
+    inside = np.ones(len(samples), dtype=bool)
+    if settings.holdout:
+        column, values = settings.holdout.column, map(str, settings.holdout.values)
+        inside = ~samples[column].astype(str).isin(values).to_numpy()
     frame["split"] = "shift"
-    inside = ~shift
     assigned = assign_splits(
         frame.loc[inside, "unit_id"],
         labels[inside],
@@ -78,16 +95,7 @@ def split_samples(
         candidates=settings.candidates,
     )
     frame.loc[inside, "split"] = assigned["split"].values
-    assert_no_leakage(frame, "group_id")
-    assert_no_leakage(frame, "hashes")
-    core = frame["split"].isin(SPLITS).to_numpy()
-    crossing = [
-        (i, j)
-        for i, j in near
-        if core[i] and core[j] and frame.at[i, "split"] != frame.at[j, "split"]
-    ]
-    if crossing:
-        raise LeakageError(f"{len(crossing)} near-duplicate sample pairs are in two splits")
+    _check_no_leakage(frame, near)
     for warning in missing_classes(
         samples.reset_index(drop=True).assign(split=frame["split"]), class_names, frame["unit_id"]
     ):
@@ -102,6 +110,22 @@ def split_samples(
     return frame.drop(columns="hashes"), facts
 
 
+def _share_table(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Per split and class: samples, share, the share over train/val/test, the deviation."""
+    overall = frame.loc[frame["split"] != "shift", columns].mean() * 100
+    rows = []
+    for split, group in frame.groupby("split"):
+        share = group[columns].mean() * 100
+        rows += [
+            {"split": split, "class": column.removeprefix("label_"),
+             "samples": int(group[column].sum()), "share_pct": float(share[column]),
+             "overall_pct": float(overall[column]),
+             "deviation_pp": float(share[column] - overall[column])}
+            for column in columns
+        ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def summarise_split(
     splits: pd.DataFrame, facts: dict, samples: pd.DataFrame, class_names: list[str], params: dict
 ) -> tuple[dict, pd.DataFrame]:
@@ -109,23 +133,7 @@ def summarise_split(
     frame = samples.merge(splits[["sample_id", "split"]], on="sample_id")
     frame["label_normal"] = (frame["labels"].map(len) == 0).astype(int)
     columns = [f"label_{c}" for c in class_names] + ["label_normal"]
-    evaluated = frame.loc[frame["split"] != "shift"]
-    overall = evaluated[columns].mean() * 100
-    rows = []
-    for split, group in frame.groupby("split"):
-        share = group[columns].mean() * 100
-        for column in columns:
-            rows.append(
-                {
-                    "split": split,
-                    "class": column.removeprefix("label_"),
-                    "samples": int(group[column].sum()),
-                    "share_pct": float(share[column]),
-                    "overall_pct": float(overall[column]),
-                    "deviation_pp": float(share[column] - overall[column]),
-                }
-            )
-    table = pd.DataFrame(rows)
+    table = _share_table(frame, columns)
     core = table[table["split"] != "shift"]
     shift_groups = set(frame.loc[frame["split"] == "shift", "group_id"])
     core_groups = frame.loc[frame["split"] != "shift", ["group_id", "split"]]

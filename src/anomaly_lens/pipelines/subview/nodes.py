@@ -46,6 +46,26 @@ def _padded(box: tuple[int, int, int, int], margin: int, side: int) -> list[int]
     ]
 
 
+def _mass_per_class_and_view(model, cache, dataset, pairs, attribution) -> dict:
+    """Integrated-Gradients share maps of the (item, class) pairs, gathered per (class, view)."""
+    batch = collate([dataset[k] for k, _ in pairs])
+    network = load_model(model)
+    head = default_head(network)
+    outputs = model["classes"] if head == "classification" else list(cache.classes)
+    targets = torch.tensor([outputs.index(name) for _, name in pairs])
+    found = attribute(
+        ExplainedScores(network, head), batch.images, batch.view_mask, targets,
+        "integrated_gradients", attribution,
+    )  # fmt: skip
+    shares = attribution_shares(found.maps.numpy())
+    mass: dict[tuple[str, str], list[np.ndarray]] = {}
+    for i, (k, name) in enumerate(pairs):
+        for slot, j in enumerate(dataset.items[k][1]):
+            if batch.view_mask[i, slot]:
+                mass.setdefault((name, cache.views[j]), []).append(shares[i, slot])
+    return mass
+
+
 def attribution_regions(model: dict, image_cache: dict, splits: pd.DataFrame, params: dict) -> dict:
     """``subview_regions``: per class and view, the box holding ``subview.top_mass`` of the
     mean Integrated-Gradients mass over train samples of that class; per view, the crop
@@ -57,25 +77,7 @@ def attribution_regions(model: dict, image_cache: dict, splits: pd.DataFrame, pa
     pairs = _train_pairs(cache, dataset, settings.max_train_samples, seed=0)
     if not pairs:
         raise ValueError("No train sample carries a class: nothing to find regions for")
-    batch = collate([dataset[k] for k, _ in pairs])
-    network = load_model(model)
-    head = default_head(network)
-    outputs = model["classes"] if head == "classification" else list(cache.classes)
-    targets = torch.tensor([outputs.index(name) for _, name in pairs])
-    found = attribute(
-        ExplainedScores(network, head),
-        batch.images,
-        batch.view_mask,
-        targets,
-        "integrated_gradients",
-        settings.attribution,
-    )
-    shares = attribution_shares(found.maps.numpy())
-    mass: dict[tuple[str, str], list[np.ndarray]] = {}
-    for i, (k, name) in enumerate(pairs):
-        for slot, j in enumerate(dataset.items[k][1]):
-            if batch.view_mask[i, slot]:
-                mass.setdefault((name, cache.views[j]), []).append(shares[i, slot])
+    mass = _mass_per_class_and_view(model, cache, dataset, pairs, settings.attribution)
     side = cache.images.shape[-1]
     per_class: dict[str, dict[str, list[int]]] = {}
     crops: dict[str, list[int]] = {}
@@ -84,10 +86,8 @@ def attribution_regions(model: dict, image_cache: dict, splits: pd.DataFrame, pa
         per_class.setdefault(name, {})[view] = list(box)
         old = crops.get(view, [side, side, 0, 0])
         crops[view] = [
-            min(old[0], box[0]),
-            min(old[1], box[1]),
-            max(old[2], box[2]),
-            max(old[3], box[3]),
+            *np.minimum(old[:2], box[:2]).tolist(),
+            *np.maximum(old[2:], box[2:]).tolist(),
         ]
     crops = {view: _padded(box, settings.margin, side) for view, box in crops.items()}
     logger.info("Sub-view crops (x0, y0, x1, y1) of %d px views: %s", side, crops)

@@ -3,11 +3,11 @@ serve (the model as an MLflow pyfunc)."""
 
 from kedro.pipeline import Node, Pipeline
 
+from anomaly_lens.ml.training.curves import plot_training_curves
 from anomaly_lens.pipelines import evaluate, serve
 from anomaly_lens.pipelines.train.nodes import (
     cache_images,
     evaluate_baseline,
-    plot_training_curves,
     train_model,
 )
 

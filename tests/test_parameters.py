@@ -30,7 +30,7 @@ def test_schema_defaults_are_the_documented_base_values():
     differ."""
     base = base_parameters()
     for name, schema in BLOCKS.items():
-        parsed, default = parse_block(name, base[name]).model_dump(), schema().model_dump()
+        parsed, default = parse_block(schema, base[name]).model_dump(), schema().model_dump()
         if name == "train":
             parsed["trainer"].pop("checkpoint_dir"), default["trainer"].pop("checkpoint_dir")
         if name == "tune":  # per data set: the env's dataset name is in the path
@@ -47,7 +47,7 @@ def problems(block: str, **changes) -> str:
             target = target[parent]
         target[key] = value
     with pytest.raises(ParameterError) as error:
-        parse_block(block, values)
+        parse_block(BLOCKS[block], values)
     return str(error.value)
 
 
@@ -80,7 +80,7 @@ def problems(block: str, **changes) -> str:
         ("train", {"trainer__devices": "x"}, "expected an integer or one of 'auto', got 'x'"),
         ("split", {"ratios": [0.5, 0.5]}, "split.ratios: expected three shares summing to 1"),
         ("split", {"folds": 5}, "split.folds: unknown key; valid keys of split: ratios"),
-        ("ingestion", {"layout": "tiff"}, "ingestion.layout: expected one of 'synthetic'"),
+        ("ingestion", {"layout": "tiff"}, "ingestion.layout: expected one of 'class_folders'"),
         ("ingestion", {"filename_pattern": "(?P<x"}, "not a regular expression"),
         ("pairing", {"group": 3}, "pairing.group: expected a string or a list, got 3"),
         ("cv", {"baseline_backbone": "resnet18"}, "cv.baseline_backbone: expected one of"),

@@ -14,7 +14,7 @@ import re
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -306,6 +306,8 @@ class TuneParams(Settings):
         return StudySettings.model_validate(values)
 
 
+Block = TypeVar("Block", bound=BaseModel)
+
 BLOCKS: dict[str, type[BaseModel]] = {
     "synthetic": SyntheticParams,
     "ingestion": IngestionParams,
@@ -325,9 +327,10 @@ BLOCKS: dict[str, type[BaseModel]] = {
 }
 
 
-def parse_block(name: str, values: Mapping[str, Any] | BaseModel | None) -> Any:
-    """The typed block ``name`` (a block that is already typed passes through)."""
-    schema = BLOCKS[name]
+def parse_block(schema: type[Block], values: Mapping[str, Any] | BaseModel | None) -> Block:
+    """The block ``values`` as ``schema`` (one of ``BLOCKS``; a block that is already typed
+    passes through), or a ``ParameterError`` naming every bad key and value."""
+    name = next(k for k, v in BLOCKS.items() if v is schema)
     if isinstance(values, schema):
         return values
     try:

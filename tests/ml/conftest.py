@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from anomaly_lens.ml.data import imaging, layouts, synthetic
+from anomaly_lens.ml.data import imaging, synthetic
 from anomaly_lens.ml.data.cache import build_image_cache
 from anomaly_lens.ml.data.inspection import MaskRule, inspect_records
+from anomaly_lens.ml.data.layouts.synthetic import from_synthetic
 from anomaly_lens.ml.data.pairing import SAMPLE_ID_SEPARATOR, pair_views
 
 PATTERN = r"(?P<view>[^/]+)/(?P<specimen_id>S\d+)_(?P<condition>[^/]+)"
@@ -17,7 +18,7 @@ def prepared():
     """(samples, manifest, masks, raw bytes by partition id) for 8 specimens at 32 px."""
     data = synthetic.generate(synthetic.SyntheticConfig(n_specimens=8, image_size=32, seed=5))
     raw = {k: imaging.encode_png(v) for k, v in data.images.items()}
-    records = layouts.from_synthetic(
+    records = from_synthetic(
         {k: (lambda c=c: c) for k, c in raw.items()}, data.annotations, PATTERN
     )
     result = inspect_records(records, [], MaskRule())

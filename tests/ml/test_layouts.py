@@ -1,5 +1,5 @@
-"""Raw layouts are registered adapters: a new layout is one function with
-``@register_layout``, read by name like the built-in ones."""
+"""Raw layouts are registered adapters: a new layout is one module of ``ml.data.layouts``
+with a function under ``@register_layout``, read by name like the built-in ones."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def test_a_registered_layout_is_read_by_name(monkeypatch):
 
 
 def test_the_built_in_layouts_read_their_settings():
-    assert LAYOUTS == ("synthetic", "class_folders", "voc", "manifest_csv")
+    assert set(LAYOUTS) == {"synthetic", "class_folders", "voc", "manifest_csv"}  # one file each
     settings = SimpleNamespace(label_separator=";")
     table = {"path": ["x.png"], "labels": ["dent;scratch"]}
     records = read_layout("manifest_csv", {"x.png": lambda: b""}, pd.DataFrame(table), settings)

@@ -7,14 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from anomaly_lens.ml.evaluation import ood
+from anomaly_lens.ml.evaluation.detectors import OOD_DETECTORS, Detector, register_detector
 from anomaly_lens.ml.evaluation.ood import (
     CORRUPTIONS,
     DETECTORS,
-    Detector,
     OODScorer,
     corrupt,
-    register_detector,
     separation,
     textures,
 )
@@ -78,8 +76,9 @@ def test_textures_are_seeded_grey_images():
 
 
 def test_a_registered_detector_is_fitted_and_scored_by_name(monkeypatch):
-    """Adding a detector is one class with ``@register_detector``: ``OODScorer`` finds it
-    by name; an unknown name is refused with the registered ones."""
+    """Adding a detector is one module of ``ml.evaluation.detectors`` with a class under
+    ``@register_detector``: ``OODScorer`` finds it by name; an unknown name is refused with
+    the registered ones."""
 
     class Norm(Detector):
         def fit(self, logits, features, groups, scorer):
@@ -88,7 +87,7 @@ def test_a_registered_detector_is_fitted_and_scored_by_name(monkeypatch):
         def score(self, fitted, logits, features, label_type):
             return (features.norm(dim=1) - fitted).numpy()
 
-    monkeypatch.setattr(ood, "OOD_DETECTORS", dict(ood.OOD_DETECTORS))
+    monkeypatch.setitem(OOD_DETECTORS, "feature_norm", None)  # removed again afterwards
     register_detector("feature_norm")(Norm)
     train_logits, train_z = features(200, False, 0)
     scorer = OODScorer("feature_norm", "multiclass").fit(train_logits, train_z, np.zeros(200))

@@ -10,9 +10,10 @@ import torch
 from matplotlib.figure import Figure
 
 from anomaly_lens.datasets import TorchModelDataset
-from anomaly_lens.ml.data import imaging, layouts, synthetic
+from anomaly_lens.ml.data import imaging, synthetic
 from anomaly_lens.ml.data.cache import ImageCache, MultiViewDataset, collate
 from anomaly_lens.ml.data.inspection import MaskRule, inspect_records
+from anomaly_lens.ml.data.layouts.synthetic import from_synthetic
 from anomaly_lens.ml.data.pairing import pair_views
 from anomaly_lens.ml.data.splitting import assign_splits
 from anomaly_lens.ml.models.bundle import load_model
@@ -31,7 +32,7 @@ def prepare(config: synthetic.SyntheticConfig):
     encoded = {k: imaging.encode_png(v) for k, v in data.images.items()}
     raw = {k: (lambda c=c: c) for k, c in encoded.items()}
     pattern = base_parameters()["ingestion"]["filename_pattern"]
-    result = inspect_records(layouts.from_synthetic(raw, data.annotations, pattern), [], MaskRule())
+    result = inspect_records(from_synthetic(raw, data.annotations, pattern), [], MaskRule())
     manifest = result.manifest
     samples, _ = pair_views(
         manifest,

@@ -15,10 +15,10 @@ from PIL import Image
 from anomaly_lens import pipeline_registry
 from anomaly_lens.ml.data import synthetic
 from anomaly_lens.ml.data.cache import ImageCache
+from anomaly_lens.ml.evaluation.binary_comparison import compare_level
 from anomaly_lens.ml.training.binary import binary_splits, merged
-from anomaly_lens.parameters import ParameterError, binary_train_settings, parse_block
+from anomaly_lens.parameters import BinaryParams, ParameterError, binary_train_settings, parse_block
 from anomaly_lens.pipelines.train_binary import create_pipeline
-from anomaly_lens.pipelines.train_binary.nodes import _compare_level
 from tests.conftest import SMALL_RUN, base_parameters
 from tests.test_session import latest
 
@@ -154,7 +154,7 @@ def test_photo_level_comparison_scores_each_photo():
     ).set_index("item_id")
     main = items.assign(prob_normal=[0.2, 0.6, 0.9, 0.8], prob_crack=[0.8, 0.4, 0.1, 0.2])
     binary = items.assign(prob_crack=[0.9, 0.7, 0.3, 0.1])
-    compared = _compare_level(
+    compared = compare_level(
         main, {"crack": binary}, "multiclass", main["sample_id"].to_numpy(), 20
     )
     crack = compared["per_class"]["crack"]
@@ -163,7 +163,7 @@ def test_photo_level_comparison_scores_each_photo():
     assert crack["n_positive"] == 2
     assert compared["assembled"]["binary"]["macro_f1"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="other test samples"):
-        _compare_level(main, {"crack": binary.assign(target_crack=0)}, "multiclass", [0] * 4, 5)
+        compare_level(main, {"crack": binary.assign(target_crack=0)}, "multiclass", [0] * 4, 5)
 
 
 def test_comparison_intervals_leave_out_rounds_without_a_positive():
@@ -183,7 +183,7 @@ def test_comparison_intervals_leave_out_rounds_without_a_positive():
         prob_crack=items["target_crack"] * 0.9, prob_stain=items["target_stain"] * 0.9
     )
     binaries = {name: perfect for name in ("crack", "stain")}
-    compared = _compare_level(perfect, binaries, "multilabel", tiles, 200)
+    compared = compare_level(perfect, binaries, "multilabel", tiles, 200)
     assert compared["per_class"]["crack"]["binary"]["f1_ci95"] == [1.0, 1.0]
     assert compared["assembled"]["binary"]["macro_f1_ci95"] == [1.0, 1.0]
     assert compared["per_class"]["crack"]["winner_f1"].startswith("too few positives to tell (1")
@@ -200,9 +200,9 @@ def test_without_types_the_pipeline_says_what_to_do():
 
 def test_a_binary_model_trains_softmax_cross_entropy_in_its_one_output_form():
     train = {**base_parameters()["train"], "loss": {"classification": "ce"}}
-    binary = parse_block("binary", {"common": {"trainer": {"max_epochs": 1}}})
+    binary = parse_block(BinaryParams, {"common": {"trainer": {"max_epochs": 1}}})
     settings = binary_train_settings(train, binary, "crack")
     assert (settings.loss.classification, settings.label_type) == ("bce", "multilabel")
-    asked = parse_block("binary", {"per_type": {"crack": {"loss": {"classification": "ce"}}}})
+    asked = parse_block(BinaryParams, {"per_type": {"crack": {"loss": {"classification": "ce"}}}})
     with pytest.raises(ParameterError, match="'ce' is a softmax loss"):
         binary_train_settings(train, asked, "crack")

@@ -91,7 +91,7 @@ def validation_rows(bundle: dict, cache: ImageCache, val_ids: list[str], tta: st
     return prediction_table("val", dataset, found.probs, found.targets, bundle["classes"])
 
 
-def _compare_level(
+def compare_level(
     main: pd.DataFrame, binaries: dict[str, pd.DataFrame], label_type: str, groups, rounds: int
 ) -> dict:
     """Per type, the binary model's rows against the multi-label model's on the same test
@@ -185,7 +185,7 @@ def compare_part(predictions, model, pairs, level: str, split: str, units, round
     }
     samples = main["sample_id"] if level == "item" else main.index
     groups = units.loc[samples].to_numpy()
-    return len(main), _compare_level(main, binaries, model["label_type"], groups, rounds)
+    return len(main), compare_level(main, binaries, model["label_type"], groups, rounds)
 
 
 def verdict(part: dict, level: str) -> str:

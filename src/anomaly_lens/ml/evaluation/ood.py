@@ -1,9 +1,11 @@
 """Out-of-distribution detection: scores from a trained model, the sets they are tested on.
 
-No Kedro. Detectors come from pytorch-ood (maximum softmax, energy, Mahalanobis, k nearest
-neighbours) and scikit-learn (IsolationForest); only the multi-label maximum-sigmoid score
-is written here (pytorch-ood's ``MaxSoftmax`` normalises over classes, which a sigmoid
-model does not). Every score is an outlier score: larger means more likely OOD.
+No Kedro. The detectors (``ml.evaluation.detectors``, one module each) come from
+pytorch-ood (maximum softmax, energy, Mahalanobis, k nearest neighbours) and scikit-learn
+(IsolationForest); only the multi-label maximum-sigmoid score is written here
+(pytorch-ood's ``MaxSoftmax`` normalises over classes, which a sigmoid model does not).
+``OODScorer`` fits one for a model. Every score is an outlier score: larger means more
+likely OOD.
 
 The corruptions and the far-OOD textures are written here with NumPy and OpenCV so that
 their severities are explicit and reproducible (``CORRUPTIONS``).
@@ -12,105 +14,15 @@ their severities are explicit and reproducible (``CORRUPTIONS``).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
 
 import cv2
 import numpy as np
 import torch
-from pytorch_ood.detector import KNN, EnergyBased, Mahalanobis, MaxSoftmax
 from pytorch_ood.metrics import OODMetrics
-from sklearn.ensemble import IsolationForest
 
 from anomaly_lens.ml.data.batch import Batch
+from anomaly_lens.ml.evaluation.detectors import DETECTORS, OOD_DETECTORS
 from anomaly_lens.ml.evaluation.predictions import predict
-
-
-class Detector:
-    """One kind of OOD detector, registered by name (``register_detector``): what it fits
-    on the training items' logits and features, and how it scores items (larger: more
-    likely OOD). Stateless: what it fits is returned and kept by ``OODScorer``."""
-
-    def fit(
-        self, logits: torch.Tensor, features: torch.Tensor, groups: np.ndarray, scorer: OODScorer
-    ) -> Any:
-        """What scoring needs (nothing by default); ``groups``: a class index per item."""
-        return None
-
-    def score(
-        self, fitted: Any, logits: torch.Tensor, features: torch.Tensor, label_type: str
-    ) -> np.ndarray:
-        raise NotImplementedError
-
-
-OOD_DETECTORS: dict[str, Detector] = {}
-
-
-def register_detector(name: str) -> Callable[[type[Detector]], type[Detector]]:
-    """Class decorator: the detector becomes available as ``ood.detector: <name>``."""
-
-    def register(cls: type[Detector]) -> type[Detector]:
-        OOD_DETECTORS[name] = cls()
-        return cls
-
-    return register
-
-
-@register_detector("msp")
-class MaxProbability(Detector):
-    """Maximum softmax probability (pytorch-ood), or the maximum sigmoid for multi-label."""
-
-    def score(self, fitted, logits, features, label_type):
-        if label_type == "multiclass":
-            return MaxSoftmax.score(logits).numpy()
-        return (-torch.sigmoid(logits).max(1).values).numpy()
-
-
-@register_detector("energy")
-class Energy(Detector):
-    """The logits' free energy (pytorch-ood)."""
-
-    def score(self, fitted, logits, features, label_type):
-        return EnergyBased.score(logits).numpy()
-
-
-@register_detector("mahalanobis")
-class ClassMahalanobis(Detector):
-    """Distance to the nearest class-conditional mean of the features (pytorch-ood)."""
-
-    def fit(self, logits, features, groups, scorer):
-        _, contiguous = np.unique(groups, return_inverse=True)
-        return Mahalanobis(None).fit_features(features.float(), torch.from_numpy(contiguous))
-
-    def score(self, fitted, logits, features, label_type):
-        return fitted.predict_features(features.float()).cpu().numpy()
-
-
-@register_detector("knn")
-class NearestNeighbours(Detector):
-    """Distance to the k-th nearest training feature (pytorch-ood; ``ood.neighbours``)."""
-
-    def fit(self, logits, features, groups, scorer):
-        k = min(scorer.neighbours, len(features) - 1)
-        return KNN(None, k=k).fit_features(
-            features.float(), torch.zeros(len(features), dtype=torch.long)
-        )
-
-    def score(self, fitted, logits, features, label_type):
-        return fitted.predict_features(features.float()).cpu().numpy()
-
-
-@register_detector("isolation_forest")
-class Isolation(Detector):
-    """scikit-learn's IsolationForest on the features."""
-
-    def fit(self, logits, features, groups, scorer):
-        return IsolationForest(random_state=scorer.seed).fit(features.numpy())
-
-    def score(self, fitted, logits, features, label_type):
-        return -fitted.score_samples(features.numpy())
-
-
-DETECTORS = tuple(OOD_DETECTORS)  # the names ``ood.detector`` accepts
 
 
 def logits_and_features(

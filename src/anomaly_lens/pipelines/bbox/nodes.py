@@ -11,7 +11,7 @@ from matplotlib.patches import Rectangle
 
 from anomaly_lens.ml.data import imaging, rle
 from anomaly_lens.ml.data.boxes import find_components
-from anomaly_lens.parameters import parse_block
+from anomaly_lens.parameters import BboxParams, parse_block
 
 BOX_COLUMNS = [
     "image_id",
@@ -36,7 +36,7 @@ def build_boxes(
     ``merge_distance`` joined, components under ``min_area`` pixels dropped and counted).
     Box-only annotations (VOC) keep their boxes, flagged ``weak_mask``.
     """
-    settings = parse_block("bbox", params)
+    settings = parse_block(BboxParams, params)
     sizes = manifest.set_index("image_id")[["height", "width"]]
     rows, specks = [], []
     pixel_masks = masks.loc[~masks["weak_mask"]].rename(columns={"class": "cls"})
@@ -63,7 +63,7 @@ def summarise_boxes(boxes: pd.DataFrame, specks: pd.DataFrame, params: dict) -> 
     """Boxes per class, specks dropped per class, box-size quantiles."""
     per_class = boxes.groupby("class")
     return {
-        **parse_block("bbox", params).model_dump(include={"min_area", "merge_distance"}),
+        **parse_block(BboxParams, params).model_dump(include={"min_area", "merge_distance"}),
         "n_boxes": int(len(boxes)),
         "boxes_by_class": {str(k): int(v) for k, v in per_class.size().items()},
         "weak_boxes_by_class": {str(k): int(v) for k, v in per_class["weak_mask"].sum().items()},
@@ -103,7 +103,7 @@ def render_previews(
     params: dict,
 ) -> Figure:
     """A few images per class with their boxes and the mask contour drawn over them."""
-    per_class = parse_block("bbox", params).previews_per_class
+    per_class = parse_block(BboxParams, params).previews_per_class
     classes = sorted(boxes["class"].unique())
     rows = max(len(classes), 1)
     fig = Figure(figsize=(3 * per_class, 3 * rows), layout="tight")

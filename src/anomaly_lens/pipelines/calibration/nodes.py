@@ -22,7 +22,7 @@ from anomaly_lens.ml.evaluation.calibration import (
 from anomaly_lens.ml.evaluation.metrics import json_safe
 from anomaly_lens.ml.evaluation.predictions import per_sample_table, probability_columns
 from anomaly_lens.ml.serving.identity import model_identity
-from anomaly_lens.parameters import parse_block
+from anomaly_lens.parameters import CalibrationParams, parse_block
 from anomaly_lens.tracking import as_mlflow_metrics
 
 logger = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def calibrate(predictions: pd.DataFrame, model: dict, params: dict) -> tuple[dic
     """``calibrator`` (temperatures and thresholds fitted on val), ``calibration_metrics``
     (test before/after: ECE, MCE, Brier, NLL; macro-F1 at 0.5 and at the thresholds) and
     the headline figures for the MLflow run."""
-    settings = parse_block("calibration", params)
+    settings = parse_block(CalibrationParams, params)
     val = predictions[predictions["split"] == "val"]
     test = predictions[predictions["split"] == "test"]
     if set(val["sample_id"]) & set(test["sample_id"]):

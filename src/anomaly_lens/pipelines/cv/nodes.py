@@ -32,7 +32,7 @@ from anomaly_lens.ml.training.datasets import build_datasets, label_task
 from anomaly_lens.ml.training.resume import PLACEMENT_AND_DISPLAY, run_fingerprint
 from anomaly_lens.ml.training.runs import nested_metric, nested_run
 from anomaly_lens.ml.training.settings import TrainSettings
-from anomaly_lens.parameters import parse_block
+from anomaly_lens.parameters import CvParams, parse_block
 from anomaly_lens.tracking import as_mlflow_metrics
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ CHECKPOINT_FOLDERS = {"unit": "cv", "none": "leaky_cv"}
 def grouped_settings(cv: dict) -> dict:
     """``cv_settings``: the ``cv`` block as configured (the ``leakage`` pipeline's
     namespace makes its own, with random folds)."""
-    return parse_block("cv", cv).model_dump()
+    return parse_block(CvParams, cv).model_dump()
 
 
 def _items(cache: ImageCache, ids: list[str], train: TrainSettings) -> dict[str, MultiViewDataset]:
@@ -73,7 +73,7 @@ def assign_cv_folds(image_cache: dict, splits: pd.DataFrame, train: dict, cv: di
     and fold. Units are the split's (tiles, specimens, joined look-alikes) unless
     ``cv.group_by`` is ``none``. Grouped folds are drawn over the photos whichever the
     model, so a fused and a per-view model of the same data are scored on the same folds."""
-    train, cv = parse_block("train", train), parse_block("cv", cv)
+    train, cv = parse_block(TrainSettings, train), parse_block(CvParams, cv)
     cache = ImageCache.from_arrays(image_cache)
     ids, unit_of = _evaluated(splits), units_of(splits)
     plain = _items(cache, ids, train)["plain"]
@@ -139,7 +139,7 @@ def cross_validate(
     counts where it has masks) and ``cv_history``. Fold ``k`` keeps its checkpoints in
     ``checkpoint_dir/<CHECKPOINT_FOLDERS[group_by]>/fold_k``: with ``train.resume`` an
     interrupted run goes on there (ended folds are only predicted again)."""
-    train, cv = parse_block("train", train), parse_block("cv", cv)
+    train, cv = parse_block(TrainSettings, train), parse_block(CvParams, cv)
     cache = ImageCache.from_arrays(image_cache)
     data = _checked_items(cache, cv_folds, samples, manifest, class_names, views, train)
     label_type, _, _ = label_task(cache.labels, cache.classes, train.label_type)
@@ -191,7 +191,7 @@ def cross_validate_baseline(
     """Out-of-fold predictions of a logistic regression on frozen ImageNet features
     (``cv.baseline_backbone``), fitted on the other folds, on the same folds as the network;
     one row per photo, like ``cv_predictions``."""
-    train, cv = parse_block("train", train), parse_block("cv", cv)
+    train, cv = parse_block(TrainSettings, train), parse_block(CvParams, cv)
     cache = ImageCache.from_arrays(image_cache)
     label_type, _, classes = label_task(cache.labels, cache.classes, train.label_type)
     plain = _items(cache, list(pd.unique(cv_folds["sample_id"])), train)["plain"]
@@ -222,7 +222,7 @@ def summarise_cv(
 ) -> tuple[dict, dict]:
     """``cv_metrics`` (pooled out-of-fold report of the network and the baseline) and
     the headline figures as metrics of the MLflow run."""
-    train, cv = parse_block("train", train), parse_block("cv", cv)
+    train, cv = parse_block(TrainSettings, train), parse_block(CvParams, cv)
     classes, label_type = prediction_classes(predictions)
     report = {
         "folds": int(cv_folds["fold"].nunique()),

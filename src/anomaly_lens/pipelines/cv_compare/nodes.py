@@ -8,7 +8,8 @@ import pandas as pd
 
 from anomaly_lens.ml.evaluation.crossval import paired_difference
 from anomaly_lens.ml.evaluation.metrics import json_safe
-from anomaly_lens.parameters import parse_block
+from anomaly_lens.ml.training.settings import TrainSettings
+from anomaly_lens.parameters import CvParams, parse_block
 
 logger = logging.getLogger(__name__)
 
@@ -20,8 +21,8 @@ def compare_cv_runs(
     folds and their difference (``candidate``: ``cv_predictions``, ``reference``:
     ``cv_reference_predictions``), with a paired unit-bootstrap interval of
     ``train.bootstrap_rounds`` rounds seeded by ``cv.seed``."""
-    rounds = parse_block("train", train).bootstrap_rounds
-    seed = parse_block("cv", cv).seed
+    rounds = parse_block(TrainSettings, train).bootstrap_rounds
+    seed = parse_block(CvParams, cv).seed
     if cv_predictions.equals(cv_reference_predictions):  # most often: no version named
         raise ValueError(
             "cv_predictions and cv_reference_predictions hold the same predictions, as the "

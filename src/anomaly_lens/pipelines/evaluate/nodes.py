@@ -14,6 +14,7 @@ from anomaly_lens.ml.evaluation.metrics import json_safe
 from anomaly_lens.ml.evaluation.predictions import Scoring, evaluate_part, probability_columns
 from anomaly_lens.ml.models.bundle import load_model
 from anomaly_lens.ml.training.datasets import build_loaders, model_datasets
+from anomaly_lens.ml.training.settings import TrainSettings
 from anomaly_lens.parameters import parse_block
 from anomaly_lens.tracking import as_mlflow_metrics
 
@@ -30,7 +31,7 @@ def evaluate_model(
     its views' probabilities: the figure to compare with a fused multi-view model. The
     bootstrap resamples units (specimens, tiles), not images: see docs/models.md.
     """
-    settings = parse_block("train", params)
+    settings = parse_block(TrainSettings, params)
     cache = ImageCache.from_arrays(image_cache)
     parts = {k: v for k, v in ids_by_split(splits).items() if k in ("val", "test")}
     datasets = model_datasets(cache, parts, model_bundle)

@@ -15,7 +15,7 @@ from anomaly_lens.ml.serving.onnx_graph import (
 )
 from anomaly_lens.ml.serving.predictor import Predictor, ServingSettings
 from anomaly_lens.ml.training.datasets import build_loaders, model_datasets
-from anomaly_lens.parameters import parse_block
+from anomaly_lens.parameters import ExportParams, parse_block
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def export_model(
     (the calibrator's thresholds included: decisions stay outside the graph). The model's
     predictor checks the graph: with either engine, the same probabilities (within
     ``export.tolerance``, else ``ExportParityError``) and decisions on cached samples."""
-    settings = parse_block("export", params)
+    settings = parse_block(ExportParams, params)
     if model["input_clahe"]:
         raise ValueError(
             "The model was trained on CLAHE-equalised images; CLAHE is not part of the ONNX "

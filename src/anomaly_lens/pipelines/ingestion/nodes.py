@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from anomaly_lens.ml.data import layouts
 from anomaly_lens.ml.data.imaging import ImageProblem, SizeLimits
 from anomaly_lens.ml.data.inspection import Checks, Inspection, MaskRule, inspect_records
-from anomaly_lens.parameters import parse_block
+from anomaly_lens.parameters import IngestionParams, parse_block
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def collect_records(
     Files reached through links that leave the raw folder are not read (quarantined as
     ``outside_raw_dir``) unless ``follow_links_outside_raw_dir`` is true.
     """
-    settings = parse_block("ingestion", params)
+    settings = parse_block(IngestionParams, params)
     if not settings.follow_links_outside_raw_dir:
         raw_images, raw_annotations = map(_inside_raw_folder, (raw_images, raw_annotations))
     return layouts.read_layout(settings.layout, raw_images, raw_annotations, settings)
@@ -76,7 +76,7 @@ def inspect_raw_records(
     With ``on_error: fail`` the node raises after looking at every record, naming each
     reason, and nothing is written.
     """
-    settings = parse_block("ingestion", params)
+    settings = parse_block(IngestionParams, params)
     rule = MaskRule(settings.mask_threshold, settings.strict_binary_masks)
     checks = Checks(
         SizeLimits(settings.max_image_pixels, settings.min_image_side),
@@ -121,7 +121,7 @@ def summarise_quality(
         "n_images": int(len(manifest)),
         "n_quarantined": int(len(quarantine)),
         "classes": classes,
-        "classes_from": "parameters" if parse_block("ingestion", params).classes else "data",
+        "classes_from": "parameters" if parse_block(IngestionParams, params).classes else "data",
         "quarantine_by_reason": _counts(quarantine["reason"]),
         "images_by_view": _counts(manifest["view"]),
         "normal_images": int((manifest["labels"].map(len) == 0).sum()),

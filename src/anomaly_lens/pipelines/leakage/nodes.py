@@ -3,7 +3,7 @@ grouping, and the gap it opens."""
 
 from __future__ import annotations
 
-from anomaly_lens.parameters import parse_block
+from anomaly_lens.parameters import CvParams, parse_block
 
 COMPARED = ("model", "image_size", "per_view", "folds", "validation", "classes", "train")
 
@@ -11,7 +11,7 @@ COMPARED = ("model", "image_size", "per_view", "folds", "validation", "classes",
 def random_grouping(cv: dict) -> dict:
     """The ``cv`` settings with every item on its own: photos of one tile (or specimen)
     fall into different folds, as in a photo-level random split."""
-    return parse_block("cv", cv).model_copy(update={"group_by": "none"}).model_dump()
+    return parse_block(CvParams, cv).model_copy(update={"group_by": "none"}).model_dump()
 
 
 def _differences(grouped: object, leaky: object, name: str) -> list[str]:

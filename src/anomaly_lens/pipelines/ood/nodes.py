@@ -23,7 +23,7 @@ from anomaly_lens.ml.evaluation.ood_sets import (
 )
 from anomaly_lens.ml.models.bundle import load_model
 from anomaly_lens.ml.serving.identity import model_identity
-from anomaly_lens.parameters import parse_block
+from anomaly_lens.parameters import OODParams, parse_block
 from anomaly_lens.tracking import as_mlflow_metrics
 
 logger = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def fit_ood_detectors(
 ) -> dict[str, OODScorer]:
     """Every detector fitted on the train items (all of them) with its threshold at
     ``ood.kept`` of the val items; test items are not read."""
-    settings = parse_block("ood", params)
+    settings = parse_block(OODParams, params)
     cache = ImageCache.from_arrays(image_cache)
     parts = items_by_part(model, cache, splits, ["train", "val"], settings.seed)
     network = load_model(model)
@@ -65,7 +65,7 @@ def score_ood_sets(
     """``ood_scores``: one row per item, set and detector. Sets: the test items
     (in-distribution), each corruption of them at severities 1-5, the ``shift`` split where
     there is one, and procedural textures (far-OOD)."""
-    settings = parse_block("ood", params)
+    settings = parse_block(OODParams, params)
     cache = ImageCache.from_arrays(image_cache)
     parts = items_by_part(
         model, cache, splits, [IN_DISTRIBUTION, "shift"], settings.seed, settings.max_items
@@ -81,7 +81,7 @@ def summarise_ood(
     figures), ``ood_metrics`` (AUROC, FPR95, AUPR per detector, set and severity; a
     ``summary`` of the chosen detector; ``test_selected_best``, named as the selected score
     it is), the same as a table, and the chosen detector's AUROCs for the MLflow run."""
-    settings = parse_block("ood", params)
+    settings = parse_block(OODParams, params)
     inside = scores[scores["set"] == IN_DISTRIBUTION]
     table = separation_table(scores, detectors)
     summary, test_selected = detector_summary(table, settings.detector)

@@ -7,7 +7,7 @@ import logging
 import pandas as pd
 
 from anomaly_lens.ml.data.pairing import SAMPLE_ID_SEPARATOR, pair_views, recover_tiles
-from anomaly_lens.parameters import parse_block
+from anomaly_lens.parameters import PairingParams, parse_block
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def key_samples(manifest: pd.DataFrame, params: dict) -> pd.DataFrame:
     from the capture numbers is both key and group; images outside any sequence (``exp0``)
     become single-image samples.
     """
-    settings = parse_block("pairing", params)
+    settings = parse_block(PairingParams, params)
     frame = manifest.copy()
     tiles = settings.tiles
     if tiles:
@@ -52,7 +52,7 @@ def pair_samples(
     keyed: pd.DataFrame, class_names: list[str], params: dict
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``samples`` (one row per sample) and the table of resolved label conflicts."""
-    settings = parse_block("pairing", params)
+    settings = parse_block(PairingParams, params)
     # Sample-level columns; an image's own id is already in its ``image_<view>`` column.
     keep = [c for c in settings.key + settings.keep if c in keyed.columns and c != "image_id"]
     if "in_sequence" in keyed.columns:
@@ -77,7 +77,7 @@ def pair_samples(
 
 def summarise_pairing(samples: pd.DataFrame, conflicts: pd.DataFrame, params: dict) -> dict:
     """Complete vs partial samples, presence per view, per class; conflict counts."""
-    expected_views = parse_block("pairing", params).views
+    expected_views = parse_block(PairingParams, params).views
     views = [c.removeprefix("image_") for c in samples.columns if c.startswith("image_")]
     classes = [c.removeprefix("label_") for c in samples.columns if c.startswith("label_")]
     partial = samples.loc[~samples["complete"]]

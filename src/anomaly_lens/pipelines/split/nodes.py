@@ -17,7 +17,7 @@ from anomaly_lens.ml.data.splitting import (
     merge_groups_sharing_content,
     missing_classes,
 )
-from anomaly_lens.parameters import parse_block
+from anomaly_lens.parameters import SplitParams, parse_block
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def split_samples(
     no near-duplicate pair is in two of train/val/test. An optional ``holdout`` sends
     every sample with a given column value to ``shift``.
     """
-    settings = parse_block("split", params)
+    settings = parse_block(SplitParams, params)
     frame, near = _units(samples, manifest, settings.near_duplicate_bits)
     labels = samples[[f"label_{c}" for c in class_names]].to_numpy()
     inside = np.ones(len(samples), dtype=bool)
@@ -138,7 +138,7 @@ def summarise_split(
     shift_groups = set(frame.loc[frame["split"] == "shift", "group_id"])
     core_groups = frame.loc[frame["split"] != "shift", ["group_id", "split"]]
     report = {
-        **parse_block("split", params).model_dump(include={"ratios", "seed", "candidates"}),
+        **parse_block(SplitParams, params).model_dump(include={"ratios", "seed", "candidates"}),
         "samples_by_split": {str(k): int(v) for k, v in frame["split"].value_counts().items()},
         "groups_by_split": {
             str(k): int(v) for k, v in frame.groupby("split")["group_id"].nunique().items()

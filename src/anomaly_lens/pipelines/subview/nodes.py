@@ -19,7 +19,8 @@ from anomaly_lens.ml.explanation.quality import attribution_shares, region_of_in
 from anomaly_lens.ml.models.bundle import load_model
 from anomaly_lens.ml.training.core import train_on_cache
 from anomaly_lens.ml.training.datasets import model_datasets
-from anomaly_lens.parameters import parse_block
+from anomaly_lens.ml.training.settings import TrainSettings
+from anomaly_lens.parameters import SubviewParams, parse_block
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def attribution_regions(model: dict, image_cache: dict, splits: pd.DataFrame, pa
     """``subview_regions``: per class and view, the box holding ``subview.top_mass`` of the
     mean Integrated-Gradients mass over train samples of that class; per view, the crop
     (the union of its classes' boxes, with a margin)."""
-    settings = parse_block("subview", params)
+    settings = parse_block(SubviewParams, params)
     cache = ImageCache.from_arrays(image_cache)
     train_ids = ids_by_split(splits, ["train"])["train"]
     dataset = model_datasets(cache, {"train": train_ids}, model)["train"]
@@ -126,7 +127,7 @@ def train_on_crops(
 ) -> tuple[dict, pd.DataFrame]:
     """``subview.model``: trained on the crops with the ``train`` parameters (checkpoints in
     their own folder), and its epoch history."""
-    settings = parse_block("train", params)
+    settings = parse_block(TrainSettings, params)
     folder = str(Path(settings.trainer.checkpoint_dir) / "subview")
     settings = settings.model_copy(
         update={"trainer": settings.trainer.model_copy(update={"checkpoint_dir": folder})}

@@ -7,7 +7,7 @@ import logging
 import pandas as pd
 
 from anomaly_lens.ml.data import imaging, synthetic
-from anomaly_lens.parameters import parse_block
+from anomaly_lens.parameters import SyntheticParams, parse_block
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ def generate_raw_dataset(
     Returns PNG bytes per image id (``<view>/<specimen>_<condition>``), the RLE annotation
     table, the generator's ground-truth object boxes and the dataset's metadata.
     """
-    data = synthetic.generate(parse_block("synthetic", params).to_config())
+    data = synthetic.generate(parse_block(SyntheticParams, params).to_config())
     logger.info(
         "Synthetic dataset: %d samples, %d images, %d annotated objects",
         data.metadata["n_samples"],

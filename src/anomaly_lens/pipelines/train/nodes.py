@@ -15,6 +15,7 @@ from anomaly_lens.ml.evaluation.metrics import json_safe
 from anomaly_lens.ml.evaluation.predictions import Scoring
 from anomaly_lens.ml.training.core import train_on_cache
 from anomaly_lens.ml.training.datasets import build_datasets, label_task
+from anomaly_lens.ml.training.settings import TrainSettings
 from anomaly_lens.parameters import parse_block
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ def cache_images(
     params: dict,
 ) -> dict[str, np.ndarray]:
     """Decode and resize every sample's views once; later runs reuse the arrays."""
-    image_size = parse_block("train", params).image_size
+    image_size = parse_block(TrainSettings, params).image_size
     cache = build_image_cache(
         samples,
         manifest,
@@ -54,7 +55,7 @@ def train_model(
     params: dict,
 ) -> tuple[dict, pd.DataFrame]:
     """Fit with Lightning; return the best checkpoint's model bundle and the epoch history."""
-    settings = parse_block("train", params)
+    settings = parse_block(TrainSettings, params)
     cache = ImageCache.from_arrays(image_cache)
     expected = cache_fingerprint(samples, manifest, views, class_names, settings.image_size)
     if cache.fingerprint != expected:
@@ -69,7 +70,7 @@ def train_model(
 def evaluate_baseline(image_cache: dict, splits: pd.DataFrame, params: dict) -> dict:
     """Random forest on hand-crafted per-view features, fitted on train, scored like the model
     (on the same items: samples, or single views with ``per_view``)."""
-    settings = parse_block("train", params)
+    settings = parse_block(TrainSettings, params)
     cache = ImageCache.from_arrays(image_cache)
     label_type, targets, classes = label_task(cache.labels, cache.classes, settings.label_type)
     views = settings.views or list(cache.views)

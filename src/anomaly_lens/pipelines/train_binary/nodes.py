@@ -30,7 +30,8 @@ from anomaly_lens.ml.training.binary import binary_cache, binary_splits
 from anomaly_lens.ml.training.core import train_on_cache
 from anomaly_lens.ml.training.curves import plot_training_curves
 from anomaly_lens.ml.training.runs import nested_run
-from anomaly_lens.parameters import binary_train_settings, parse_block
+from anomaly_lens.ml.training.settings import TrainSettings
+from anomaly_lens.parameters import BinaryParams, binary_train_settings, parse_block
 from anomaly_lens.tracking import as_mlflow_metrics
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def select_binary_task(
     image_cache: dict, splits: pd.DataFrame, anomaly_type: str, params: dict
 ) -> tuple[dict, pd.DataFrame]:
     """The type's one-class image cache and split table (``binary.other_anomalies``)."""
-    settings = parse_block("binary", params)
+    settings = parse_block(BinaryParams, params)
     cache = ImageCache.from_arrays(image_cache)
     task_splits = binary_splits(splits, cache, anomaly_type, settings.other_anomalies)
     counts = task_splits["split"].value_counts().to_dict()
@@ -66,7 +67,7 @@ def train_binary_model(
     """The type's model, trained with ``train`` merged with ``binary.common`` and
     ``binary.per_type.<type>`` (one sigmoid output), in a nested MLflow run of its own with
     its parameters, per-epoch metrics, curves and weights."""
-    settings = binary_train_settings(train, parse_block("binary", binary), anomaly_type)
+    settings = binary_train_settings(train, parse_block(BinaryParams, binary), anomaly_type)
     folder = str(Path(settings.trainer.checkpoint_dir) / "binary" / anomaly_type)
     settings = settings.model_copy(
         update={"trainer": settings.trainer.model_copy(update={"checkpoint_dir": folder})}
@@ -101,12 +102,12 @@ def compare_binary(
     intervals still resampling whole groups; ``validation`` compares them on the whole
     validation split, the figures to choose ``binary.other_anomalies`` by.
     ``binary_parts``: each type's predictions and model, in turn."""
-    settings = parse_block("train", params)
+    settings = parse_block(TrainSettings, params)
     cache = ImageCache.from_arrays(image_cache)
     test_ids, val_ids = (ids_by_split(splits, [s])[s] for s in ("test", "val"))
     units, rounds = units_of(splits), settings.bootstrap_rounds
     pairs = list(zip(binary_parts[0::2], binary_parts[1::2], strict=True))
-    report = {"other_anomalies": parse_block("binary", binary).other_anomalies}
+    report = {"other_anomalies": parse_block(BinaryParams, binary).other_anomalies}
     n, part = compare_part(predictions, model, pairs, "sample", "test", units, rounds)
     report, parts = report | {"test_samples": n, **part}, {"test samples": part}
     if model["per_view"] and all(bundle["per_view"] for _, bundle in pairs):

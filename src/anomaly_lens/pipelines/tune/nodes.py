@@ -13,7 +13,7 @@ from anomaly_lens.ml.data.cache import ImageCache
 from anomaly_lens.ml.data.splitting import ids_by_split
 from anomaly_lens.ml.training.binary import binary_cache, binary_splits
 from anomaly_lens.ml.training.tuning import TUNED_PARTS, nested, run_study, summary
-from anomaly_lens.parameters import binary_train_settings, parse_block
+from anomaly_lens.parameters import BinaryParams, TuneParams, binary_train_settings, parse_block
 from anomaly_lens.tracking import as_mlflow_metrics
 
 logger = logging.getLogger(__name__)
@@ -25,12 +25,12 @@ def tune_hyperparameters(
     """``tune.n_trials`` more trials of the study named by ``tune.study_name`` (default:
     ``<target>``) in ``tune.storage``, for the main model (``tune.target: main``) or one
     binary type (``binary.<type>``: its task and merged parameters)."""
-    settings = parse_block("tune", params)
+    settings = parse_block(TuneParams, params)
     cache = ImageCache.from_arrays(image_cache)
     base = dict(train)
     if settings.target.startswith("binary."):
         name = settings.target.removeprefix("binary.")
-        binary_settings = parse_block("binary", binary)
+        binary_settings = parse_block(BinaryParams, binary)
         splits = binary_splits(splits, cache, name, binary_settings.other_anomalies)
         cache = binary_cache(cache, name)
         base = binary_train_settings(train, binary_settings, name).model_dump()
@@ -88,7 +88,7 @@ def _history(study: optuna.Study, importances: dict[str, float]) -> Figure:
 def report_study(study: optuna.Study, params: dict):
     """``tune_summary`` (best value and parameters, trial counts, importances), every trial
     as a table, the best parameters as YAML, the history plot and MLflow metrics."""
-    settings = parse_block("tune", params)
+    settings = parse_block(TuneParams, params)
     report = summary(study)
     completed = report["n_complete"]
     report["importances"] = (

@@ -17,7 +17,7 @@ from anomaly_lens.ml.evaluation.predictions import per_sample_table
 from anomaly_lens.ml.explanation.explained import explain_pairs
 from anomaly_lens.ml.explanation.scores import headline, score_attributions
 from anomaly_lens.ml.explanation.selection import label_rows, select_pairs
-from anomaly_lens.parameters import parse_block
+from anomaly_lens.parameters import XaiParams, parse_block
 from anomaly_lens.pipelines.xai.report import render
 from anomaly_lens.tracking import as_mlflow_metrics
 
@@ -35,7 +35,7 @@ def select_explained(
     (missed first, then false alarms) and most confidently; one row per sample and class,
     at most ``xai.max_samples`` rows, the classes taking turns. For a segmentation-only
     model (no class scores): samples that carry each class."""
-    settings = parse_block("xai", params)
+    settings = parse_block(XaiParams, params)
     classes, part = model["classes"], settings.split
     if "split" not in predictions:  # no class scores: a segmentation-only model
         ids = splits.loc[splits["split"] == part, "sample_id"].tolist()
@@ -60,7 +60,7 @@ def explain_selection(
     """``xai_attributions``: every configured method's maps of the selected pairs (one per
     photo of a per-view model), the inputs and masks they are scored against, deletion
     curves (the method's order and a random one), cross-attention maps and timings."""
-    settings = parse_block("xai", params)
+    settings = parse_block(XaiParams, params)
     return explain_pairs(model, ImageCache.from_arrays(image_cache), selection, settings)
 
 
@@ -71,7 +71,7 @@ def score_explanations(
     localisation scores, deletion AUC and random baselines; the attribution share per
     view; intensity and distance profiles (Integrated Gradients); seconds per image; the
     ground-truth checks where the data's metadata says which view shows which type."""
-    settings = parse_block("xai", params)
+    settings = parse_block(XaiParams, params)
     visible = (raw_metadata or {}).get("visible_in_views")
     metrics = score_attributions(attributions, visible, settings.checks, settings.seed)
     return json_safe(metrics), as_mlflow_metrics(headline(metrics))
@@ -81,4 +81,4 @@ def render_xai_report(
     attributions: dict, metrics: dict, subview_report: dict | None, params: dict
 ) -> str:
     """``xai_report``: the self-contained HTML page (``report.render``)."""
-    return render(attributions, metrics, subview_report, parse_block("xai", params))
+    return render(attributions, metrics, subview_report, parse_block(XaiParams, params))

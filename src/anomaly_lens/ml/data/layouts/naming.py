@@ -1,0 +1,38 @@
+"""File-name parsing the layouts share: a pattern's named fields, the record they make."""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+
+from anomaly_lens.ml.data.layouts import Loader, RawRecord
+
+
+def parse_name(pattern: re.Pattern, image_id: str) -> tuple[str, dict[str, str]] | None:
+    """Split an image id into (view, key fields) with the layout's named-group pattern."""
+    match = pattern.fullmatch(image_id) or pattern.match(image_id)
+    if match is None:
+        return None
+    keys = {k: v for k, v in match.groupdict().items() if v is not None}
+    return keys.pop("view", "default"), keys
+
+
+def named_record(
+    pattern: re.Pattern, image_id: str, partition_id: str, load: Loader | None
+) -> RawRecord:
+    """A record whose view and keys come from its name, or one flagged as unparsable."""
+    parsed = parse_name(pattern, image_id)
+    if parsed is None:
+        return RawRecord(
+            image_id,
+            partition_id,
+            load,
+            problem=("unrecognised_name", f"does not match pattern {pattern.pattern!r}"),
+        )
+    view, keys = parsed
+    return RawRecord(image_id, partition_id, load, view=view, keys=keys)
+
+
+def strip_suffix(partition_id: str) -> str:
+    path = PurePosixPath(partition_id)
+    return str(path.with_suffix("")) if path.suffix else partition_id

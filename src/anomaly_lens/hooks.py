@@ -15,6 +15,7 @@ from kedro.framework.hooks import hook_impl
 from matplotlib.figure import Figure
 
 from anomaly_lens.datasets import ReadOnlyDataset
+from anomaly_lens.ml.models.bundle import ModelBundle
 from anomaly_lens.parameters import check_parameters
 from anomaly_lens.tracking import register_headline_view
 
@@ -86,10 +87,10 @@ class ReportLoggingHook:
         folder = metadata.get("mlflow_folder", "reports")
         if isinstance(data, Figure):
             mlflow.log_figure(data, f"{folder}/{dataset_name}.png")
-        elif isinstance(data, dict) and "state_dict" in data:
+        elif isinstance(data, ModelBundle):
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / f"{dataset_name}.pt"
-                torch.save(data, path)
+                torch.save(data.to_saved(), path)
                 mlflow.log_artifact(str(path), folder)
         elif isinstance(data, dict):
             mlflow.log_dict(data, f"{folder}/{dataset_name}.json")

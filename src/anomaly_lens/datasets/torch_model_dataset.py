@@ -16,13 +16,13 @@ from kedro.io.core import (
     get_protocol_and_path,
 )
 
-from anomaly_lens.ml.models.bundle import complete_bundle
+from anomaly_lens.ml.models.bundle import ModelBundle
 
 
-class TorchModelDataset(AbstractVersionedDataset[dict, dict]):
-    """Saves a model bundle (``{"config": ..., "state_dict": ..., "classes": ...}``) with
-    ``torch.save``; loads it on the CPU with ``weights_only=True`` (no pickled code runs),
-    completed with the keys that bundles saved by older versions lack."""
+class TorchModelDataset(AbstractVersionedDataset[ModelBundle, ModelBundle]):
+    """Saves a ``ModelBundle`` as the mapping of its fields with ``torch.save``; loads it on
+    the CPU with ``weights_only=True`` (no pickled code runs) into a ``ModelBundle``, with
+    the defaults of the fields that bundles saved by older versions lack."""
 
     def __init__(
         self,
@@ -42,16 +42,16 @@ class TorchModelDataset(AbstractVersionedDataset[dict, dict]):
             glob_function=self._fs.glob,
         )
 
-    def load(self) -> dict:
+    def load(self) -> ModelBundle:
         path = get_filepath_str(self._get_load_path(), self._protocol)
         with self._fs.open(path, "rb") as file:
-            return complete_bundle(torch.load(file, map_location="cpu", weights_only=True))
+            return ModelBundle.from_saved(torch.load(file, map_location="cpu", weights_only=True))
 
-    def save(self, data: dict) -> None:
+    def save(self, data: ModelBundle) -> None:
         path = get_filepath_str(self._get_save_path(), self._protocol)
         self._fs.makedirs(str(PurePosixPath(path).parent), exist_ok=True)
         with self._fs.open(path, "wb") as file:
-            torch.save(deepcopy(data), file)
+            torch.save(deepcopy(data.to_saved()), file)
 
     def _exists(self) -> bool:
         try:

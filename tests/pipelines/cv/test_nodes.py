@@ -240,5 +240,5 @@ def test_a_train_setting_reaches_train_and_cv_alike(prepared, tmp_path, monkeypa
     train_model(cache, samples, manifest, splits, classes, VIEWS, fine)
     folds = assign_cv_folds(cache, splits, fine, CV)
     cross_validate(cache, samples, manifest, folds, classes, VIEWS, fine, CV)
-    tensors = len(bundle["state_dict"])
+    tensors = len(bundle.state_dict)
     assert loaded == [tensors] * (1 + CV["folds"])  # train, then each fold: every tensor

@@ -44,11 +44,11 @@ def test_onnx_probabilities_match_pytorch(trained, exported):
     bundle, _, _ = trained
     onnx_model, report = exported
     assert report["max_abs_diff"] <= 1e-4 and report["n_checked"] > 0
-    assert report["inputs"]["images"][1] == (1 if bundle["per_view"] else len(VIEWS))
+    assert report["inputs"]["images"][1] == (1 if bundle.per_view else len(VIEWS))
     # Another batch size and another image size than the export's example batch.
     images = torch.rand(3, report["inputs"]["images"][1], 1, 50, 40)
     view_mask = torch.ones(images.shape[:2], dtype=torch.bool)
-    expected, _ = ProbabilityModel(load_model(bundle), bundle["image_size"])(images, view_mask)
+    expected, _ = ProbabilityModel(load_model(bundle), bundle.image_size)(images, view_mask)
     found = onnx_probabilities(onnx_session(onnx_model), images.numpy(), view_mask.numpy())
     assert np.abs(found - expected.detach().numpy()).max() <= 1e-4
 
@@ -58,8 +58,8 @@ def sharpened(trained):
     """A session of the trained model exported with temperature 0.02: confident outputs,
     where averaging probabilities instead of logits shows."""
     bundle, _, _ = trained
-    wrapped = ProbabilityModel(load_model(bundle), bundle["image_size"], 0.02)
-    images = torch.rand(2, 1 if bundle["per_view"] else len(VIEWS), 1, 32, 32)
+    wrapped = ProbabilityModel(load_model(bundle), bundle.image_size, 0.02)
+    images = torch.rand(2, 1 if bundle.per_view else len(VIEWS), 1, 32, 32)
     view_mask = torch.ones(images.shape[:2], dtype=torch.bool)
     return onnx_session(export_onnx(wrapped, images, view_mask))
 
@@ -69,21 +69,19 @@ def test_both_engines_average_the_same_logits_over_orientations(trained, sharpen
     """onnxruntime averages the logits of the orientations as ``predict`` (the PyTorch
     engine) does, so both give the same probabilities."""
     bundle, _, _ = trained
-    size, n_views = bundle["image_size"], 1 if bundle["per_view"] else len(VIEWS)
+    size, n_views = bundle.image_size, 1 if bundle.per_view else len(VIEWS)
     seeded = torch.Generator().manual_seed(0)
     images = torch.rand(4, n_views, 1, size, size, generator=seeded)
     view_mask = torch.ones(images.shape[:2], dtype=torch.bool)
     network = load_model(bundle)
     with torch.no_grad():
         logits = [network(t.apply(images), view_mask).logits for t in orientations(tta)]
-    expected = probabilities(torch.stack(logits).mean(0) / 0.02, bundle["label_type"]).numpy()
-    found = averaged_onnx_probabilities(sharpened, images, view_mask, tta, bundle["label_type"])
+    expected = probabilities(torch.stack(logits).mean(0) / 0.02, bundle.label_type).numpy()
+    found = averaged_onnx_probabilities(sharpened, images, view_mask, tta, bundle.label_type)
     assert np.abs(found - expected).max() <= 1e-4
     if tta == "d4":  # a quarter-turned input is predicted as the upright one
         turned = torch.rot90(images, 1, dims=(-2, -1))
-        rotated = averaged_onnx_probabilities(
-            sharpened, turned, view_mask, tta, bundle["label_type"]
-        )
+        rotated = averaged_onnx_probabilities(sharpened, turned, view_mask, tta, bundle.label_type)
         assert np.abs(rotated - found).max() <= 1e-4
 
 

@@ -41,7 +41,7 @@ def test_a_retrained_model_never_uses_the_previous_models_artefacts(prepared, tm
     }
     model_b, _ = train_model(cache, samples, manifest, splits, classes, VIEWS, p_b)
     a, b = model_identity(model_a), model_identity(model_b)
-    assert a != b and model_b["classes"] == model_a["classes"]
+    assert a != b and model_b.classes == model_a.classes
     assert calibrator_a["model_id"] == detector_a.model_id == a
 
     settings = base_parameters()["inference"]

@@ -49,7 +49,7 @@ def test_crops_keep_the_cache_shape_and_train_a_comparable_model(trained):
     assert not np.array_equal(cropped.images[:, 0], original.images[:, 0])
     assert set(np.unique(cropped.masks)) <= {0, 1}
     sub_bundle, history = train_on_crops(cropped.arrays(), splits, p)
-    assert len(history) == 1 and sub_bundle["classes"] == bundle["classes"]
+    assert len(history) == 1 and sub_bundle.classes == bundle.classes
     full, _ = evaluate_model(bundle, cache, splits, p)
     sub, _ = evaluate_model(sub_bundle, cropped.arrays(), splits, p)
     report = compare_subview(full, sub, regions)

@@ -84,7 +84,7 @@ def test_ddp_with_two_cpu_processes(prepared, tmp_path):  # noqa: F811
     p["trainer"].update(strategy="ddp_spawn", devices=2)
     cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, p)
     bundle, _ = train_model(cache, samples, manifest, splits, classes, VIEWS, p)
-    assert bundle["best_epoch"] == 0 and bundle["n_parameters"] > 0
+    assert bundle.best_epoch == 0 and bundle.n_parameters > 0
     assert (tmp_path / "ckpt" / "best.ckpt").is_file()
 
 
@@ -94,7 +94,7 @@ from anomaly_lens.pipelines.train.nodes import train_model
 with open(sys.argv[1], "rb") as f:
     arguments = pickle.load(f)
 bundle, _ = train_model(*arguments)
-torch.save(bundle["state_dict"], sys.argv[2])
+torch.save(bundle.state_dict, sys.argv[2])
 """
 
 

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from anomaly_lens.ml.data.cache import ImageCache
 from anomaly_lens.ml.evaluation.metrics import bootstrap_interval, multilabel, present_macro_f1
 from anomaly_lens.ml.evaluation.predictions import per_sample_table, predict, prediction_table
-from anomaly_lens.ml.models.bundle import load_model
+from anomaly_lens.ml.models.bundle import ModelBundle, load_model
 from anomaly_lens.ml.serving.predictor import DecisionRule
 from anomaly_lens.ml.training.binary import binary_cache
 from anomaly_lens.ml.training.datasets import build_loaders, model_datasets
@@ -71,7 +71,7 @@ def class_scores(
     return out
 
 
-def inference_seconds(bundle: dict, cache: ImageCache, test_ids: list[str]) -> float:
+def inference_seconds(bundle: ModelBundle, cache: ImageCache, test_ids: list[str]) -> float:
     """Seconds per test sample of one pass over the test split (no augmentation)."""
     model = load_model(bundle)
     loader = build_loaders(model_datasets(cache, {"test": test_ids}, bundle), 32, 0, False, 0, "")
@@ -80,15 +80,17 @@ def inference_seconds(bundle: dict, cache: ImageCache, test_ids: list[str]) -> f
     return (time.perf_counter() - started) / max(len(test_ids), 1)
 
 
-def validation_rows(bundle: dict, cache: ImageCache, val_ids: list[str], tta: str) -> pd.DataFrame:
+def validation_rows(
+    bundle: ModelBundle, cache: ImageCache, val_ids: list[str], tta: str
+) -> pd.DataFrame:
     """A binary model's predictions on the whole validation split, samples carrying only
     other types included (``exclude`` left them out of its own validation): the rows that
     compare both ``binary.other_anomalies`` modes with the multi-label model on equal terms."""
-    own = binary_cache(cache, bundle["classes"][0])
+    own = binary_cache(cache, bundle.classes[0])
     dataset = model_datasets(own, {"val": val_ids}, bundle)["val"]
     loader = build_loaders({"val": dataset}, 32, 0, False, 0, "")["val"]
     found = predict(load_model(bundle), loader, tta)
-    return prediction_table("val", dataset, found.probs, found.targets, bundle["classes"])
+    return prediction_table("val", dataset, found.probs, found.targets, bundle.classes)
 
 
 def compare_level(
@@ -176,16 +178,14 @@ def table_rows(per_class: dict, level: str) -> list[dict]:
 def compare_part(predictions, model, pairs, level: str, split: str, units, rounds: int):
     """The number of rows and the comparison of one split at one level; ``pairs``: each
     binary model's prediction table and bundle."""
-    main = rows_at_level(predictions, model["per_view"], model["classes"], level, split)
+    main = rows_at_level(predictions, model.per_view, model.classes, level, split)
     binaries = {
-        bundle["classes"][0]: rows_at_level(
-            rows, bundle["per_view"], bundle["classes"], level, split
-        )
+        bundle.classes[0]: rows_at_level(rows, bundle.per_view, bundle.classes, level, split)
         for rows, bundle in pairs
     }
     samples = main["sample_id"] if level == "item" else main.index
     groups = units.loc[samples].to_numpy()
-    return len(main), compare_level(main, binaries, model["label_type"], groups, rounds)
+    return len(main), compare_level(main, binaries, model.label_type, groups, rounds)
 
 
 def verdict(part: dict, level: str) -> str:
@@ -224,20 +224,20 @@ def comparison_plot(levels: dict[str, dict]) -> Figure:
     return fig
 
 
-def costs(model: dict, pairs: list, cache: ImageCache, test_ids: list[str]) -> dict:
+def costs(model: ModelBundle, pairs: list, cache: ImageCache, test_ids: list[str]) -> dict:
     """Parameters, training seconds and inference seconds per test sample of the binary
     models together and of the multi-label model."""
     return {
         "binary": {
-            "parameters": sum(bundle["n_parameters"] for _, bundle in pairs),
-            "training_seconds": sum(bundle.get("training_seconds") or 0.0 for _, bundle in pairs),
+            "parameters": sum(bundle.n_parameters for _, bundle in pairs),
+            "training_seconds": sum(bundle.training_seconds or 0.0 for _, bundle in pairs),
             "inference_seconds_per_sample": sum(
                 inference_seconds(bundle, cache, test_ids) for _, bundle in pairs
             ),
         },
         "multilabel": {
-            "parameters": model["n_parameters"],
-            "training_seconds": model.get("training_seconds"),
+            "parameters": model.n_parameters,
+            "training_seconds": model.training_seconds,
             "inference_seconds_per_sample": inference_seconds(model, cache, test_ids),
         },
     }

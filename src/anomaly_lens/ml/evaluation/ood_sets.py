@@ -19,6 +19,7 @@ from anomaly_lens.ml.evaluation.ood import (
     separation,
     textures,
 )
+from anomaly_lens.ml.models.bundle import ModelBundle
 from anomaly_lens.ml.training.datasets import build_loaders, model_datasets
 
 IN_DISTRIBUTION = "test"
@@ -40,7 +41,7 @@ class Items:
 
 
 def items_by_part(
-    model: dict,
+    model: ModelBundle,
     cache: ImageCache,
     splits: pd.DataFrame,
     parts: list[str],

@@ -22,6 +22,7 @@ from anomaly_lens.ml.evaluation.metrics import (
     segmentation_summary,
 )
 from anomaly_lens.ml.evaluation.tta import orientations
+from anomaly_lens.ml.models.bundle import ModelBundle
 from anomaly_lens.ml.training.module import probabilities
 
 logger = logging.getLogger(__name__)
@@ -237,13 +238,13 @@ class Scoring:
 def evaluate_part(
     model: torch.nn.Module,
     loader: Iterable[Batch],
-    bundle: dict,
+    bundle: ModelBundle,
     tta: str,
     scoring: Scoring,
 ) -> tuple[dict, pd.DataFrame | None]:
     """Metrics of one part of the data (its items'; and per sample, from the mean of a
     per-view model's photos) and its prediction table (None without class predictions)."""
-    dataset, classes, label_type = loader.dataset, bundle["classes"], bundle["label_type"]
+    dataset, classes, label_type = loader.dataset, bundle.classes, bundle.label_type
     found = predict(model, loader, tta)
     sample_ids = dataset.cache.sample_ids[dataset.positions]
     report = {
@@ -256,7 +257,7 @@ def evaluate_part(
     if found.probs is None:
         return report, None
     table = prediction_table("", dataset, found.probs, found.targets, classes)
-    if bundle["per_view"]:
+    if bundle.per_view:
         samples = per_sample_table(table, classes)
         probs, targets = (
             torch.from_numpy(samples[probability_columns(kind, classes)].to_numpy())

@@ -20,7 +20,7 @@ from anomaly_lens.ml.explanation.attribution import (
 )
 from anomaly_lens.ml.explanation.quality import random_maps
 from anomaly_lens.ml.explanation.settings import XaiParams
-from anomaly_lens.ml.models.bundle import load_model
+from anomaly_lens.ml.models.bundle import ModelBundle, load_model
 from anomaly_lens.ml.training.datasets import model_datasets
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def cross_attention(network, images: torch.Tensor, view_mask: torch.Tensor, batc
 
 
 def explained_items(
-    cache: ImageCache, selection: pd.DataFrame, model: dict
+    cache: ImageCache, selection: pd.DataFrame, model: ModelBundle
 ) -> tuple[MultiViewDataset, list[tuple[int, int]]]:
     """The dataset of the selected samples and, per explanation, (selection row, item):
     one item per sample, or one per photo of a per-view model."""
@@ -81,7 +81,7 @@ def _attributions(scores, images, view_mask, targets, masks_shape, settings: Xai
 
 
 def explain_pairs(
-    model: dict, cache: ImageCache, selection: pd.DataFrame, settings: XaiParams
+    model: ModelBundle, cache: ImageCache, selection: pd.DataFrame, settings: XaiParams
 ) -> dict:
     """Every configured method's maps of the selected pairs, the inputs and masks they are
     scored against, deletion curves, cross-attention maps, timings and the model."""
@@ -92,7 +92,7 @@ def explain_pairs(
     rows.insert(0, "pair", [row for row, _ in pairs])
     network = load_model(model)
     head = default_head(network) if settings.head == "auto" else settings.head
-    outputs = model["classes"] if head == "classification" else list(cache.classes)
+    outputs = model.classes if head == "classification" else list(cache.classes)
     targets = torch.tensor([outputs.index(c) for c in rows["class"]])
     masks = np.stack(
         [cache.masks[dataset.items[item][0]][dataset.items[item][1], cache.classes.index(c)]
@@ -104,12 +104,12 @@ def explain_pairs(
     )
     config = network.config
     described = {
-        k: model.get(k) for k in ("views", "per_view", "classes", "label_type", "trained_at")
+        k: getattr(model, k) for k in ("views", "per_view", "classes", "label_type", "trained_at")
     }
     return {
         "rows": rows,
         "slot_views": [[cache.views[j] for j in dataset.items[item][1]] for _, item in pairs],
-        "views": list(model["views"]),
+        "views": list(model.views),
         "images": images.mean(2).numpy().astype(np.float32),
         "view_mask": view_mask.numpy(),
         "masks": masks.astype(np.uint8),

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
 
 import torch
+
+from anomaly_lens.ml.models.bundle import ModelBundle
 
 # The command that makes each kind of artefact again, for the newest model.
 REMADE_BY = {
@@ -26,11 +27,11 @@ class StaleArtefactError(ValueError):
     """A required artefact was made from another model than the one at hand."""
 
 
-def model_identity(bundle: Mapping) -> str:
+def model_identity(bundle: ModelBundle) -> str:
     """16 hex digits of the SHA-256 of the model's config and weights (names, dtypes,
     shapes and bytes, in name order)."""
-    digest = hashlib.sha256(json.dumps(bundle["config"], sort_keys=True, default=str).encode())
-    for name, tensor in sorted(bundle["state_dict"].items()):
+    digest = hashlib.sha256(json.dumps(bundle.config, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(bundle.state_dict.items()):
         value = tensor.detach().cpu().contiguous()
         digest.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
         digest.update(value.view(-1).view(torch.uint8).numpy().tobytes())

@@ -34,7 +34,7 @@ from anomaly_lens.ml.evaluation.predictions import (
     prediction_table,
     probability_columns,
 )
-from anomaly_lens.ml.models.bundle import load_model
+from anomaly_lens.ml.models.bundle import ModelBundle, load_model
 from anomaly_lens.ml.serving.identity import (
     REMADE_BY,
     StaleArtefactError,
@@ -170,7 +170,7 @@ class Predictor:
     ``calibration_note``/``detector_note`` say why ("" where applied).
     """
 
-    bundle: dict
+    bundle: ModelBundle
     calibrator: Calibrator | None
     detector: OODScorer | None
     settings: ServingSettings
@@ -182,7 +182,7 @@ class Predictor:
     @classmethod
     def of(
         cls,
-        bundle: dict,
+        bundle: ModelBundle,
         calibrator: Mapping | None,
         detector: OODScorer | None,
         settings: ServingSettings,
@@ -209,8 +209,8 @@ class Predictor:
     @property
     def label_classes(self) -> list[str]:
         """The classes that have a label column: a multi-class model's ``normal`` has none."""
-        multiclass = self.bundle["label_type"] == "multiclass"
-        return [c for c in self.bundle["classes"] if c != "normal" or not multiclass]
+        multiclass = self.bundle.label_type == "multiclass"
+        return [c for c in self.bundle.classes if c != "normal" or not multiclass]
 
     @property
     def rule(self) -> DecisionRule:
@@ -224,12 +224,12 @@ class Predictor:
         """The model, each artefact applied (with the model it was made from) or why not,
         and the rules, as the inference report gives them."""
         bundle, fitted, detector = self.bundle, self.calibrator, self.detector
-        multiclass = bundle["label_type"] == "multiclass"
+        multiclass = bundle.label_type == "multiclass"
         return {
             "model": {
                 "identity": self.identity,
-                **{k: bundle[k] for k in ("trained_at", "mlflow_run_id", "classes")},
-                **{k: bundle[k] for k in ("label_type", "views", "per_view")},
+                **{k: getattr(bundle, k) for k in ("trained_at", "mlflow_run_id", "classes")},
+                **{k: getattr(bundle, k) for k in ("label_type", "views", "per_view")},
             },
             "calibration": self.calibration_note
             or {k: getattr(fitted, k) for k in ("model_id", "temperature", "thresholds")},
@@ -247,9 +247,9 @@ class Predictor:
         """The model, resize and the calibrator's temperatures (1 without one) as one ONNX
         graph (``ProbabilityModel``), recording the model it was made from."""
         temperature = self.calibrator.temperature if self.calibrator else 1.0
-        wrapped = ProbabilityModel(self.network, self.bundle["image_size"], temperature)
+        wrapped = ProbabilityModel(self.network, self.bundle.image_size, temperature)
         metadata = {
-            "classes": self.bundle["classes"],
+            "classes": self.bundle.classes,
             "temperature": temperature,
             "model_id": self.identity,
         }
@@ -273,9 +273,9 @@ class Predictor:
             manifest,
             masks,
             read,
-            views=self.bundle["views"],
+            views=self.bundle.views,
             classes=self.label_classes,
-            image_size=self.bundle["image_size"],
+            image_size=self.bundle.image_size,
         )
 
     def predict(
@@ -300,7 +300,7 @@ class Predictor:
             probs, targets, seg = plain.probs, plain.targets, plain.seg_probs
             if self.calibrator is not None:
                 probs = torch.from_numpy(self.calibrator.apply(probs.numpy()))
-        classes = self.bundle["classes"]
+        classes = self.bundle.classes
         table = prediction_table("p", dataset, probs, targets, classes).drop(columns="split")
         table = self._ood_columns(plain, table)
         pngs: dict[str, bytes] = {}
@@ -329,7 +329,7 @@ class Predictor:
                 f"The ONNX graph folds in the temperatures {exported.get('temperature')}, the "
                 f"calibrator applied now has {temperature}: run `{REMADE_BY['ONNX graph']}`"
             )
-        session, label_type = onnx_session(onnx_model), self.bundle["label_type"]
+        session, label_type = onnx_session(onnx_model), self.bundle.label_type
         probs, targets = [], []
         for batch in batches:
             found = averaged_onnx_probabilities(
@@ -350,10 +350,10 @@ class Predictor:
 
     def _levels(self, table: pd.DataFrame) -> pd.DataFrame:
         """A per-view model's photos and its samples (mean probabilities, highest OOD)."""
-        if not self.bundle["per_view"]:
+        if not self.bundle.per_view:
             return table.assign(level="sample")
         samples = per_sample_table(
-            table, self.bundle["classes"], highest=["ood_score", "out_of_distribution"]
+            table, self.bundle.classes, highest=["ood_score", "out_of_distribution"]
         )
         samples.insert(1, "item_id", samples["sample_id"])
         photos, samples = table.assign(level="photo"), samples.assign(level="sample")
@@ -361,10 +361,10 @@ class Predictor:
 
     def _decided(self, table: pd.DataFrame) -> pd.DataFrame:
         """Decisions per class, confidence and abstain beside the probabilities."""
-        classes = self.bundle["classes"]
+        classes = self.bundle.classes
         probs = table[probability_columns("prob", classes)].to_numpy(np.float64)
         flagged = table["out_of_distribution"].fillna(False).to_numpy(bool)
-        decisions, confidence, abstain = self.rule.apply(probs, self.bundle["label_type"], flagged)
+        decisions, confidence, abstain = self.rule.apply(probs, self.bundle.label_type, flagged)
         table[probability_columns("pred", classes)] = decisions
         table["predicted"] = [
             ";".join(c for c, d in zip(classes, row, strict=True) if d) for row in decisions
@@ -372,8 +372,8 @@ class Predictor:
         return table.assign(
             confidence=confidence,
             abstain=abstain,
-            model_trained_at=self.bundle["trained_at"],
-            model_run_id=self.bundle["mlflow_run_id"],
+            model_trained_at=self.bundle.trained_at,
+            model_run_id=self.bundle.mlflow_run_id,
             model_id=self.identity,
         )
 
@@ -394,13 +394,13 @@ class ServedModel(mlflow.pyfunc.PythonModel):
     def columns(self) -> list[str]:
         """The input table's columns: the model's views (``image`` for a per-view model)."""
         bundle = self.predictor.bundle
-        return ["image"] if bundle["per_view"] else list(bundle["views"])
+        return ["image"] if bundle.per_view else list(bundle.views)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         missing = [c for c in self.columns if c not in model_input.columns]
         if missing:
             raise ValueError(f"model input lacks the view columns {missing}")
-        views = self.predictor.bundle["views"][: len(self.columns)]  # a per-view model: slot 0
+        views = self.predictor.bundle.views[: len(self.columns)]  # a per-view model: slot 0
         ids = model_input.get("sample_id", pd.Series(range(len(model_input)))).astype(str)
         paths = model_input[self.columns].to_numpy(object)
         samples = pd.DataFrame({"sample_id": ids.to_numpy()})
@@ -423,5 +423,5 @@ class ServedModel(mlflow.pyfunc.PythonModel):
         table, _ = self.predictor.predict(cache)
         table = table[table["level"] == "sample"].set_index("sample_id").loc[ids.to_numpy()]
         return table.drop(
-            columns=probability_columns("target", self.predictor.bundle["classes"])
+            columns=probability_columns("target", self.predictor.bundle.classes)
         ).reset_index()

@@ -18,7 +18,7 @@ from anomaly_lens.ml.data.cache import (
     ImageCache,
 )
 from anomaly_lens.ml.models import load_matching_weights
-from anomaly_lens.ml.models.bundle import saved_config
+from anomaly_lens.ml.models.bundle import ModelBundle, saved_config
 from anomaly_lens.ml.training.datasets import build_datasets, build_loaders, label_task
 from anomaly_lens.ml.training.fit import FitResult, build_module, fit
 from anomaly_lens.ml.training.module import TrainingModule
@@ -47,7 +47,7 @@ class TrainResult:
     """A trained model bundle (weights, the config that rebuilds them, classes, views, how
     its inputs are read, provenance) and its per-epoch history."""
 
-    bundle: dict
+    bundle: ModelBundle
     history: pd.DataFrame
 
 
@@ -98,24 +98,24 @@ def train_on_cache(
         run_fingerprint(settings, cache.fingerprint, parts),
         callbacks=callbacks,
     )
-    bundle = {
-        "config": saved_config(module.model),
-        "initial_weights": (
+    bundle = ModelBundle(
+        config=saved_config(module.model),
+        state_dict=result.state_dict,
+        classes=classes,
+        label_type=label_type,
+        views=views,
+        per_view=per_view,
+        image_size=settings.image_size,
+        input_clahe=settings.augmentation.clahe,
+        initial_weights=(
             settings.model.weights_path or ("imagenet" if settings.model.pretrained else None)
         ),
-        "state_dict": result.state_dict,
-        "classes": classes,
-        "label_type": label_type,
-        "views": views,
-        "per_view": per_view,
-        "image_size": settings.image_size,
-        "input_clahe": settings.augmentation.clahe,
-        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "mlflow_run_id": run.info.run_id if (run := mlflow.active_run()) else None,
-        "best_epoch": result.best_epoch,
-        "n_parameters": sum(p.numel() for p in module.model.parameters()),
-        "training_seconds": time.monotonic() - started,
-    }
+        trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        mlflow_run_id=run.info.run_id if (run := mlflow.active_run()) else None,
+        best_epoch=result.best_epoch,
+        n_parameters=sum(p.numel() for p in module.model.parameters()),
+        training_seconds=time.monotonic() - started,
+    )
     return TrainResult(bundle, result.history)
 
 

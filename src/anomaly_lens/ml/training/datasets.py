@@ -16,6 +16,7 @@ from anomaly_lens.ml.data.cache import (
     balanced_weights,
     collate,
 )
+from anomaly_lens.ml.models.bundle import ModelBundle
 from anomaly_lens.ml.training.settings import AugmentationSettings
 
 logger = logging.getLogger(__name__)
@@ -97,17 +98,17 @@ def build_datasets(
 
 
 def model_datasets(
-    cache: ImageCache, ids_by_part: Mapping[str, Sequence[str]], bundle: Mapping
+    cache: ImageCache, ids_by_part: Mapping[str, Sequence[str]], bundle: ModelBundle
 ) -> dict[str, MultiViewDataset]:
     """A trained model's items per part, as the model reads them (its views, per view or
     not, its input CLAHE), without augmentation; targets in its label type."""
     return build_datasets(
         cache,
         ids_by_part,
-        task_targets(cache.labels, bundle["label_type"]),
-        bundle["views"],
-        bundle["per_view"],
-        AugmentationSettings(preset="none", clahe=bundle["input_clahe"]),
+        task_targets(cache.labels, bundle.label_type),
+        bundle.views,
+        bundle.per_view,
+        AugmentationSettings(preset="none", clahe=bundle.input_clahe),
         seed=0,
         training_part="",
     )

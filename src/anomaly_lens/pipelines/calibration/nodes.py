@@ -21,6 +21,7 @@ from anomaly_lens.ml.evaluation.calibration import (
 )
 from anomaly_lens.ml.evaluation.metrics import json_safe
 from anomaly_lens.ml.evaluation.predictions import per_sample_table, probability_columns
+from anomaly_lens.ml.models.bundle import ModelBundle
 from anomaly_lens.ml.serving.identity import model_identity
 from anomaly_lens.parameters import CalibrationParams, parse_block
 from anomaly_lens.tracking import as_mlflow_metrics
@@ -42,13 +43,13 @@ def _per_sample(rows: pd.DataFrame, probs: np.ndarray, classes: list[str]):
     return _arrays(per_sample_table(photos, classes), classes)
 
 
-def _separated_classes(probs: np.ndarray, targets: np.ndarray, model: dict) -> list[str]:
+def _separated_classes(probs: np.ndarray, targets: np.ndarray, model: ModelBundle) -> list[str]:
     """Classes (multi-class: all or none) the validation predictions separate perfectly:
     their temperature is not fitted (see ``fit_temperature``)."""
-    flags = separated(torch.from_numpy(probs), torch.from_numpy(targets), model["label_type"])
-    if model["label_type"] == "multiclass":
-        return list(model["classes"]) if bool(flags[0]) else []
-    return [c for c, flag in zip(model["classes"], flags.tolist(), strict=True) if flag]
+    flags = separated(torch.from_numpy(probs), torch.from_numpy(targets), model.label_type)
+    if model.label_type == "multiclass":
+        return list(model.classes) if bool(flags[0]) else []
+    return [c for c, flag in zip(model.classes, flags.tolist(), strict=True) if flag]
 
 
 def _summary(probs: np.ndarray, targets: np.ndarray, label_type: str, classes) -> dict:
@@ -63,11 +64,11 @@ def _macro_f1(probs: np.ndarray, targets: np.ndarray, thresholds) -> float:
     )
 
 
-def _fit(val: pd.DataFrame, model: dict, settings) -> Calibrator:
+def _fit(val: pd.DataFrame, model: ModelBundle, settings) -> Calibrator:
     """Temperatures, then (multi-label) per-class thresholds on the calibrated validation
     probabilities of samples (a per-view model's: its photos' mean): the only fit on
     predictions, on validation rows only."""
-    classes, label_type = model["classes"], model["label_type"]
+    classes, label_type = model.classes, model.label_type
     val_probs, val_targets = _arrays(val, classes)
     temperature = fit_temperature(
         torch.from_numpy(val_probs),
@@ -79,20 +80,20 @@ def _fit(val: pd.DataFrame, model: dict, settings) -> Calibrator:
     if label_type == "multilabel":
         val_after = Calibrator(classes, label_type, temperature, None).apply(val_probs)
         probs, targets = (
-            _per_sample(val, val_after, classes) if model["per_view"] else (val_after, val_targets)
+            _per_sample(val, val_after, classes) if model.per_view else (val_after, val_targets)
         )
         goals = [settings.threshold_targets.get(c, 0.0) for c in classes]
         thresholds = tune_thresholds(probs, targets, settings.threshold_rule, goals)
     return Calibrator(classes, label_type, temperature, thresholds, model_identity(model))
 
 
-def _scored(test: pd.DataFrame, calibrator: Calibrator, model: dict) -> dict:
+def _scored(test: pd.DataFrame, calibrator: Calibrator, model: ModelBundle) -> dict:
     """Test before and after, per sample (and per photo for a per-view model); macro-F1
     at 0.5 and at the thresholds."""
-    classes, label_type, report = model["classes"], model["label_type"], {}
+    classes, label_type, report = model.classes, model.label_type, {}
     probs, targets = _arrays(test, classes)
     after = calibrator.apply(probs)
-    if model["per_view"]:
+    if model.per_view:
         report["photo"] = _before_after(probs, after, targets, label_type, classes)
         probs, _ = _per_sample(test, probs, classes)
         after, targets = _per_sample(test, after, classes)
@@ -103,7 +104,9 @@ def _scored(test: pd.DataFrame, calibrator: Calibrator, model: dict) -> dict:
     return report
 
 
-def calibrate(predictions: pd.DataFrame, model: dict, params: dict) -> tuple[dict, dict, dict]:
+def calibrate(
+    predictions: pd.DataFrame, model: ModelBundle, params: dict
+) -> tuple[dict, dict, dict]:
     """``calibrator`` (temperatures and thresholds fitted on val), ``calibration_metrics``
     (test before/after: ECE, MCE, Brier, NLL; macro-F1 at 0.5 and at the thresholds) and
     the headline figures for the MLflow run."""
@@ -121,8 +124,8 @@ def calibrate(predictions: pd.DataFrame, model: dict, params: dict) -> tuple[dic
         "scored_on": {"split": "test", "n": int(len(test))},
         "bins": CALIBRATION_BINS,
         "temperature": calibrator.temperature,
-        "separated_on_val": _separated_classes(*_arrays(val, model["classes"]), model),
-        "thresholds": dict(zip(model["classes"], thresholds, strict=True)) if thresholds else None,
+        "separated_on_val": _separated_classes(*_arrays(val, model.classes), model),
+        "thresholds": dict(zip(model.classes, thresholds, strict=True)) if thresholds else None,
         "threshold_rule": settings.threshold_rule if thresholds else "most probable class",
         "threshold_level": "sample",
         **_scored(test, calibrator, model),

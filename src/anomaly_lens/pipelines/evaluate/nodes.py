@@ -12,7 +12,7 @@ from anomaly_lens.ml.data.cache import ImageCache
 from anomaly_lens.ml.data.splitting import ids_by_split, units_of
 from anomaly_lens.ml.evaluation.metrics import json_safe
 from anomaly_lens.ml.evaluation.predictions import Scoring, evaluate_part, probability_columns
-from anomaly_lens.ml.models.bundle import load_model
+from anomaly_lens.ml.models.bundle import ModelBundle, load_model
 from anomaly_lens.ml.training.datasets import build_loaders, model_datasets
 from anomaly_lens.ml.training.settings import TrainSettings
 from anomaly_lens.parameters import parse_block
@@ -22,7 +22,7 @@ REPORTED = ("best_epoch", "n_parameters", "label_type", "classes", "views", "per
 
 
 def evaluate_model(
-    model_bundle: dict, image_cache: dict, splits: pd.DataFrame, params: dict
+    model_bundle: ModelBundle, image_cache: dict, splits: pd.DataFrame, params: dict
 ) -> tuple[dict, pd.DataFrame]:
     """Metrics on val and test (bootstrap 95 % intervals for macro-F1 and mean IoU), and
     every val/test prediction as a table.
@@ -39,7 +39,7 @@ def evaluate_model(
     loaders = build_loaders(datasets, batch_size, settings.trainer.num_workers, False, 0)
     scoring = Scoring(settings.bootstrap_rounds, settings.seed, units_of(splits))
     model = load_model(model_bundle)
-    report, tables = {k: model_bundle[k] for k in REPORTED}, []
+    report, tables = {k: getattr(model_bundle, k) for k in REPORTED}, []
     for split in ("val", "test"):
         report[split], table = evaluate_part(
             model, loaders[split], model_bundle, settings.tta, scoring

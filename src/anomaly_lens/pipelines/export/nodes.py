@@ -10,6 +10,7 @@ import pandas as pd
 
 from anomaly_lens.ml.data.cache import ImageCache
 from anomaly_lens.ml.evaluation.predictions import probability_columns
+from anomaly_lens.ml.models.bundle import ModelBundle
 from anomaly_lens.ml.serving.onnx_graph import (
     graph_description,
 )
@@ -41,9 +42,7 @@ def _parity(predictor: Predictor, onnx_model: bytes, cache: ImageCache, ids, tol
         )[0]
         for engine in engines
     ]
-    probs, decisions = (
-        probability_columns(k, predictor.bundle["classes"]) for k in ("prob", "pred")
-    )
+    probs, decisions = (probability_columns(k, predictor.bundle.classes) for k in ("prob", "pred"))
     max_abs_diff = float(np.abs(tables[0][probs].to_numpy() - tables[1][probs].to_numpy()).max())
     if max_abs_diff > tolerance:
         raise ExportParityError(
@@ -59,7 +58,11 @@ def _parity(predictor: Predictor, onnx_model: bytes, cache: ImageCache, ids, tol
 
 
 def export_model(
-    model: dict, calibrator: dict | None, image_cache: dict, splits: pd.DataFrame, params: dict
+    model: ModelBundle,
+    calibrator: dict | None,
+    image_cache: dict,
+    splits: pd.DataFrame,
+    params: dict,
 ) -> tuple[bytes, dict]:
     """``onnx_model`` (resize, the model, the calibrator's temperatures (1 without one) and
     sigmoid/softmax in one graph; batch, height and width dynamic) and ``export_report``
@@ -67,7 +70,7 @@ def export_model(
     predictor checks the graph: with either engine, the same probabilities (within
     ``export.tolerance``, else ``ExportParityError``) and decisions on cached samples."""
     settings = parse_block(ExportParams, params)
-    if model["input_clahe"]:
+    if model.input_clahe:
         raise ValueError(
             "The model was trained on CLAHE-equalised images; CLAHE is not part of the ONNX "
             "graph. Train with train.augmentation.clahe=false to export"
@@ -84,12 +87,15 @@ def export_model(
         **parity,
         "tolerance": settings.tolerance,
         **graph_description(onnx_model),
-        **{k: model[k] for k in ("classes", "label_type", "views", "per_view", "image_size")},
+        **{
+            k: getattr(model, k)
+            for k in ("classes", "label_type", "views", "per_view", "image_size")
+        },
         "model_id": predictor.identity,
         "calibrator": predictor.calibration_note or fitted.model_id,
         "temperature": fitted.temperature if fitted else 1.0,
         "thresholds": fitted.thresholds if fitted else None,
-        "model_trained_at": model["trained_at"],
+        "model_trained_at": model.trained_at,
     }
     logger.info("ONNX export: %d bytes, max |diff| %.1e", len(onnx_model), parity["max_abs_diff"])
     return onnx_model, report

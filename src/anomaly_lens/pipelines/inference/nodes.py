@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from anomaly_lens.ml.evaluation.metrics import json_safe
 from anomaly_lens.ml.evaluation.ood import OODScorer
 from anomaly_lens.ml.evaluation.predictions import probability_columns, score
+from anomaly_lens.ml.models.bundle import ModelBundle
 from anomaly_lens.ml.serving.predictor import Predictor
 from anomaly_lens.parameters import InferenceParams, parse_block
 
@@ -22,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 
 def predict_new_images(
-    model: dict,
+    model: ModelBundle,
     calibrator: dict | None,
     ood_detector: OODScorer | None,
     onnx_model: bytes | None,
@@ -45,7 +46,7 @@ def predict_new_images(
     table, pngs = predictor.predict(cache, onnx_model, progress)
     run = datetime.now(UTC).strftime("%Y-%m-%dT%H.%M.%S.%fZ")  # never overwrite a run
     if not (manifest["labels"].map(len) > 0).any():
-        table = table.drop(columns=probability_columns("target", model["classes"]))
+        table = table.drop(columns=probability_columns("target", model.classes))
     sample_rows = table["level"] == "sample"
     logger.info(
         "Predicted %d samples (%d abstain), %d mask files",
@@ -75,7 +76,7 @@ def summarise_inference(
     predictions: pd.DataFrame,
     manifest: pd.DataFrame,
     quarantine: pd.DataFrame,
-    model: dict,
+    model: ModelBundle,
     calibrator: dict | None,
     ood_detector: OODScorer | None,
     params: dict,
@@ -85,7 +86,7 @@ def summarise_inference(
     images carry labels, the evaluation's metrics."""
     settings = parse_block(InferenceParams, params)
     predictor = Predictor.of(model, calibrator, ood_detector, settings.serving())
-    classes = model["classes"]
+    classes = model.classes
     samples = predictions[predictions["level"] == "sample"]
     found = sorted({c for labels in manifest["labels"] for c in labels})
     report = {
@@ -105,4 +106,4 @@ def summarise_inference(
     }
     if f"target_{classes[-1]}" not in predictions:
         return json_safe({**report, "metrics": "the images carry no labels"})
-    return json_safe(report | _metrics(predictions, classes, model["label_type"]))
+    return json_safe(report | _metrics(predictions, classes, model.label_type))

@@ -21,7 +21,7 @@ from anomaly_lens.ml.evaluation.ood_sets import (
     score_sets,
     separation_table,
 )
-from anomaly_lens.ml.models.bundle import load_model
+from anomaly_lens.ml.models.bundle import ModelBundle, load_model
 from anomaly_lens.ml.serving.identity import model_identity
 from anomaly_lens.parameters import OODParams, parse_block
 from anomaly_lens.tracking import as_mlflow_metrics
@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 
 def fit_ood_detectors(
-    model: dict, image_cache: dict, splits: pd.DataFrame, params: dict
+    model: ModelBundle, image_cache: dict, splits: pd.DataFrame, params: dict
 ) -> dict[str, OODScorer]:
     """Every detector fitted on the train items (all of them) with its threshold at
     ``ood.kept`` of the val items; test items are not read."""
@@ -40,10 +40,10 @@ def fit_ood_detectors(
     network = load_model(model)
     train_logits, train_features = logits_and_features(network, parts["train"].batches())
     val_logits, val_features = logits_and_features(network, parts["val"].batches())
-    groups = class_groups(parts["train"].labels, model["label_type"])
+    groups = class_groups(parts["train"].labels, model.label_type)
     detectors, identity = {}, model_identity(model)
     for name in DETECTORS:
-        scorer = OODScorer(name, model["label_type"], settings.seed, settings.neighbours, identity)
+        scorer = OODScorer(name, model.label_type, settings.seed, settings.neighbours, identity)
         scorer.fit(train_logits, train_features, groups)
         scorer.set_threshold(scorer.score(val_logits, val_features), settings.kept)
         detectors[name] = scorer
@@ -57,7 +57,7 @@ def fit_ood_detectors(
 
 def score_ood_sets(
     detectors: dict[str, OODScorer],
-    model: dict,
+    model: ModelBundle,
     image_cache: dict,
     splits: pd.DataFrame,
     params: dict,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from anomaly_lens.ml.evaluation.ood import OODScorer
+from anomaly_lens.ml.models.bundle import ModelBundle
 from anomaly_lens.ml.serving.predictor import Predictor, ServedModel
 from anomaly_lens.parameters import InferenceParams, parse_block
 
 
 def package_predictor(
-    model: dict, calibrator: dict | None, ood_detector: OODScorer | None, params: dict
+    model: ModelBundle, calibrator: dict | None, ood_detector: OODScorer | None, params: dict
 ) -> ServedModel:
     """``mlflow_model``: the predictor ``inference`` uses (the model, the calibrator and OOD
     detector made from it, the ``inference`` decision rule) as an MLflow pyfunc."""

@@ -16,7 +16,7 @@ from anomaly_lens.ml.data.cache import ImageCache, collate
 from anomaly_lens.ml.data.splitting import ids_by_split
 from anomaly_lens.ml.explanation.attribution import ExplainedScores, attribute, default_head
 from anomaly_lens.ml.explanation.quality import attribution_shares, region_of_interest
-from anomaly_lens.ml.models.bundle import load_model
+from anomaly_lens.ml.models.bundle import ModelBundle, load_model
 from anomaly_lens.ml.training.core import train_on_cache
 from anomaly_lens.ml.training.datasets import model_datasets
 from anomaly_lens.ml.training.settings import TrainSettings
@@ -52,7 +52,7 @@ def _mass_per_class_and_view(model, cache, dataset, pairs, attribution) -> dict:
     batch = collate([dataset[k] for k, _ in pairs])
     network = load_model(model)
     head = default_head(network)
-    outputs = model["classes"] if head == "classification" else list(cache.classes)
+    outputs = model.classes if head == "classification" else list(cache.classes)
     targets = torch.tensor([outputs.index(name) for _, name in pairs])
     found = attribute(
         ExplainedScores(network, head), batch.images, batch.view_mask, targets,
@@ -67,7 +67,9 @@ def _mass_per_class_and_view(model, cache, dataset, pairs, attribution) -> dict:
     return mass
 
 
-def attribution_regions(model: dict, image_cache: dict, splits: pd.DataFrame, params: dict) -> dict:
+def attribution_regions(
+    model: ModelBundle, image_cache: dict, splits: pd.DataFrame, params: dict
+) -> dict:
     """``subview_regions``: per class and view, the box holding ``subview.top_mass`` of the
     mean Integrated-Gradients mass over train samples of that class; per view, the crop
     (the union of its classes' boxes, with a margin)."""
@@ -124,7 +126,7 @@ def crop_to_regions(image_cache: dict, regions: dict) -> dict:
 
 def train_on_crops(
     image_cache: dict, splits: pd.DataFrame, params: dict
-) -> tuple[dict, pd.DataFrame]:
+) -> tuple[ModelBundle, pd.DataFrame]:
     """``subview.model``: trained on the crops with the ``train`` parameters (checkpoints in
     their own folder), and its epoch history."""
     settings = parse_block(TrainSettings, params)

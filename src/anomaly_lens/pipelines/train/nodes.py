@@ -13,6 +13,7 @@ from anomaly_lens.ml.data.splitting import ids_by_split, units_of
 from anomaly_lens.ml.evaluation import baseline
 from anomaly_lens.ml.evaluation.metrics import json_safe
 from anomaly_lens.ml.evaluation.predictions import Scoring
+from anomaly_lens.ml.models.bundle import ModelBundle
 from anomaly_lens.ml.training.core import train_on_cache
 from anomaly_lens.ml.training.datasets import build_datasets, label_task
 from anomaly_lens.ml.training.settings import TrainSettings
@@ -53,7 +54,7 @@ def train_model(
     class_names: list[str],
     views: list[str],
     params: dict,
-) -> tuple[dict, pd.DataFrame]:
+) -> tuple[ModelBundle, pd.DataFrame]:
     """Fit with Lightning; return the best checkpoint's model bundle and the epoch history."""
     settings = parse_block(TrainSettings, params)
     cache = ImageCache.from_arrays(image_cache)

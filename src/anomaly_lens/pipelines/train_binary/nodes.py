@@ -26,6 +26,7 @@ from anomaly_lens.ml.evaluation.binary_comparison import (
 from anomaly_lens.ml.evaluation.metrics import (
     json_safe,
 )
+from anomaly_lens.ml.models.bundle import ModelBundle
 from anomaly_lens.ml.training.binary import binary_cache, binary_splits
 from anomaly_lens.ml.training.core import train_on_cache
 from anomaly_lens.ml.training.curves import plot_training_curves
@@ -63,7 +64,7 @@ def _flat(values: dict, prefix: str = "") -> dict[str, str]:
 
 def train_binary_model(
     image_cache: dict, splits: pd.DataFrame, anomaly_type: str, train: dict, binary: dict
-) -> tuple[dict, pd.DataFrame]:
+) -> tuple[ModelBundle, pd.DataFrame]:
     """The type's model, trained with ``train`` merged with ``binary.common`` and
     ``binary.per_type.<type>`` (one sigmoid output), in a nested MLflow run of its own with
     its parameters, per-epoch metrics, curves and weights."""
@@ -80,7 +81,7 @@ def train_binary_model(
             mlflow.log_figure(plot_training_curves(result.history), "training_curves.png")
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "model.pt"
-                torch.save(result.bundle, path)
+                torch.save(result.bundle.to_saved(), path)
                 mlflow.log_artifact(str(path), "model")
     plt.close("all")
     return result.bundle, result.history
@@ -88,7 +89,7 @@ def train_binary_model(
 
 def compare_binary(
     predictions: pd.DataFrame,
-    model: dict,
+    model: ModelBundle,
     image_cache: dict,
     splits: pd.DataFrame,
     params: dict,
@@ -110,7 +111,7 @@ def compare_binary(
     report = {"other_anomalies": parse_block(BinaryParams, binary).other_anomalies}
     n, part = compare_part(predictions, model, pairs, "sample", "test", units, rounds)
     report, parts = report | {"test_samples": n, **part}, {"test samples": part}
-    if model["per_view"] and all(bundle["per_view"] for _, bundle in pairs):
+    if model.per_view and all(bundle.per_view for _, bundle in pairs):
         n, part = compare_part(predictions, model, pairs, "item", "test", units, rounds)
         report["per_item"], parts["test photos (per view)"] = {"test_items": n, **part}, part
     whole_val = [(validation_rows(b, cache, val_ids, settings.tta), b) for _, b in pairs]

@@ -17,6 +17,7 @@ from anomaly_lens.ml.evaluation.predictions import per_sample_table
 from anomaly_lens.ml.explanation.explained import explain_pairs
 from anomaly_lens.ml.explanation.scores import headline, score_attributions
 from anomaly_lens.ml.explanation.selection import label_rows, select_pairs
+from anomaly_lens.ml.models.bundle import ModelBundle
 from anomaly_lens.parameters import XaiParams, parse_block
 from anomaly_lens.pipelines.xai.report import render
 from anomaly_lens.tracking import as_mlflow_metrics
@@ -26,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 def select_explained(
     predictions: pd.DataFrame,
-    model: dict,
+    model: ModelBundle,
     image_cache: dict,
     splits: pd.DataFrame,
     params: dict,
@@ -36,18 +37,18 @@ def select_explained(
     at most ``xai.max_samples`` rows, the classes taking turns. For a segmentation-only
     model (no class scores): samples that carry each class."""
     settings = parse_block(XaiParams, params)
-    classes, part = model["classes"], settings.split
+    classes, part = model.classes, settings.split
     if "split" not in predictions:  # no class scores: a segmentation-only model
         ids = splits.loc[splits["split"] == part, "sample_id"].tolist()
         rows = label_rows(ImageCache.from_arrays(image_cache), ids, classes)
     else:
         rows = predictions[predictions["split"] == part]
-        if model["per_view"]:
+        if model.per_view:
             rows = per_sample_table(rows, classes, sort=True)
     if rows.empty:
         raise ValueError(f"No {part} predictions to explain: run `train` first")
     selection = select_pairs(
-        rows, classes, model["label_type"], settings.per_class, settings.max_samples,
+        rows, classes, model.label_type, settings.per_class, settings.max_samples,
         settings.seed,
     )  # fmt: skip
     logger.info("Explaining %d (sample, class) pairs of the %s split", len(selection), part)
@@ -55,7 +56,7 @@ def select_explained(
 
 
 def explain_selection(
-    model: dict, image_cache: dict, selection: pd.DataFrame, params: dict
+    model: ModelBundle, image_cache: dict, selection: pd.DataFrame, params: dict
 ) -> dict:
     """``xai_attributions``: every configured method's maps of the selected pairs (one per
     photo of a per-view model), the inputs and masks they are scored against, deletion

@@ -5,6 +5,7 @@ import pytest
 from PIL import Image
 
 from anomaly_lens.ml.data import imaging
+from anomaly_lens.ml.data.cache import view_pixels
 
 
 def png(pixels: np.ndarray, mode: str | None = None) -> bytes:
@@ -94,3 +95,32 @@ def test_difference_hash_is_robust_to_small_changes_and_separates_unrelated_imag
     assert imaging.hamming_pairs(hashes, max_bits=12) == [(0, 1)]
     assert imaging.hamming_pairs(hashes, max_bits=256, chunk=1) == [(0, 1), (0, 2), (1, 2)]
     assert imaging.hamming_pairs([], 5) == []
+
+
+def test_a_16_bit_ramp_reaches_the_model_input_in_order_and_unclipped():
+    """Pillow's own conversion clips 16-bit values above 255 (99.6 % of this ramp would be
+    white); scaled by the bit depth the ramp keeps its order and its range."""
+    ramp = np.linspace(0, 65535, 64 * 256).round().astype(np.uint16).reshape(64, 256)
+    decoded = imaging.decode_image(png(ramp))
+    assert decoded.mode.startswith("I;16")
+    assert decoded.pixels.dtype == np.uint8
+    assert (np.diff(decoded.pixels.ravel().astype(int)) >= 0).all()  # in order
+    assert decoded.pixels.min() == 0 and decoded.pixels.max() == 255
+    assert (decoded.pixels == 255).mean() < 0.01  # not saturated
+    model_input, _ = view_pixels(png(ramp), 64)
+    columns = model_input.astype(int).mean(0)
+    assert (np.diff(columns) >= 0).all() and model_input.max() > model_input.min() + 200
+    assert (model_input == 255).mean() < 0.05
+
+
+def test_float_and_32_bit_pixels_are_scaled_or_refused_with_their_range():
+    floats = Image.fromarray(np.linspace(0, 1, 16, dtype=np.float32).reshape(4, 4), mode="F")
+    buffer = io.BytesIO()
+    floats.save(buffer, format="TIFF")
+    decoded = imaging.decode_image(buffer.getvalue())
+    assert decoded.pixels.min() == 0 and decoded.pixels.max() == 255
+    wide = Image.fromarray(np.full((4, 4), 2.5, dtype=np.float32), mode="F")
+    buffer = io.BytesIO()
+    wide.save(buffer, format="TIFF")
+    with pytest.raises(imaging.ImageProblem, match=r"float pixels in \[2.5, 2.5\], not 0-1"):
+        imaging.decode_image(buffer.getvalue())

@@ -58,7 +58,7 @@ def decode_image(content: bytes, limits: SizeLimits | None = None) -> DecodedIma
                 _check_size(image.size, limits)
             image.load()
             mode = image.mode
-            pixels = np.asarray(image.convert("L") if mode in ("1", "P", "I;16") else image)
+            pixels = _eight_bit(image)
     except ImageProblem:
         raise
     except Image.DecompressionBombError as err:  # Pillow's own limit, checked on open
@@ -75,6 +75,34 @@ def decode_image(content: bytes, limits: SizeLimits | None = None) -> DecodedIma
         raise ImageProblem("unreadable", f"unsupported pixel type {pixels.dtype} (mode {mode})")
     height, width = pixels.shape[:2]
     return DecodedImage(pixels=pixels, mode=mode, width=width, height=height)
+
+
+# How pixels deeper than 8 bits become the 0-255 the models read: by their bit depth, so
+# that order is kept and nothing is clipped (Pillow's own conversion clips 16-bit values
+# above 255, which would turn almost every pixel white).
+PIXEL_SCALING = {
+    "16-bit (I;16*, and 32-bit I within 0-65535)": "round(value / 257): 0 -> 0, 65535 -> 255",
+    "32-bit float (F) within 0-1": "round(value * 255)",
+    "1-bit and palette (1, P)": "Pillow's conversion to grey (L)",
+}
+
+
+def _eight_bit(image: Image.Image) -> np.ndarray:
+    """The pixels as uint8 by ``PIXEL_SCALING``; other deep images are refused."""
+    mode = image.mode
+    if mode in ("1", "P"):
+        return np.asarray(image.convert("L"))
+    if not (mode.startswith("I") or mode == "F"):
+        return np.asarray(image)
+    values = np.asarray(image).astype(np.float64)
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if mode == "F":
+        if low < 0 or high > 1:
+            raise ImageProblem("unreadable", f"float pixels in [{low:g}, {high:g}], not 0-1")
+        return np.round(values * 255).astype(np.uint8)
+    if low < 0 or high > 65535:
+        raise ImageProblem("unreadable", f"{mode} pixels in [{low:g}, {high:g}], not 16-bit")
+    return np.round(values / 257).astype(np.uint8)
 
 
 def _check_size(size: tuple[int, int], limits: SizeLimits) -> None:

@@ -11,7 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from anomaly_lens.ml.data import layouts
-from anomaly_lens.ml.data.imaging import ImageProblem, SizeLimits
+from anomaly_lens.ml.data.imaging import PIXEL_SCALING, ImageProblem, SizeLimits
 from anomaly_lens.ml.data.inspection import Checks, Inspection, MaskRule, inspect_records
 from anomaly_lens.parameters import IngestionParams, parse_block
 
@@ -107,6 +107,19 @@ def _counts(series: pd.Series) -> dict[str, int]:
     return {str(k): int(v) for k, v in series.value_counts().sort_index().items()}
 
 
+def _quality_quantiles(manifest: pd.DataFrame) -> dict:
+    """Per quality metric and view: the 0, 5, 50, 95 and 100 % quantiles."""
+    levels = (0, 0.05, 0.5, 0.95, 1)
+    quantiles = manifest.groupby("view")[list(QUALITY_METRICS)].quantile(list(levels))
+    return {
+        metric: {
+            str(view): {f"q{int(q * 100)}": float(quantiles.loc[(view, q), metric]) for q in levels}
+            for view in manifest["view"].unique()
+        }
+        for metric in QUALITY_METRICS
+    }
+
+
 def summarise_quality(
     manifest: pd.DataFrame, quarantine: pd.DataFrame, classes: list[str], params: dict
 ) -> dict:
@@ -116,7 +129,6 @@ def summarise_quality(
     without_mask = manifest.apply(
         lambda row: sum(not row.get(f"has_mask_{c}", False) for c in row["labels"]), axis=1
     )
-    quantiles = manifest.groupby("view")[list(QUALITY_METRICS)].quantile([0, 0.05, 0.5, 0.95, 1])
     report = {
         "n_images": int(len(manifest)),
         "n_quarantined": int(len(quarantine)),
@@ -131,18 +143,12 @@ def summarise_quality(
             for c, group in by_class_view.groupby(level=0)
         },
         "mask_sources": _counts(manifest["mask_source"]),
+        # Pillow's mode of each file, and how deeper pixels were brought to 0-255.
+        "images_by_mode": _counts(manifest["mode"]),
+        "pixel_scaling": PIXEL_SCALING,
         # Labels kept for classification whose image has no mask pixels for that class.
         "labelled_images_without_mask": int((without_mask > 0).sum()),
-        "quality_quantiles_by_view": {
-            metric: {
-                str(view): {
-                    f"q{int(q * 100)}": float(quantiles.loc[(view, q), metric])
-                    for q in (0, 0.05, 0.5, 0.95, 1)
-                }
-                for view in manifest["view"].unique()
-            }
-            for metric in QUALITY_METRICS
-        },
+        "quality_quantiles_by_view": _quality_quantiles(manifest),
     }
     if "class_folder" in manifest.columns:
         report["images_by_class_folder"] = _counts(manifest["class_folder"])

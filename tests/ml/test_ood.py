@@ -3,6 +3,8 @@ textures are what they claim."""
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -95,3 +97,16 @@ def test_a_registered_detector_is_fitted_and_scored_by_name(monkeypatch):
     assert (scorer.score(train_logits[:50], far) > scorer.score(train_logits, train_z).max()).all()
     with pytest.raises(ValueError, match="detector must be one of.*knn"):
         OODScorer("nope", "multiclass")
+
+
+def test_a_detector_pickled_before_the_library_was_grouped_still_loads():
+    """``ood_detector.pkl`` files written before name ``anomaly_lens.ml.ood.OODScorer``."""
+    logits, z = features(60, False, 0)
+    scorer = OODScorer("knn", "multiclass", neighbours=5).fit(logits, z, np.zeros(60))
+    scorer.set_threshold(scorer.score(logits, z), 0.95)
+    old = pickle.dumps(scorer, protocol=0).replace(
+        b"anomaly_lens.ml.evaluation.ood", b"anomaly_lens.ml.ood"
+    )
+    assert b"anomaly_lens.ml.ood\n" in old
+    loaded = pickle.loads(old)
+    assert np.allclose(loaded.score(logits, z), scorer.score(logits, z))

@@ -13,9 +13,11 @@ from kedro.framework.session import KedroSession
 from PIL import Image
 
 from anomaly_lens import pipeline_registry
+from anomaly_lens.datasets import TorchModelDataset
 from anomaly_lens.ml.data import synthetic
 from anomaly_lens.ml.data.cache import ImageCache
 from anomaly_lens.ml.evaluation.binary_comparison import compare_level
+from anomaly_lens.ml.serving.identity import model_identity
 from anomaly_lens.ml.training.binary import binary_splits, merged
 from anomaly_lens.parameters import BinaryParams, ParameterError, binary_train_settings, parse_block
 from anomaly_lens.pipelines.train_binary import create_pipeline
@@ -96,6 +98,10 @@ def test_train_binary_whole_and_one_namespace_alone(project):
     metrics = json.loads(latest(reports / "evaluation_metrics.json").read_text())
     assert comparison["test_samples"] == metrics["test"]["n_samples"]
     assert "per_item" not in comparison  # photo-level only for per-view models
+    # The comparison names the models it was made from: the newest `model`, one per type.
+    model = TorchModelDataset(filepath=str(latest(project / "data/06_models/synthetic/model.pt")))
+    assert comparison["model_id"] == model_identity(model.load())
+    assert set(comparison["binary_model_ids"]) == set(types)
     for entry in comparison["per_class"].values():
         assert {"f1", "ap", "auroc", "f1_ci95"} <= set(entry["binary"])
         assert {"f1", "ap", "auroc"} <= set(entry["multilabel"])

@@ -27,6 +27,7 @@ from anomaly_lens.ml.evaluation.metrics import (
     json_safe,
 )
 from anomaly_lens.ml.models.bundle import ModelBundle
+from anomaly_lens.ml.serving.identity import model_identity
 from anomaly_lens.ml.training.binary import binary_cache, binary_splits
 from anomaly_lens.ml.training.core import train_on_cache
 from anomaly_lens.ml.training.curves import plot_training_curves
@@ -108,7 +109,11 @@ def compare_binary(
     test_ids, val_ids = (ids_by_split(splits, [s])[s] for s in ("test", "val"))
     units, rounds = units_of(splits), settings.bootstrap_rounds
     pairs = list(zip(binary_parts[0::2], binary_parts[1::2], strict=True))
-    report = {"other_anomalies": parse_block(BinaryParams, binary).other_anomalies}
+    report = {
+        "model_id": model_identity(model),  # the models compared, by identity
+        "binary_model_ids": {b.classes[0]: model_identity(b) for _, b in pairs},
+        "other_anomalies": parse_block(BinaryParams, binary).other_anomalies,
+    }
     n, part = compare_part(predictions, model, pairs, "sample", "test", units, rounds)
     report, parts = report | {"test_samples": n, **part}, {"test samples": part}
     if model.per_view and all(bundle.per_view for _, bundle in pairs):

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
+from anomaly_lens.ml.models.bundle import ModelBundle
 from anomaly_lens.ml.serving.identity import model_identity
 from anomaly_lens.pipelines.calibration.nodes import calibrate, plot_reliability
 from tests.conftest import base_parameters
@@ -32,8 +33,15 @@ def predictions(label_type: str, per_view: bool = False, n: int = 1500, seed: in
     for k, name in enumerate(CLASSES):
         frame[f"prob_{name}"] = probs[:, k].astype(np.float32)
         frame[f"target_{name}"] = targets[:, k].astype(np.uint8)
-    model = {"classes": CLASSES, "label_type": label_type, "per_view": per_view}
-    model |= {"config": {"seed": seed}, "state_dict": {}}  # what the model's identity hashes
+    model = ModelBundle(  # its identity hashes the config and the (here empty) weights
+        config={"seed": seed},
+        state_dict={},
+        classes=CLASSES,
+        label_type=label_type,
+        views=["x"],
+        per_view=per_view,
+        image_size=8,
+    )
     return frame, model
 
 

@@ -226,7 +226,7 @@ def test_a_train_setting_reaches_train_and_cv_alike(prepared, tmp_path, monkeypa
     cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, train)
     bundle, _ = train_model(cache, samples, manifest, splits, classes, VIEWS, train)
     source = tmp_path / "source.pt"
-    torch.save(bundle, source)
+    torch.save(bundle.to_saved(), source)
     loaded = []
 
     def counted(model, state_dict):

@@ -126,7 +126,7 @@ def compare_binary(
     binary_cost = report["cost"]["binary"]
     report["verdict"] = " ".join(verdict(part, level) for level, part in parts.items()) + (
         f" {len(pairs)} binary models have "
-        f"{binary_cost['parameters'] / model['n_parameters']:.1f}x the parameters of the "
+        f"{binary_cost['parameters'] / model.n_parameters:.1f}x the parameters of the "
         "multi-label model."
     )
     logger.info(report["verdict"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,38 @@ def make_training_small(project: Path, env: str) -> None:
         path.write_text(OmegaConf.to_yaml(OmegaConf.merge(current, {key: small})))
 
 
+def _voc_images(folder: Path, new: Path) -> Path:
+    shutil.copytree(folder / "images", new / "images")
+    return new
+
+
+def _manifest_images(folder: Path, new: Path) -> Path:
+    shutil.copytree(folder / "images" / "photos", new / "images" / "photos")
+    return new
+
+
+# Layout -> a folder of new images in that layout, without annotations (the training
+# folder's images, copied).
+NEW_IMAGES = {"voc": _voc_images, "manifest_csv": _manifest_images}
+
+
+def _predicts_new_images(project: Path, env: str, dataset: str, new: Path) -> None:
+    """``inference`` in the env reads the new folder in the env's layout (not the demo's),
+    predicts every image and leaves the folder as it was."""
+    before, n_images = fingerprint(new), sum(1 for p in new.rglob("*") if p.is_file())
+    kedro = str(Path(sys.executable).with_name("kedro"))
+    command = [kedro, "run", f"--env={env}", "--pipelines=inference"]
+    command.append(f"--params=inference.input_dir={new}")
+    result = subprocess.run(command, cwd=project, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    predictions = pd.read_parquet(
+        next((project / "data/07_model_output" / dataset / "predictions.parquet").glob("*/*"))
+    )
+    assert len(predictions) == n_images and predictions["prob_" + DEFECTS[0]].notna().all()
+    assert not any(c.startswith("target_") for c in predictions.columns)  # no labels given
+    assert fingerprint(new) == before
+
+
 def test_readme_shows_one_command_per_layout():
     commands = readme_commands()
     assert set(commands) == set(BUILDERS)
@@ -94,6 +127,8 @@ def test_readme_command_trains_on_the_folder_and_leaves_it_as_it_was(layout, pro
         comparison = json.loads(next((reports / "binary_comparison.json").glob("*/*")).read_text())
         assert comparison["test_samples"] == metrics["test"]["per_sample"]["n_samples"]
         assert comparison["per_item"]["test_items"] == metrics["test"]["n_samples"]
+    if layout in NEW_IMAGES:  # new images in the same layout, without labels
+        _predicts_new_images(project, env, dataset, NEW_IMAGES[layout](folder, tmp_path / "new"))
     if layout == "voc":  # a re-shot image joins its original's group, and nothing else does
         splits = pd.read_parquet(
             next((project / "data/05_model_input/voc/splits.parquet").glob("*/*"))

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from anomaly_lens.ml.data.layouts import Loader, RawRecord, register_layout
-from anomaly_lens.ml.data.layouts.naming import strip_suffix
+from anomaly_lens.ml.data.layouts.naming import strip_suffix, unlabelled
 
 
 def from_manifest_csv(
@@ -56,4 +56,6 @@ def from_manifest_csv(
 
 @register_layout("manifest_csv")
 def _manifest_csv(images, table, settings) -> list[RawRecord]:
+    if table is None:  # new images without a CSV (inference): every image, no labels
+        return unlabelled(images, None)  # the CSV names views and groups, not the files
     return from_manifest_csv(images, table, settings.label_separator)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import PurePosixPath
 
 from anomaly_lens.ml.data.layouts import Loader, RawRecord
@@ -36,3 +37,15 @@ def named_record(
 def strip_suffix(partition_id: str) -> str:
     path = PurePosixPath(partition_id)
     return str(path.with_suffix("")) if path.suffix else partition_id
+
+
+def unlabelled(images: Mapping[str, Loader], filename_pattern: str | None) -> list[RawRecord]:
+    """One record per image without labels: new images given without annotations, whose
+    labels are what is to be predicted. Named by ``filename_pattern`` (view and keys); with
+    None, every image is its own sample in the view ``default``."""
+    if filename_pattern is None:
+        return [RawRecord(strip_suffix(pid), pid, load) for pid, load in sorted(images.items())]
+    pattern = re.compile(filename_pattern)
+    return [
+        named_record(pattern, strip_suffix(pid), pid, load) for pid, load in sorted(images.items())
+    ]

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import PurePosixPath
 
 from anomaly_lens.ml.data.layouts import Box, Loader, RawRecord, register_layout
-from anomaly_lens.ml.data.layouts.naming import named_record, strip_suffix
+from anomaly_lens.ml.data.layouts.naming import named_record, strip_suffix, unlabelled
 
 
 def parse_voc(text: str) -> tuple[list[Box], tuple[int, int] | None]:
@@ -98,6 +98,8 @@ def from_voc(
 @register_layout("voc")
 def _voc(images, xml_files, settings) -> list[RawRecord]:
     voc = settings.voc
+    if xml_files is None:  # new images without annotations (inference): no labels
+        return unlabelled(images, settings.filename_pattern)
     return from_voc(
         images, xml_files, voc.label_source, voc.prefix_pattern, settings.filename_pattern
     )

@@ -32,7 +32,6 @@ from anomaly_lens.ml.data.splitting import check_ratios
 from anomaly_lens.ml.data.synthetic import SyntheticConfig
 from anomaly_lens.ml.evaluation.crossval import VALIDATIONS
 from anomaly_lens.ml.evaluation.ood import DETECTORS
-from anomaly_lens.ml.evaluation.tta import TestTimeAugmentation
 from anomaly_lens.ml.explanation.attribution import AttributionSettings
 from anomaly_lens.ml.explanation.settings import XaiParams
 from anomaly_lens.ml.models.pretrained import WEIGHT_PACKAGES
@@ -207,24 +206,6 @@ class OODParams(Settings):
     seed: int = 42
 
 
-class InferenceParams(Settings):
-    """The ``inference`` block; ``input_dir`` is given on the command line, where the
-    catalog reads it too."""
-
-    input_dir: str | None = None
-    engine: Literal["torch", "onnxruntime"] = "torch"
-    batch_size: PositiveInt = 32
-    tta: TestTimeAugmentation = "hflip"
-    threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
-    min_confidence: float = Field(default=0.0, ge=0.0, le=1.0)
-    mask_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
-    min_box_area: PositiveInt = 4
-
-    def serving(self) -> ServingSettings:
-        """What the predictor needs of the block (all but where the images are)."""
-        return ServingSettings(**self.model_dump(exclude={"input_dir"}))
-
-
 class ExportParams(Settings):
     """The ``export`` block: the ONNX parity check."""
 
@@ -318,7 +299,7 @@ BLOCKS: dict[str, type[BaseModel]] = {
     "cv": CvParams,
     "calibration": CalibrationParams,
     "ood": OODParams,
-    "inference": InferenceParams,
+    "inference": ServingSettings,
     "export": ExportParams,
     "xai": XaiParams,
     "subview": SubviewParams,

@@ -26,8 +26,8 @@ from anomaly_lens.ml.evaluation.predictions import (
     score,
     segmentation_report,
 )
-from anomaly_lens.ml.training.core import ModelTask, fit_model
-from anomaly_lens.ml.training.datasets import build_loaders, task_classes
+from anomaly_lens.ml.training.core import ModelTask, fit_model, training_loaders
+from anomaly_lens.ml.training.datasets import task_classes
 from anomaly_lens.ml.training.fit import FitResult
 from anomaly_lens.ml.training.settings import TrainerSettings, TrainSettings
 
@@ -232,20 +232,12 @@ def fit_and_predict_fold(
     """One fold's model through the training core (``fit_model``: every ``train.*`` setting
     acts as in ``train``) and its test part's prediction table, with pixel counts for a
     model with masks."""
-    trainer_settings = settings.trainer
-    loaders = build_loaders(
-        datasets,
-        trainer_settings.batch_size,
-        trainer_settings.num_workers,
-        settings.balanced_sampler,
-        settings.seed,
-    )
+    loaders = training_loaders(datasets, settings)
     L.seed_everything(seed, workers=True)
     train = datasets["train"]
-    frequencies = train.targets[train.positions].mean(0).clip(1e-3, 1 - 1e-3).tolist()
-    classes, views = train.cache.classes, settings.views or list(train.cache.views)
-    classes = task_classes(classes, label_type)
-    task = ModelTask(classes, views, settings.per_view, label_type, frequencies)
+    classes = task_classes(train.cache.classes, label_type)
+    views = settings.views or list(train.cache.views)
+    task = ModelTask.of(train, classes, views, settings.per_view, label_type)
     module, result = fit_model(settings, task, loaders, fingerprint, trainer)
     module.model.load_state_dict(result.state_dict)
     found = predict(module.model.eval(), loaders["test"], settings.tta)

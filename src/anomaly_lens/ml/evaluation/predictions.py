@@ -241,6 +241,7 @@ def evaluate_part(
     bundle: ModelBundle,
     tta: str,
     scoring: Scoring,
+    part: str,
 ) -> tuple[dict, pd.DataFrame | None]:
     """Metrics of one part of the data (its items'; and per sample, from the mean of a
     per-view model's photos) and its prediction table (None without class predictions)."""
@@ -256,7 +257,7 @@ def evaluate_part(
     }  # fmt: skip
     if found.probs is None:
         return report, None
-    table = prediction_table("", dataset, found.probs, found.targets, classes)
+    table = prediction_table(part, dataset, found.probs, found.targets, classes)
     if bundle.per_view:
         samples = per_sample_table(table, classes)
         probs, targets = (

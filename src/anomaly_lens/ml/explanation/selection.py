@@ -36,10 +36,10 @@ def label_rows(cache: ImageCache, ids: list[str], classes: list[str]) -> pd.Data
     return frame.assign(sample_id=ids)
 
 
-def _one_class(table: pd.DataFrame, hit: pd.Series, quota: XaiSelection, seed: int):
+def _one_class(table: pd.DataFrame, said: pd.Series, quota: XaiSelection, seed: int):
     """One class's rows: right (``correct``), wrong (missed first, then false alarms) and
     the most confident of the rest."""
-    target, said = table["target"] > 0, hit
+    target = table["target"] > 0
     correct = _draw(table[target & said], quota.correct, seed)
     wrong = pd.concat(
         [

@@ -14,12 +14,14 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import mlflow
 import numpy as np
 import pandas as pd
 import torch
+from pydantic import Field, PositiveInt
 
 from anomaly_lens.ml.data.batch import Batch
 from anomaly_lens.ml.data.boxes import find_components
@@ -29,11 +31,13 @@ from anomaly_lens.ml.evaluation.calibration import Calibrator
 from anomaly_lens.ml.evaluation.ood import OODScorer
 from anomaly_lens.ml.evaluation.predictions import (
     Predictions,
+    mask_classes,
     per_sample_table,
     predict,
     prediction_table,
     probability_columns,
 )
+from anomaly_lens.ml.evaluation.tta import TestTimeAugmentation
 from anomaly_lens.ml.models.bundle import ModelBundle, load_model
 from anomaly_lens.ml.serving.identity import (
     REMADE_BY,
@@ -50,6 +54,7 @@ from anomaly_lens.ml.serving.onnx_graph import (
     onnx_session,
 )
 from anomaly_lens.ml.training.datasets import build_loaders, model_datasets
+from anomaly_lens.ml.training.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -62,17 +67,18 @@ NO_DETECTOR = (
 )
 
 
-@dataclass(frozen=True)
-class ServingSettings:
-    """How the predictor decides and batches (the ``inference`` parameter block)."""
+class ServingSettings(Settings):
+    """The ``inference`` parameter block: how the predictor batches and decides.
+    ``input_dir`` is read by the catalog (given on the command line), not by the predictor."""
 
-    engine: str = "torch"  # or "onnxruntime": the exported graph computes the probabilities
-    batch_size: int = 32
-    tta: str = "hflip"
-    threshold: float = 0.5  # multi-label decisions where no calibrator gives thresholds
-    min_confidence: float = 0.0
-    mask_threshold: float = 0.5
-    min_box_area: int = 4
+    input_dir: str | None = None
+    engine: Literal["torch", "onnxruntime"] = "torch"  # onnxruntime: the exported graph
+    batch_size: PositiveInt = 32
+    tta: TestTimeAugmentation = "hflip"
+    threshold: float = Field(default=0.5, gt=0.0, lt=1.0)  # where no calibrator gives one
+    min_confidence: float = Field(default=0.0, ge=0.0, le=1.0)
+    mask_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
+    min_box_area: PositiveInt = 4
 
 
 @dataclass(frozen=True)
@@ -208,9 +214,13 @@ class Predictor:
 
     @property
     def label_classes(self) -> list[str]:
-        """The classes that have a label column: a multi-class model's ``normal`` has none."""
-        multiclass = self.bundle.label_type == "multiclass"
-        return [c for c in self.bundle.classes if c != "normal" or not multiclass]
+        """The classes that have a label column and a mask: all but ``normal``."""
+        return mask_classes(self.bundle.classes)
+
+    @property
+    def temperature(self) -> float | list[float]:
+        """The calibrator's temperatures; 1 without one."""
+        return self.calibrator.temperature if self.calibrator else 1.0
 
     @property
     def rule(self) -> DecisionRule:
@@ -246,11 +256,10 @@ class Predictor:
     def onnx_graph(self, example: Batch) -> bytes:
         """The model, resize and the calibrator's temperatures (1 without one) as one ONNX
         graph (``ProbabilityModel``), recording the model it was made from."""
-        temperature = self.calibrator.temperature if self.calibrator else 1.0
-        wrapped = ProbabilityModel(self.network, self.bundle.image_size, temperature)
+        wrapped = ProbabilityModel(self.network, self.bundle.image_size, self.temperature)
         metadata = {
             "classes": self.bundle.classes,
-            "temperature": temperature,
+            "temperature": self.temperature,
             "model_id": self.identity,
         }
         return export_onnx(wrapped, example.images, example.view_mask, metadata)
@@ -323,11 +332,11 @@ class Predictor:
             )
         exported = onnx_metadata(onnx_model)
         require_made_from("ONNX graph", exported.get("model_id"), self.identity)
-        temperature = self.calibrator.temperature if self.calibrator else 1.0
-        if exported.get("temperature") != temperature:
+        if exported.get("temperature") != self.temperature:
             raise StaleArtefactError(
                 f"The ONNX graph folds in the temperatures {exported.get('temperature')}, the "
-                f"calibrator applied now has {temperature}: run `{REMADE_BY['ONNX graph']}`"
+                f"calibrator applied now has {self.temperature}: run "
+                f"`{REMADE_BY['ONNX graph']}`"
             )
         session, label_type = onnx_session(onnx_model), self.bundle.label_type
         probs, targets = [], []

@@ -14,9 +14,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from anomaly_lens.ml.data.cache import (
-    ImageCache,
-)
+from anomaly_lens.ml.data.cache import ImageCache, MultiViewDataset
 from anomaly_lens.ml.models import load_matching_weights
 from anomaly_lens.ml.models.bundle import ModelBundle, saved_config
 from anomaly_lens.ml.training.datasets import build_datasets, build_loaders, label_task
@@ -51,6 +49,16 @@ class TrainResult:
     history: pd.DataFrame
 
 
+def training_loaders(
+    datasets: Mapping[str, MultiViewDataset], settings: TrainSettings
+) -> dict[str, DataLoader]:
+    """The loaders of ``train.*`` (batch size, workers, the balanced sampler, seed)."""
+    trainer = settings.trainer
+    return build_loaders(
+        datasets, trainer.batch_size, trainer.num_workers, settings.balanced_sampler, settings.seed
+    )
+
+
 def train_on_cache(
     cache: ImageCache,
     ids_by_part: Mapping[str, Sequence[str]],
@@ -71,52 +79,44 @@ def train_on_cache(
         )
     views = settings.views or list(cache.views)
     check_registered(cache, views, settings)
-    per_view = settings.per_view
-    datasets = build_datasets(
-        cache,
-        {part: ids_by_part[part] for part in ("train", "val")},
-        targets,
-        views,
-        per_view,
-        settings.augmentation,
-        settings.seed,
-    )
-    loaders = build_loaders(
-        datasets,
-        settings.trainer.batch_size,
-        settings.trainer.num_workers,
-        settings.balanced_sampler,
-        settings.seed,
-    )
-    frequencies = targets[datasets["train"].positions].mean(0).clip(1e-3, 1 - 1e-3).tolist()
-    started = time.monotonic()
     parts = {part: ids_by_part[part] for part in ("train", "val")}
+    datasets = build_datasets(
+        cache, parts, targets, views, settings.per_view, settings.augmentation, settings.seed
+    )
+    task = ModelTask.of(datasets["train"], classes, views, settings.per_view, label_type)
+    started = time.monotonic()
     module, result = fit_model(
         settings,
-        ModelTask(classes, views, per_view, label_type, frequencies),
-        loaders,
+        task,
+        training_loaders(datasets, settings),
         run_fingerprint(settings, cache.fingerprint, parts),
         callbacks=callbacks,
     )
-    bundle = ModelBundle(
+    bundle = _bundle(module, result, task, settings, time.monotonic() - started)
+    return TrainResult(bundle, result.history)
+
+
+def _bundle(
+    module: TrainingModule, result: FitResult, task: ModelTask, settings: TrainSettings, seconds
+) -> ModelBundle:
+    """The best weights with what rebuilds, identifies and serves them."""
+    pretrained = "imagenet" if settings.model.pretrained else None
+    return ModelBundle(
         config=saved_config(module.model),
         state_dict=result.state_dict,
-        classes=classes,
-        label_type=label_type,
-        views=views,
-        per_view=per_view,
+        classes=list(task.classes),
+        label_type=task.label_type,
+        views=list(task.views),
+        per_view=task.per_view,
         image_size=settings.image_size,
         input_clahe=settings.augmentation.clahe,
-        initial_weights=(
-            settings.model.weights_path or ("imagenet" if settings.model.pretrained else None)
-        ),
+        initial_weights=settings.model.weights_path or pretrained,
         trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
         mlflow_run_id=run.info.run_id if (run := mlflow.active_run()) else None,
         best_epoch=result.best_epoch,
         n_parameters=sum(p.numel() for p in module.model.parameters()),
-        training_seconds=time.monotonic() - started,
+        training_seconds=seconds,
     )
-    return TrainResult(bundle, result.history)
 
 
 @dataclass(frozen=True)
@@ -129,6 +129,14 @@ class ModelTask:
     per_view: bool
     label_type: str
     frequencies: Sequence[float]
+
+    @classmethod
+    def of(
+        cls, train: MultiViewDataset, classes, views, per_view: bool, label_type: str
+    ) -> ModelTask:
+        """The task of a training dataset: its items' class frequencies are the prior."""
+        frequencies = train.targets[train.positions].mean(0).clip(1e-3, 1 - 1e-3).tolist()
+        return cls(classes, views, per_view, label_type, frequencies)
 
 
 def fit_model(

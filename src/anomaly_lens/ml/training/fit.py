@@ -142,18 +142,9 @@ def fit(
     return FitResult(state_dict, int(checkpoint["epoch"]), pd.DataFrame(history.rows))
 
 
-def _fit_lightning(
-    module: TrainingModule,
-    train_loader: DataLoader,
-    val_loader: DataLoader | None,
-    trainer_settings: TrainerSettings,
-    resume_from: Path | None,
-    history: EpochHistory,
-    callbacks: Sequence[L.Callback],
-) -> None:
-    """One Lightning ``fit`` that writes ``best.ckpt`` and ``last.ckpt`` (every epoch)."""
+def _saving_and_stopping(trainer_settings: TrainerSettings, validated: bool) -> list[L.Callback]:
+    """``best.ckpt`` and ``last.ckpt`` (every epoch), and early stopping when validated."""
     checkpoints = Path(trainer_settings.checkpoint_dir)
-    validated = val_loader is not None
     # Both save after validation, the best first, so that `last.ckpt` holds the best score
     # so far (by default the best saves at the epoch's end, after `last.ckpt`, which then
     # kept the previous epoch's best score and let a resumed run replace a better
@@ -185,6 +176,21 @@ def _fit_lightning(
         if validated
         else []
     )
+    return [best, latest, *stopping]
+
+
+def _fit_lightning(
+    module: TrainingModule,
+    train_loader: DataLoader,
+    val_loader: DataLoader | None,
+    trainer_settings: TrainerSettings,
+    resume_from: Path | None,
+    history: EpochHistory,
+    callbacks: Sequence[L.Callback],
+) -> None:
+    """One Lightning ``fit`` that writes ``best.ckpt`` and ``last.ckpt`` (every epoch)."""
+    checkpoints = Path(trainer_settings.checkpoint_dir)
+    validated = val_loader is not None
     if not validated and train_loader.generator is None:
         # Unvalidated, a run resumes at the end of its checkpointed epoch, and Lightning then
         # makes the next epoch's iterator before the module seeds that epoch; an iterator
@@ -205,7 +211,7 @@ def _fit_lightning(
         precision="16-mixed" if amp else "32-true",
         gradient_clip_val=trainer_settings.gradient_clip_val,
         accumulate_grad_batches=trainer_settings.accumulate_grad_batches,
-        callbacks=[best, latest, *stopping, history, *callbacks],
+        callbacks=[*_saving_and_stopping(trainer_settings, validated), history, *callbacks],
         deterministic=True,
         enable_progress_bar=trainer_settings.progress_bar,
         logger=False,

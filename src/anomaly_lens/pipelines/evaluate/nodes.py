@@ -42,10 +42,10 @@ def evaluate_model(
     report, tables = {k: getattr(model_bundle, k) for k in REPORTED}, []
     for split in ("val", "test"):
         report[split], table = evaluate_part(
-            model, loaders[split], model_bundle, settings.tta, scoring
+            model, loaders[split], model_bundle, settings.tta, scoring, split
         )
         if table is not None:
-            tables.append(table.assign(split=split))
+            tables.append(table)
     return json_safe(report), pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 

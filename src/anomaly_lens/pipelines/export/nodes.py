@@ -37,9 +37,9 @@ def _parity(predictor: Predictor, onnx_model: bytes, cache: ImageCache, ids, tol
     difference, and whether every decision agrees; raises ``ExportParityError``."""
     engines = ("torch", "onnxruntime")
     tables = [
-        replace(predictor, settings=replace(predictor.settings, engine=engine)).predict(
-            cache, onnx_model, ids=ids
-        )[0]
+        replace(
+            predictor, settings=predictor.settings.model_copy(update={"engine": engine})
+        ).predict(cache, onnx_model, ids=ids)[0]
         for engine in engines
     ]
     probs, decisions = (probability_columns(k, predictor.bundle.classes) for k in ("prob", "pred"))
@@ -82,7 +82,6 @@ def export_model(
     loader = build_loaders(model_datasets(cache, {"x": ids}, model), 1, 0, False, 0)["x"]
     onnx_model = predictor.onnx_graph(next(iter(loader)))
     parity = _parity(predictor, onnx_model, cache, ids, settings.tolerance)
-    fitted = predictor.calibrator
     report = {
         **parity,
         "tolerance": settings.tolerance,
@@ -92,9 +91,9 @@ def export_model(
             for k in ("classes", "label_type", "views", "per_view", "image_size")
         },
         "model_id": predictor.identity,
-        "calibrator": predictor.calibration_note or fitted.model_id,
-        "temperature": fitted.temperature if fitted else 1.0,
-        "thresholds": fitted.thresholds if fitted else None,
+        "calibrator": predictor.calibration_note or predictor.calibrator.model_id,
+        "temperature": predictor.temperature,
+        "thresholds": predictor.calibrator.thresholds if predictor.calibrator else None,
         "model_trained_at": model.trained_at,
     }
     logger.info("ONNX export: %d bytes, max |diff| %.1e", len(onnx_model), parity["max_abs_diff"])

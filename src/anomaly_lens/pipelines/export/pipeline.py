@@ -10,7 +10,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 export_model,
-                inputs=["model", "latest_calibrator", "image_cache", "splits", "params:export"],
+                inputs=["model", "calibrator", "image_cache", "splits", "params:export"],
                 outputs=["onnx_model", "export_report"],
                 name="export_model",
             )

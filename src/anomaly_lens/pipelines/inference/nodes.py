@@ -16,8 +16,8 @@ from anomaly_lens.ml.evaluation.metrics import json_safe
 from anomaly_lens.ml.evaluation.ood import OODScorer
 from anomaly_lens.ml.evaluation.predictions import probability_columns, score
 from anomaly_lens.ml.models.bundle import ModelBundle
-from anomaly_lens.ml.serving.predictor import Predictor
-from anomaly_lens.parameters import InferenceParams, parse_block
+from anomaly_lens.ml.serving.predictor import Predictor, ServingSettings
+from anomaly_lens.parameters import parse_block
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def predict_new_images(
     ``prediction_masks``, PNGs of predicted masks (``<run>/<item>/<class>``) for models with
     a segmentation head, whose objects are in the ``boxes`` column (JSON). Target columns
     only where the new images carry labels."""
-    settings = parse_block(InferenceParams, params).serving()
+    settings = parse_block(ServingSettings, params)
     predictor = Predictor.of(model, calibrator, ood_detector, settings)
     cache = predictor.prepare(samples, manifest, masks, lambda pid: images[pid]())
     progress = partial(tqdm, desc="Predicting", unit="batch")
@@ -84,8 +84,8 @@ def summarise_inference(
     """``inference_report``: what was read, set aside and predicted, the predictor (the
     model and each artefact applied, with their identities; the rules), and, where the new
     images carry labels, the evaluation's metrics."""
-    settings = parse_block(InferenceParams, params)
-    predictor = Predictor.of(model, calibrator, ood_detector, settings.serving())
+    settings = parse_block(ServingSettings, params)
+    predictor = Predictor.of(model, calibrator, ood_detector, settings)
     classes = model.classes
     samples = predictions[predictions["level"] == "sample"]
     found = sorted({c for labels in manifest["labels"] for c in labels})

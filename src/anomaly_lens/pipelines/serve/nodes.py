@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from anomaly_lens.ml.evaluation.ood import OODScorer
 from anomaly_lens.ml.models.bundle import ModelBundle
-from anomaly_lens.ml.serving.predictor import Predictor, ServedModel
-from anomaly_lens.parameters import InferenceParams, parse_block
+from anomaly_lens.ml.serving.predictor import Predictor, ServedModel, ServingSettings
+from anomaly_lens.parameters import parse_block
 
 
 def package_predictor(
@@ -13,5 +13,5 @@ def package_predictor(
 ) -> ServedModel:
     """``mlflow_model``: the predictor ``inference`` uses (the model, the calibrator and OOD
     detector made from it, the ``inference`` decision rule) as an MLflow pyfunc."""
-    settings = parse_block(InferenceParams, params).serving()
+    settings = parse_block(ServingSettings, params)
     return ServedModel(Predictor.of(model, calibrator, ood_detector, settings))

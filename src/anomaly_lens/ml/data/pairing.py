@@ -34,6 +34,29 @@ def recover_tiles(
     return tiles
 
 
+def _label_conflicts(grouped) -> pd.DataFrame:
+    """Per sample and class, the views that carry the label and those that do not, where
+    they disagree (the sample keeps the label: union)."""
+    rows = []
+    for sample_id, group in grouped:
+        union = set().union(*map(set, group["labels"]))
+        for cls in sorted(union):
+            has = group["labels"].map(lambda ls, c=cls: c in ls)
+            if not has.all():
+                rows.append(
+                    (
+                        sample_id,
+                        cls,
+                        sorted(group.loc[has, "view"]),
+                        sorted(group.loc[~has, "view"]),
+                        "union: label kept",
+                    )
+                )
+    return pd.DataFrame(
+        rows, columns=["sample_id", "class", "views_with", "views_without", "resolution"]
+    )
+
+
 def pair_views(
     manifest: pd.DataFrame,
     sample_key: pd.Series,
@@ -79,22 +102,4 @@ def pair_views(
         kept = grouped[list(keep_columns)].first().reset_index()
         samples = samples.merge(kept, on="sample_id", how="left")
 
-    rows = []
-    for sample_id, group in grouped:
-        union = set().union(*map(set, group["labels"]))
-        for cls in sorted(union):
-            has = group["labels"].map(lambda ls, c=cls: c in ls)
-            if not has.all():
-                rows.append(
-                    (
-                        sample_id,
-                        cls,
-                        sorted(group.loc[has, "view"]),
-                        sorted(group.loc[~has, "view"]),
-                        "union: label kept",
-                    )
-                )
-    conflicts = pd.DataFrame(
-        rows, columns=["sample_id", "class", "views_with", "views_without", "resolution"]
-    )
-    return samples, conflicts
+    return samples, _label_conflicts(grouped)

@@ -66,6 +66,32 @@ def fold_parts(fold_of_item: np.ndarray, fold: int, validation: str) -> dict[str
     }
 
 
+def _scored(frame: pd.DataFrame, classes, label_type: str, rounds: int, seed: int) -> dict:
+    """The metrics of a prediction table's rows, the bootstrap resampling its units."""
+    probs, targets = (
+        torch.from_numpy(frame[probability_columns(kind, classes)].to_numpy(np.float32))
+        for kind in ("prob", "target")
+    )
+    groups = frame["unit_id"].to_numpy()
+    return {
+        "n_items": len(frame),
+        **score(probs, targets, None, None, classes, label_type, rounds, seed, groups),
+    }
+
+
+def _per_fold(predictions: pd.DataFrame, classes, label_type: str) -> list[dict]:
+    """Each fold's own macro-F1 per photo."""
+    found = []
+    for fold, part in predictions.groupby("fold"):
+        probs, targets = (
+            torch.from_numpy(part[probability_columns(kind, classes)].to_numpy(np.float32))
+            for kind in ("prob", "target")
+        )
+        f1 = classification_metrics(probs, targets, classes, label_type)["macro_f1"]
+        found.append({"fold": int(fold), "n_items": len(part), "macro_f1": f1})
+    return found
+
+
 def pooled_report(
     predictions: pd.DataFrame,
     classes: Sequence[str],
@@ -78,54 +104,15 @@ def pooled_report(
     from the mean of its photos' probabilities; plus each fold's own macro-F1 per photo.
     Where the rows carry pixel counts (a model with masks), ``oof`` has its
     ``segmentation`` too, pooled over every photo's pixels."""
-
-    def scored(frame: pd.DataFrame, probs: np.ndarray, targets: np.ndarray) -> dict:
-        return {
-            "n_items": len(frame),
-            **score(
-                torch.from_numpy(probs.astype(np.float32)),
-                torch.from_numpy(targets.astype(np.float32)),
-                None,
-                None,
-                classes,
-                label_type,
-                rounds,
-                seed,
-                frame["unit_id"].to_numpy(),
-            ),
-        }
-
-    prob_columns = probability_columns("prob", classes)
-    target_columns = probability_columns("target", classes)
-    report = {
-        "oof": scored(
-            predictions,
-            predictions[prob_columns].to_numpy(),
-            predictions[target_columns].to_numpy(),
-        )
-    }
+    report = {"oof": _scored(predictions, classes, label_type, rounds, seed)}
     stats = pixel_counts(predictions, classes)
     if stats is not None:
         report["oof"]["segmentation"] = segmentation_report(
             stats, classes, rounds, seed, predictions["unit_id"].to_numpy()
         )
     samples = per_sample_table(predictions, classes, sort=True, first=["unit_id"])
-    report["oof_tile"] = scored(
-        samples, samples[prob_columns].to_numpy(), samples[target_columns].to_numpy()
-    )
-    report["per_fold"] = [
-        {
-            "fold": int(fold),
-            "n_items": len(part),
-            "macro_f1": classification_metrics(
-                torch.from_numpy(part[prob_columns].to_numpy(np.float32)),
-                torch.from_numpy(part[target_columns].to_numpy(np.float32)),
-                classes,
-                label_type,
-            )["macro_f1"],
-        }
-        for fold, part in predictions.groupby("fold")
-    ]
+    report["oof_tile"] = _scored(samples, classes, label_type, rounds, seed)
+    report["per_fold"] = _per_fold(predictions, classes, label_type)
     return report
 
 

@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from tests.conftest import PROJECT_ROOT
 from tests.user_folders import BUILDERS, DEFECTS, RESHOT, fingerprint
 
-USER_ENVS = ("rle", "mtd", "voc", "manifest_csv")
+USER_ENVS = ("rle", "mtd", "voc", "manifest_csv", "folders", "mvtec")
 
 # Training kept to seconds; merged over each env's own train parameters.
 SMALL_TRAINING = {
@@ -75,9 +75,24 @@ def _manifest_images(folder: Path, new: Path) -> Path:
     return new
 
 
+def _flat_images(folder: Path, new: Path) -> Path:
+    """Every image of the class folders in one folder without subfolders: no labels."""
+    new.mkdir()
+    skipped = ("masks", "ground_truth")
+    for path in folder.rglob("*.png"):
+        if not set(path.relative_to(folder).parts) & set(skipped):
+            shutil.copyfile(path, new / "_".join(path.relative_to(folder).parts))
+    return new
+
+
 # Layout -> a folder of new images in that layout, without annotations (the training
 # folder's images, copied).
-NEW_IMAGES = {"voc": _voc_images, "manifest_csv": _manifest_images}
+NEW_IMAGES = {
+    "voc": _voc_images,
+    "manifest_csv": _manifest_images,
+    "folders": _flat_images,
+    "mvtec": _flat_images,
+}
 
 
 def _predicts_new_images(project: Path, env: str, dataset: str, new: Path) -> None:

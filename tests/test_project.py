@@ -120,12 +120,15 @@ def test_main_command_runs_the_whole_chain(ran_project, monkeypatch):
     )
     metrics = json.loads(latest(reports / "evaluation_metrics.json").read_text())
     assert {"val", "test", "best_epoch", "n_parameters"} <= set(metrics)
-    baseline = json.loads(latest(reports / "baseline_metrics.json").read_text())
-    assert baseline["model"] == "random_forest" and baseline["classes"] == metrics["classes"]
-    for split in ("val", "test"):  # scored on the network's samples, figures in range
-        assert baseline[split]["n_samples"] == metrics[split]["n_samples"]
-        low, high = baseline[split]["macro_f1_ci95"]
-        assert 0 <= low <= high <= 1 and 0 <= baseline[split]["macro_f1"] <= 1
+    baselines = json.loads(latest(reports / "baseline_metrics.json").read_text())
+    for name in ("random_forest", "frozen_logistic"):
+        baseline = baselines[name]
+        assert baseline["classes"] == metrics["classes"]
+        for split in ("val", "test"):  # scored on the network's samples, figures in range
+            assert baseline[split]["n_samples"] == metrics[split]["n_samples"]
+            low, high = baseline[split]["macro_f1_ci95"]
+            assert 0 <= low <= high <= 1 and 0 <= baseline[split]["macro_f1"] <= 1
+        assert metrics["baselines"][name]["test"]["macro_f1"] == baseline["test"]["macro_f1"]
     page = latest(reports / "xai_report.html").read_text()
     assert "<h1>Explanations</h1>" in page and page.count("data:image/png;base64,") >= 3
     xai = json.loads(latest(reports / "xai_metrics.json").read_text())

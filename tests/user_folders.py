@@ -113,11 +113,39 @@ def manifest_csv_folder(root: Path, images: int = 40) -> None:
     (root / "manifest.csv").write_text("\n".join(rows) + "\n")
 
 
+def folders_folder(root: Path, images: int = 40) -> None:
+    """``<class>/<stem>.png`` (``good``: defect-free), masks in ``masks/<class>/``, and
+    ``labels.csv`` naming each image's part (``group``)."""
+    rng = np.random.default_rng(3)
+    rows = ["path,labels,group"]
+    for i, defect in enumerate(_labels(images)):
+        image, mask = draw(rng, defect)
+        folder = defect or "good"
+        _save(root / folder / f"img{i}.png", image)
+        if defect:
+            _save(root / "masks" / folder / f"img{i}.png", mask)
+        rows.append(f"{folder}/img{i}.png,{defect or ''},part{i // 2}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+
+
+def mvtec_folder(root: Path, images: int = 40) -> None:
+    """MVTec AD: ``train/good``, ``test/<type>`` and ``test/good``, ``ground_truth``."""
+    rng = np.random.default_rng(4)
+    for i, defect in enumerate(_labels(images)):
+        image, mask = draw(rng, defect)
+        part = "train" if defect is None and i % 4 == 0 else "test"
+        _save(root / part / (defect or "good") / f"{i:03d}.png", image)
+        if defect:
+            _save(root / "ground_truth" / defect / f"{i:03d}_mask.png", mask)
+
+
 BUILDERS = {
     "synthetic": rle_folder,
     "class_folders": class_folders,
     "voc": voc_folder,
     "manifest_csv": manifest_csv_folder,
+    "folders": folders_folder,
+    "mvtec": mvtec_folder,
 }
 
 

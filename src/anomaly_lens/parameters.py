@@ -74,7 +74,7 @@ class IngestionParams(Settings):
     duplicate_label_conflict: Literal["quarantine", "keep_first"] = "quarantine"
     follow_links_outside_raw_dir: bool = False
     filename_pattern: str = r"(?P<view>[^/]+)/(?P<specimen_id>S\d+)_(?P<condition>[^/]+)"
-    normal_class: str | None = None
+    normal_class: str | list[str] | None = None
     label_separator: str = Field(default=";", min_length=1)
     voc: VocParams = VocParams()
 
@@ -97,7 +97,9 @@ class PairingParams(Settings):
     tiles: TileParams | None = None
 
 
-class HoldoutParams(Settings):
+class ColumnValues(Settings):
+    """The samples whose manifest ``column`` holds one of ``values``."""
+
     column: str
     values: list[str | int | float] = Field(min_length=1)
 
@@ -110,7 +112,8 @@ class SplitParams(Settings):
     seed: int = 42
     candidates: PositiveInt = 50
     near_duplicate_bits: int = Field(default=12, ge=-1, le=256)
-    holdout: HoldoutParams | None = None
+    holdout: ColumnValues | None = None
+    given_test: ColumnValues | None = None  # e.g. {column: mvtec_split, values: [test]}
 
     @field_validator("ratios")
     @classmethod

@@ -21,6 +21,8 @@ HEADLINE_METRICS = (
     "test_macro_f1",
     "test_macro_f1_ci95_low",
     "test_macro_f1_ci95_high",
+    "test_macro_f1_frozen_logistic",
+    "test_macro_f1_random_forest",
     "test_mean_iou",
     "calibration.ece_before",
     "calibration.ece_after",

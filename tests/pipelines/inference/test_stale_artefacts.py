@@ -20,7 +20,7 @@ from tests.pipelines.train.test_nodes import VIEWS, params, prepared  # noqa: F4
 
 def _artefacts(bundle, cache, splits, p) -> tuple[dict, object, bytes]:
     """The model's calibrator, chosen OOD detector and ONNX graph, as the pipelines make them."""
-    _, predictions = evaluate_model(bundle, cache, splits, p)
+    _, predictions = evaluate_model(bundle, cache, splits, None, p)
     calibrator, _, _ = calibrate(predictions, bundle, base_parameters()["calibration"])
     ood = {**base_parameters()["ood"], "max_items": 8}
     detector = fit_ood_detectors(bundle, cache, splits, ood)[ood["detector"]]

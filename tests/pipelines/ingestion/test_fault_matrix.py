@@ -250,6 +250,84 @@ def test_every_manifest_row_ends_in_manifest_or_quarantine(faulty_manifest_root,
     assert outcome(manifest, quarantine) == expected
 
 
+@pytest.fixture
+def faulty_folders_root(tmp_path_factory):
+    """Class folders, masks in ``masks/``, a labels CSV with several labels per image."""
+    root = tmp_path_factory.mktemp("folders")
+    expected = {}
+
+    def image(name, content, reason, mask_content=None, mask_name=None):
+        write(root / f"{name}.png", content)
+        expected[name] = reason
+        if mask_content is not None:
+            write(root / "masks" / f"{mask_name or name}.png", mask_content)
+
+    image("good/a", encode(grey(1)), None)
+    image("OK/b", encode(grey(2)), None)
+    image("scratch/c", encode(grey(3)), None, mask())
+    image("scratch/d", encode(grey(4)), None, mask(), "scratch/d_mask")
+    image("good/e", encode(grey(5)), "mask_label_conflict", mask())
+    image("scratch/f", encode(grey(6)), None)  # scratch and dent (CSV)
+    image("dent/g", encode(grey(7)), "mask_ambiguous", mask())  # CSV: scratch and rust
+    image("scratch/h", b"", "zero_byte")
+    image("scratch/i", encode(grey(9)), "mask_size_mismatch", mask(255, 10, 10))
+    image("loose", encode(grey(10)), "unrecognised_name")
+    image("scratch/j", encode(grey(11)), "duplicate", None)
+    write(root / "scratch/j.png", encode(grey(3)))  # the same bytes as scratch/c
+    write(root / "masks/scratch/gone.png", mask())
+    expected["scratch/gone"] = "missing_image"
+    table = pd.DataFrame(
+        [("scratch/f.png", "scratch;dent"), ("dent/g.png", "scratch;rust"), ("x/y.png", "dent")],
+        columns=["path", "labels"],
+    )
+    expected["x/y"] = "missing_image"
+    return root, table, expected
+
+
+def test_every_class_folder_image_ends_in_manifest_or_quarantine(faulty_folders_root, params):
+    root, table, expected = faulty_folders_root
+    settings = {**params, "layout": "folders", "normal_class": ["good", "ok"]}
+    manifest, _, _, quarantine, _ = ingest(partitions(root), table, settings)
+    assert outcome(manifest, quarantine) == expected
+    labels = manifest.set_index("image_id")["labels"]
+    assert set(labels["scratch/f"]) == {"scratch", "dent"} and list(labels["OK/b"]) == []
+
+
+@pytest.fixture
+def faulty_mvtec_root(tmp_path_factory):
+    """One MVTec AD category: ``train/good``, ``test/<type>``, ``ground_truth``."""
+    root = tmp_path_factory.mktemp("mvtec")
+    expected = {}
+
+    def image(name, content, reason, mask_content=None):
+        write(root / f"{name}.png", content)
+        expected[name] = reason
+        if mask_content is not None:
+            defect, stem = name.split("/")[1:]
+            write(root / "ground_truth" / defect / f"{stem}_mask.png", mask_content)
+
+    image("train/good/000", encode(grey(1)), "duplicate")  # the copy kept: first by image id
+    image("train/good/001", encode(grey(2)), None)
+    image("test/crack/000", encode(grey(3)), None, mask())
+    image("test/crack/001", encode(grey(4)), None)  # a defect without its mask: label only
+    image("test/crack/002", encode(grey(5), "JPEG")[:200], "truncated", mask())
+    image("test/crack/003", encode(grey(6)), "mask_values", mask(60))
+    image("test/good/000", encode(grey(1)), None)  # train/good/000 again
+    image("notes", encode(grey(8)), "unrecognised_name")
+    write(root / "ground_truth/crack/009_mask.png", mask())
+    expected["test/crack/009"] = "missing_image"
+    return root, expected
+
+
+def test_every_mvtec_image_ends_in_manifest_or_quarantine(faulty_mvtec_root, params):
+    root, expected = faulty_mvtec_root
+    settings = {**params, "layout": "mvtec", "normal_class": "good"}
+    images, masks = partitions(root), partitions(root / "ground_truth")
+    manifest, _, _, quarantine, _ = ingest(images, masks, settings)
+    assert outcome(manifest, quarantine) == expected
+    assert manifest.set_index("image_id")["mvtec_split"]["train/good/001"] == "train"
+
+
 def documented_reasons() -> set[str]:
     """Every code in the quarantine table of docs/data.md."""
     text = (PROJECT_ROOT / "docs/data.md").read_text()
@@ -262,7 +340,12 @@ def documented_reasons() -> set[str]:
 
 
 def test_the_matrices_raise_every_documented_reason(
-    faulty_root, faulty_rle_root, faulty_voc_root, faulty_manifest_root
+    faulty_root,
+    faulty_rle_root,
+    faulty_voc_root,
+    faulty_manifest_root,
+    faulty_folders_root,
+    faulty_mvtec_root,
 ):
     raised = {
         reason
@@ -271,6 +354,8 @@ def test_the_matrices_raise_every_documented_reason(
             faulty_rle_root[1],
             faulty_voc_root[1],
             faulty_manifest_root[2],
+            faulty_folders_root[2],
+            faulty_mvtec_root[1],
         )
         for reason in expected.values()
     }

@@ -73,6 +73,26 @@ def test_holdout_values_go_to_shift():
     assert report["shift_groups_also_in_train_val_test"] == 40
 
 
+def test_a_given_test_split_is_honoured_and_groups_stay_whole():
+    samples, manifest = data()
+    given = samples["group_id"].isin([f"S{s}" for s in range(0, 40, 4)])  # whole specimens
+    given.iloc[5] = True  # and one sample of S1, whose other samples are not in it
+    samples = samples.assign(origin=np.where(given, "test", "train"))
+    params = {**PARAMS, "given_test": {"column": "origin", "values": ["test"]}}
+    splits, facts = split_samples(samples, manifest, ["a", "b"], params)
+    test_groups = {f"S{s}" for s in range(0, 40, 4)} | {"S1"}
+    assert set(splits.loc[splits["split"] == "test", "group_id"]) == test_groups
+    assert facts["given_test_samples"] == 41 and facts["test_samples"] == 44  # S1 whole
+    assert set(splits["split"]) == {"train", "val", "test"}
+    with pytest.raises(ValueError, match="no sample column 'nope'"):
+        split_samples(
+            samples,
+            manifest,
+            ["a", "b"],
+            {**params, "given_test": {"column": "nope", "values": [1]}},
+        )
+
+
 def test_the_node_asserts_leakage_itself(monkeypatch):
     samples, manifest = data()
 

@@ -50,8 +50,8 @@ def test_crops_keep_the_cache_shape_and_train_a_comparable_model(trained):
     assert set(np.unique(cropped.masks)) <= {0, 1}
     sub_bundle, history = train_on_crops(cropped.arrays(), splits, p)
     assert len(history) == 1 and sub_bundle.classes == bundle.classes
-    full, _ = evaluate_model(bundle, cache, splits, p)
-    sub, _ = evaluate_model(sub_bundle, cropped.arrays(), splits, p)
+    full, _ = evaluate_model(bundle, cache, splits, None, p)
+    sub, _ = evaluate_model(sub_bundle, cropped.arrays(), splits, None, p)
     report = compare_subview(full, sub, regions)
     assert report["comparison"]["full_view"]["test_macro_f1"] == full["test"]["macro_f1"]
     assert report["change_in_test_macro_f1"] == pytest.approx(

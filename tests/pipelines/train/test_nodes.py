@@ -18,8 +18,13 @@ from anomaly_lens.ml.data.pairing import pair_views
 from anomaly_lens.ml.data.splitting import assign_splits
 from anomaly_lens.ml.models.bundle import load_model
 from anomaly_lens.ml.training.curves import plot_training_curves
-from anomaly_lens.pipelines.evaluate.nodes import evaluate_model, plot_evaluation
-from anomaly_lens.pipelines.train.nodes import cache_images, evaluate_baseline, train_model
+from anomaly_lens.pipelines.evaluate.nodes import (
+    evaluate_baseline,
+    evaluate_model,
+    headline_metrics,
+    plot_evaluation,
+)
+from anomaly_lens.pipelines.train.nodes import cache_images, train_model
 from tests.conftest import base_parameters
 
 VIEWS = ["co2", "ch4"]
@@ -82,7 +87,7 @@ def test_one_epoch_train_evaluate_and_reload(prepared, tmp_path, task):
     assert list(history["epoch"]) == [0] and history["val_macro_f1"].notna().all()
     assert isinstance(plot_training_curves(history), Figure)
 
-    metrics, predictions = evaluate_model(bundle, cache, splits, p)
+    metrics, predictions = evaluate_model(bundle, cache, splits, None, p)
     assert {"val", "test", "best_epoch", "n_parameters"} <= set(metrics)
     test = metrics["test"]
     assert len(predictions) == metrics["val"]["n_samples"] + test["n_samples"]
@@ -121,7 +126,7 @@ def test_segmentation_only_model_is_evaluated_and_plotted(prepared, tmp_path):
         train_model(cache, samples, manifest, splits, classes, VIEWS, p)
     p["trainer"].update(monitor="val_loss", mode="min")
     bundle, _ = train_model(cache, samples, manifest, splits, classes, VIEWS, p)
-    metrics, predictions = evaluate_model(bundle, cache, splits, p)
+    metrics, predictions = evaluate_model(bundle, cache, splits, None, p)
     assert 0 <= metrics["test"]["segmentation"]["defect_iou"] <= 1 and predictions.empty
     fig = plot_evaluation(predictions, metrics)
     assert "segmentation-only" in fig.axes[0].texts[0].get_text()
@@ -143,7 +148,7 @@ def test_multiclass_data_gets_a_normal_class(prepared, tmp_path, task):
     cache = cache_images(single, manifest, masks, raw, classes, VIEWS, p)
     bundle, _ = train_model(cache, single, manifest, splits, classes, VIEWS, p)
     assert bundle.label_type == "multiclass" and bundle.classes == ["normal", *classes]
-    metrics, predictions = evaluate_model(bundle, cache, splits, p)
+    metrics, predictions = evaluate_model(bundle, cache, splits, None, p)
     assert len(metrics["test"]["confusion"]) == len(classes) + 1
     if task == "multitask":  # masks of the defect classes only, no "normal" mask
         assert list(metrics["test"]["segmentation"]["per_class"]) == classes
@@ -157,13 +162,15 @@ def test_per_view_model_is_scored_per_image_and_per_sample(prepared, tmp_path):
     cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, p)
     bundle, _ = train_model(cache, samples, manifest, splits, classes, VIEWS, p)
     assert bundle.config["views"] == ["any"] and bundle.views == VIEWS
-    metrics, predictions = evaluate_model(bundle, cache, splits, p)
+    metrics, predictions = evaluate_model(bundle, cache, splits, None, p)
     test = predictions[predictions["split"] == "test"]
     n_test = splits["split"].eq("test").sum()
     assert metrics["test"]["n_samples"] == len(test) > n_test  # one item per present view
     assert metrics["test"]["per_sample"]["n_samples"] == test["sample_id"].nunique() == n_test
     assert 0 <= metrics["test"]["segmentation"]["defect_iou"] <= 1
-    assert evaluate_baseline(cache, splits, p)["test"]["n_samples"] == len(test)
+    baselines = evaluate_baseline(bundle, cache, splits, p)
+    for name in ("random_forest", "frozen_logistic"):
+        assert baselines[name]["test"]["n_samples"] == len(test)
 
 
 def test_fused_segmentation_of_unregistered_views_is_refused(prepared, tmp_path):
@@ -176,12 +183,25 @@ def test_fused_segmentation_of_unregistered_views_is_refused(prepared, tmp_path)
         train_model({**cache, "view_shapes": shapes}, samples, manifest, splits, classes, VIEWS, p)
 
 
-def test_random_forest_baseline_is_scored_like_the_model(prepared, tmp_path):
+def test_baselines_are_scored_like_the_model_and_shown_beside_it(prepared, tmp_path):
     samples, manifest, masks, raw, classes, splits = prepared
     p = {**params(tmp_path), "baseline_trees": 30}
     cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, p)
-    report = evaluate_baseline(cache, splits, p)
-    assert report["model"] == "random_forest" and report["classes"] == classes
-    for split in ("val", "test"):
-        assert 0 <= report[split]["macro_f1"] <= 1
-        assert set(report[split]["per_class"]) == set(classes)
+    bundle, _ = train_model(cache, samples, manifest, splits, classes, VIEWS, p)
+    report = evaluate_baseline(bundle, cache, splits, p)
+    for name in ("random_forest", "frozen_logistic"):
+        assert report[name]["model"] == name and report[name]["classes"] == bundle.classes
+        for split in ("val", "test"):
+            assert 0 <= report[name][split]["macro_f1"] <= 1
+            assert set(report[name][split]["per_class"]) <= set(bundle.classes)
+    metrics, _ = evaluate_model(bundle, cache, splits, report, p)
+    beside = metrics["baselines"]["frozen_logistic"]["test"]
+    assert beside["macro_f1"] == report["frozen_logistic"]["test"]["macro_f1"]
+    headline = headline_metrics(metrics)
+    assert headline["test_macro_f1_random_forest"]["value"] == pytest.approx(
+        report["random_forest"]["test"]["macro_f1"]
+    )
+    # a baseline of another split is never shown as if it were this one's
+    moved = splits.assign(split=splits["split"].replace({"val": "test", "test": "val"}))
+    other, _ = evaluate_model(bundle, cache, moved, report, p)
+    assert set(other["baselines"]) == {"note"}

@@ -33,7 +33,7 @@ def test_every_model_kind_is_explained_and_reported(kind, prepared, tmp_path):  
         p[key] = p[key] | value if isinstance(value, dict) else value
     cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, p)
     bundle, _ = train_model(cache, samples, manifest, splits, classes, VIEWS, p)
-    _, predictions = evaluate_model(bundle, cache, splits, p)
+    _, predictions = evaluate_model(bundle, cache, splits, None, p)
     xai = base_parameters()["xai"]
     xai["attribution"] |= {"n_steps": 4, "smoothgrad_samples": 2, "occlusion_window": 16}
     xai["max_samples"] = 6

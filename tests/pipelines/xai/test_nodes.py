@@ -46,7 +46,7 @@ def explained(tmp_path_factory):
     )
     cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, train)
     bundle, _ = train_model(cache, samples, manifest, splits, classes, VIEWS, train)
-    metrics, predictions = evaluate_model(bundle, cache, splits, train)
+    metrics, predictions = evaluate_model(bundle, cache, splits, None, train)
     params = base_parameters()["xai"]
     selection = select_explained(predictions, bundle, cache, splits, params)
     attributions = explain_selection(bundle, cache, selection, params)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 
@@ -64,10 +65,16 @@ def _stratified_holdout(
     return kept, held
 
 
-def _split_units(matrix: np.ndarray, ratios: Sequence[float], seed: int) -> np.ndarray:
-    """One stratified assignment of units: the split of each unit."""
+def _split_units(
+    matrix: np.ndarray, ratios: Sequence[float], seed: int, given_test: np.ndarray | None
+) -> np.ndarray:
+    """One stratified assignment of units: the split of each unit. Units flagged in
+    ``given_test`` are the test split as given; the rest are drawn into train and val."""
     train, val, test = ratios
-    rest, held_test = _stratified_holdout(matrix, test, seed)
+    if given_test is None:
+        rest, held_test = _stratified_holdout(matrix, test, seed)
+    else:
+        rest, held_test = np.flatnonzero(~given_test), np.flatnonzero(given_test)
     split = np.full(len(matrix), "train", dtype=object)
     split[held_test] = "test"
     if val > 0:
@@ -133,6 +140,7 @@ def assign_splits(
     seed: int,
     *,
     candidates: int = 1,
+    given_test: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Split whole units (groups) stratified on their aggregated multi-hot labels.
 
@@ -142,15 +150,21 @@ def assign_splits(
     its own folds: ``assign_folds``). Since units hold several samples, the
     unit-level stratification is drawn ``candidates`` times (seeds ``seed, seed+1, ...``)
     and the draw whose sample-level class shares deviate least from the whole is kept.
+    ``given_test`` (a flag per sample) honours a data set's own test split instead: a
+    unit with any flagged sample is test, whole; train and val keep their shares' ratio.
     Returns ``split`` per sample, in the input order.
     """
     ratios = check_ratios(ratios)
     if candidates < 1:
         raise ValueError("candidates must be at least 1")
     sample_matrix, unit_matrix, position = _unit_labels(units, label_matrix)
+    unit_test = None
+    if given_test is not None:
+        flags = pd.Series(np.asarray(given_test, dtype=bool), index=units.values)
+        unit_test = flags.groupby(level=0, sort=True).any().to_numpy()
     best = None
     for draw in range(candidates):
-        split = _split_units(unit_matrix, ratios, seed + draw)
+        split = _split_units(unit_matrix, ratios, seed + draw, unit_test)
         score = share_deviation(sample_matrix, split[position].astype(str))
         if best is None or score < best[0]:
             best = (score, split)
@@ -160,6 +174,14 @@ def assign_splits(
 def ids_by_split(splits: pd.DataFrame, parts: Sequence[str] = SPLITS) -> dict[str, list[str]]:
     """The sample ids of each split of a split table."""
     return {part: splits.loc[splits["split"] == part, "sample_id"].tolist() for part in parts}
+
+
+def split_identity(splits: pd.DataFrame) -> str:
+    """A short hash of which sample is in which split: reports made on one split say so,
+    and a report of another split is never shown beside them."""
+    rows = splits[["sample_id", "split"]].astype(str).sort_values(["sample_id", "split"])
+    text = "\n".join(rows["sample_id"] + "\t" + rows["split"])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def units_of(splits: pd.DataFrame) -> pd.Series:

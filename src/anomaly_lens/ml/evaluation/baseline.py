@@ -87,7 +87,11 @@ def fit_forest(
         n_jobs=-1,
         min_samples_leaf=2,
     )
-    forest.fit(features, targets if label_type == "multilabel" else targets.argmax(1))
+    if label_type == "multiclass":
+        targets = targets.argmax(1)
+    elif targets.shape[1] == 1:  # one type (a binary model): one output, not a column
+        targets = targets[:, 0]
+    forest.fit(features, targets)
     return forest
 
 
@@ -99,9 +103,12 @@ def forest_probabilities(
         probs = np.zeros((len(features), n_classes), dtype=np.float32)
         probs[:, forest.classes_] = forest.predict_proba(features)
         return probs
+    outputs, known_classes = forest.predict_proba(features), forest.classes_
+    if forest.n_outputs_ == 1:
+        outputs, known_classes = [outputs], [known_classes]
     columns = []
-    for k, proba in enumerate(forest.predict_proba(features)):
-        known = list(forest.classes_[k])
+    for proba, known in zip(outputs, known_classes, strict=True):
+        known = list(known)
         columns.append(proba[:, known.index(1)] if 1 in known else np.zeros(len(features)))
     return np.column_stack(columns).astype(np.float32)
 
@@ -131,20 +138,68 @@ def pretrained_features(
 def fit_logistic(features: np.ndarray, targets: np.ndarray, label_type: str, seed: int):
     """Standardised, class-balanced logistic regression (one-vs-rest for multi-label)."""
     classifier = LogisticRegression(class_weight="balanced", max_iter=3000, random_state=seed)
-    if label_type == "multilabel":
-        classifier = OneVsRestClassifier(classifier)
-        labels = targets
-    else:
+    if label_type == "multiclass":
         labels = targets.argmax(1)
+    elif targets.shape[1] == 1:  # one type (a binary model): a plain binary regression
+        labels = targets[:, 0]
+    else:
+        classifier, labels = OneVsRestClassifier(classifier), targets
     return make_pipeline(StandardScaler(), classifier).fit(features, labels)
 
 
 def logistic_probabilities(model, features: np.ndarray, label_type: str, n_classes: int):
     """(N, K) probabilities in the class order of the targets."""
     probs = np.zeros((len(features), n_classes), dtype=np.float32)
+    if label_type == "multilabel" and n_classes == 1:  # binary: the positive class's column
+        known = list(model.classes_)
+        probs[:, 0] = model.predict_proba(features)[:, known.index(1)] if 1 in known else 0
+        return probs
     classes = model.classes_ if label_type == "multiclass" else np.arange(n_classes)
     probs[:, classes] = model.predict_proba(features)
     return probs
+
+
+def item_features(dataset: MultiViewDataset, backbone: str) -> np.ndarray:
+    """Frozen features of every item: its views' features side by side, zeros where a
+    view is missing (one view per item with ``per_view``)."""
+    cache = dataset.cache
+    pairs = sorted({(i, j) for i, views in dataset.items for j in views if cache.view_mask[i, j]})
+    features = pretrained_features(np.stack([cache.images[i][j] for i, j in pairs]), backbone)
+    row_of = {pair: row for row, pair in enumerate(pairs)}
+    width = max(len(views) for _, views in dataset.items)
+    out = np.zeros((len(dataset), width, features.shape[1]), dtype=np.float32)
+    for k, (i, views) in enumerate(dataset.items):
+        for slot, j in enumerate(views):
+            if (i, j) in row_of:
+                out[k, slot] = features[row_of[i, j]]
+    return out.reshape(len(dataset), -1)
+
+
+def _hand_crafted(dataset: MultiViewDataset) -> np.ndarray:
+    return sample_features(
+        np.stack([dataset.cache.images[i][v] for i, v in dataset.items]),
+        np.stack([dataset.cache.view_mask[i][v] for i, v in dataset.items]),
+    )
+
+
+def _scored(name: str, probs: Mapping[str, np.ndarray], datasets, label_type, classes, scoring):
+    """A baseline's report: its val and test probabilities scored like the network's."""
+    report = {"model": name, "label_type": label_type, "classes": classes}
+    for part in ("val", "test"):
+        dataset = datasets[part]
+        report[part] = {
+            "n_samples": len(probs[part]),
+            **scoring.score(
+                torch.from_numpy(probs[part]),
+                torch.from_numpy(dataset.targets[dataset.positions]),
+                None,
+                None,
+                classes,
+                label_type,
+                dataset.cache.sample_ids[dataset.positions],
+            ),
+        }
+    return report
 
 
 def forest_report(
@@ -156,33 +211,54 @@ def forest_report(
 ) -> dict:
     """The random forest on ``sample_features``, fitted on the ``train`` items and scored
     on ``val`` and ``test`` like a model."""
-    features, targets = {}, {}
-    for part, dataset in datasets.items():
-        features[part] = sample_features(
-            np.stack([dataset.cache.images[i][v] for i, v in dataset.items]),
-            np.stack([dataset.cache.view_mask[i][v] for i, v in dataset.items]),
-        )
-        targets[part] = dataset.targets[dataset.positions]
-    forest = fit_forest(features["train"], targets["train"], label_type, scoring.seed, trees)
-    report = {
-        "model": "random_forest",
-        "features_per_view": list(FEATURES),
-        "label_type": label_type,
-        "classes": classes,
+    features = {part: _hand_crafted(dataset) for part, dataset in datasets.items()}
+    train = datasets["train"]
+    targets = train.targets[train.positions]
+    forest = fit_forest(features["train"], targets, label_type, scoring.seed, trees)
+    probs = {
+        part: forest_probabilities(forest, features[part], label_type, len(classes))
+        for part in ("val", "test")
     }
-    for part in ("val", "test"):
-        probs = forest_probabilities(forest, features[part], label_type, len(classes))
-        dataset = datasets[part]
-        report[part] = {
-            "n_samples": len(probs),
-            **scoring.score(
-                torch.from_numpy(probs),
-                torch.from_numpy(targets[part]),
-                None,
-                None,
-                classes,
-                label_type,
-                dataset.cache.sample_ids[dataset.positions],
-            ),
+    report = _scored("random_forest", probs, datasets, label_type, classes, scoring)
+    return {**report, "features_per_view": list(FEATURES)}
+
+
+def logistic_report(
+    datasets: Mapping[str, MultiViewDataset],
+    label_type: str,
+    classes: list[str],
+    backbone: str,
+    scoring: Scoring,
+) -> dict:
+    """The logistic regression on frozen ``backbone`` features (``item_features``), fitted
+    on the ``train`` items and scored on ``val`` and ``test`` like a model: what a user gets
+    without training a network."""
+    features = {part: item_features(dataset, backbone) for part, dataset in datasets.items()}
+    train = datasets["train"]
+    model = fit_logistic(
+        features["train"], train.targets[train.positions], label_type, scoring.seed
+    )
+    probs = {
+        part: logistic_probabilities(model, features[part], label_type, len(classes))
+        for part in ("val", "test")
+    }
+    report = _scored("frozen_logistic", probs, datasets, label_type, classes, scoring)
+    return {**report, "backbone": backbone}
+
+
+BASELINES = ("random_forest", "frozen_logistic")
+
+
+def beside_network(baselines: dict | None, split_id: str) -> dict:
+    """Each baseline's val and test macro-F1 (with interval) for the network's report, so
+    one file tells whether the network adds anything; none made on another split."""
+    if not baselines or baselines.get("split_id") != split_id:
+        return {"note": "no baseline on this split: `kedro run --pipelines=train` makes them"}
+    figures = ("macro_f1", "macro_f1_ci95")
+    return {
+        name: {
+            part: {k: baselines[name][part][k] for k in figures if k in baselines[name][part]}
+            for part in ("val", "test")
         }
-    return report
+        for name in BASELINES
+    }

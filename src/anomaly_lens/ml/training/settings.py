@@ -23,7 +23,11 @@ from anomaly_lens.ml.data.cache import AUGMENTATION_PRESETS
 from anomaly_lens.ml.evaluation.tta import TestTimeAugmentation
 from anomaly_lens.ml.models import FUSIONS, SEGMENTATION_HEADS
 from anomaly_lens.ml.models.model import TASKS
-from anomaly_lens.ml.models.pretrained import PretrainedWeightsError, weight_package
+from anomaly_lens.ml.models.pretrained import (
+    WEIGHT_PACKAGES,
+    PretrainedWeightsError,
+    weight_package,
+)
 from anomaly_lens.ml.training.losses import LOSSES, check_loss_fits_labels
 
 
@@ -163,7 +167,15 @@ class TrainSettings(Settings):
     tta: TestTimeAugmentation = "hflip"
     bootstrap_rounds: NonNegativeInt = 200
     baseline_trees: PositiveInt = 300
+    baseline_backbone: str = "tf_efficientnet_lite0"  # frozen features of the logistic baseline
     seed: int = 42
+
+    @field_validator("baseline_backbone")
+    @classmethod
+    def _shipped(cls, name: str) -> str:
+        if name not in WEIGHT_PACKAGES:
+            raise ValueError(f"expected one of {sorted(WEIGHT_PACKAGES)}, got {name!r}")
+        return name
 
     @model_validator(mode="after")
     def _loss_fits_labels(self) -> TrainSettings:

@@ -167,24 +167,6 @@ def cross_validate(
     return pd.concat(tables, ignore_index=True), pd.concat(histories, ignore_index=True)
 
 
-def _item_features(plain: MultiViewDataset, backbone: str) -> np.ndarray:
-    """Frozen features of every item: its views' features side by side, zeros where a
-    view is missing (one view per item with ``per_view``)."""
-    cache = plain.cache
-    pairs = sorted({(i, j) for i, views in plain.items for j in views if cache.view_mask[i, j]})
-    features = baseline.pretrained_features(
-        np.stack([cache.images[i][j] for i, j in pairs]), backbone
-    )
-    row_of = {pair: row for row, pair in enumerate(pairs)}
-    width = max(len(views) for _, views in plain.items)
-    out = np.zeros((len(plain), width, features.shape[1]), dtype=np.float32)
-    for k, (i, views) in enumerate(plain.items):
-        for slot, j in enumerate(views):
-            if (i, j) in row_of:
-                out[k, slot] = features[row_of[i, j]]
-    return out.reshape(len(plain), -1)
-
-
 def cross_validate_baseline(
     image_cache: dict, cv_folds: pd.DataFrame, train: dict, cv: dict
 ) -> pd.DataFrame:
@@ -195,7 +177,7 @@ def cross_validate_baseline(
     cache = ImageCache.from_arrays(image_cache)
     label_type, _, classes = label_task(cache.labels, cache.classes, train.label_type)
     plain = _items(cache, list(pd.unique(cv_folds["sample_id"])), train)["plain"]
-    features = _item_features(plain, cv.baseline_backbone)
+    features = baseline.item_features(plain, cv.baseline_backbone)
     targets = plain.targets[plain.positions]
     fold_of_item = cv_folds["fold"].to_numpy()
     tables = []

@@ -9,11 +9,17 @@ import torchmetrics.functional.classification as tmc
 from matplotlib.figure import Figure
 
 from anomaly_lens.ml.data.cache import ImageCache
-from anomaly_lens.ml.data.splitting import ids_by_split, units_of
+from anomaly_lens.ml.data.splitting import ids_by_split, split_identity, units_of
+from anomaly_lens.ml.evaluation import baseline
 from anomaly_lens.ml.evaluation.metrics import json_safe
 from anomaly_lens.ml.evaluation.predictions import Scoring, evaluate_part, probability_columns
 from anomaly_lens.ml.models.bundle import ModelBundle, load_model
-from anomaly_lens.ml.training.datasets import build_loaders, model_datasets
+from anomaly_lens.ml.training.datasets import (
+    build_datasets,
+    build_loaders,
+    label_task,
+    model_datasets,
+)
 from anomaly_lens.ml.training.settings import TrainSettings
 from anomaly_lens.parameters import parse_block
 from anomaly_lens.tracking import as_mlflow_metrics
@@ -21,11 +27,48 @@ from anomaly_lens.tracking import as_mlflow_metrics
 REPORTED = ("best_epoch", "n_parameters", "label_type", "classes", "views", "per_view")
 
 
-def evaluate_model(
+def evaluate_baseline(
     model_bundle: ModelBundle, image_cache: dict, splits: pd.DataFrame, params: dict
+) -> dict:
+    """A random forest on hand-crafted per-view features and a logistic regression on
+    frozen ImageNet features, fitted on train and scored like the model: its task, views
+    and items (samples, or single views with ``per_view``), tied to the split they used."""
+    settings = parse_block(TrainSettings, params)
+    cache = ImageCache.from_arrays(image_cache)
+    label_type, targets, classes = label_task(cache.labels, cache.classes, model_bundle.label_type)
+    views = model_bundle.views
+    datasets = build_datasets(
+        cache,
+        ids_by_split(splits),
+        targets,
+        views,
+        model_bundle.per_view,
+        settings.augmentation,
+        settings.seed,
+    )
+    scoring = Scoring(settings.bootstrap_rounds, settings.seed, units_of(splits))
+    task = (datasets, label_type, classes)
+    return json_safe(
+        {
+            "split_id": split_identity(splits),
+            "views": views,
+            "per_view": model_bundle.per_view,
+            "random_forest": baseline.forest_report(*task, settings.baseline_trees, scoring),
+            "frozen_logistic": baseline.logistic_report(*task, settings.baseline_backbone, scoring),
+        }
+    )
+
+
+def evaluate_model(
+    model_bundle: ModelBundle,
+    image_cache: dict,
+    splits: pd.DataFrame,
+    baseline_metrics: dict | None,
+    params: dict,
 ) -> tuple[dict, pd.DataFrame]:
-    """Metrics on val and test (bootstrap 95 % intervals for macro-F1 and mean IoU), and
-    every val/test prediction as a table.
+    """Metrics on val and test (bootstrap 95 % intervals for macro-F1 and mean IoU), the
+    baselines' figures on the same split beside them, and every val/test prediction as a
+    table.
 
     A per-view model is scored per image, and per sample (``per_sample``) from the mean of
     its views' probabilities: the figure to compare with a fused multi-view model. The
@@ -46,13 +89,15 @@ def evaluate_model(
         )
         if table is not None:
             tables.append(table)
+    report["baselines"] = baseline.beside_network(baseline_metrics, split_identity(splits))
     return json_safe(report), pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
 def headline_metrics(metrics: dict) -> dict:
     """The test figures as MLflow metrics of the run, to compare runs in the MLflow UI:
     ``test_macro_f1`` and its interval, ``test_f1_<class>``, ``test_mean_iou`` (models with
-    masks) and, for per-view models, ``test_sample_macro_f1`` (a sample's photos averaged)."""
+    masks), for per-view models ``test_sample_macro_f1`` (a sample's photos averaged), and
+    the baselines' ``test_macro_f1_random_forest`` and ``test_macro_f1_frozen_logistic``."""
     test = metrics["test"]
     figures = {}
     if "macro_f1" in test:
@@ -64,6 +109,9 @@ def headline_metrics(metrics: dict) -> dict:
         figures["test_mean_iou"] = test["segmentation"]["mean_iou"]
     if "per_sample" in test:
         figures["test_sample_macro_f1"] = test["per_sample"]["macro_f1"]
+    for name, beside in metrics.get("baselines", {}).items():
+        if name in baseline.BASELINES and "macro_f1" in beside["test"]:
+            figures[f"test_macro_f1_{name}"] = beside["test"]["macro_f1"]
     return as_mlflow_metrics(figures)  # None: an interval the bootstrap could not draw
 
 

@@ -17,7 +17,7 @@ from anomaly_lens.ml.data.splitting import (
     merge_groups_sharing_content,
     missing_classes,
 )
-from anomaly_lens.parameters import SplitParams, parse_block
+from anomaly_lens.parameters import ColumnValues, SplitParams, parse_block
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +68,13 @@ def _check_no_leakage(frame: pd.DataFrame, near: list[tuple[int, int]]) -> None:
         raise LeakageError(f"{len(crossing)} near-duplicate sample pairs are in two splits")
 
 
+def _selected(samples: pd.DataFrame, chosen: ColumnValues) -> np.ndarray:
+    """Whether each sample's ``chosen.column`` holds one of ``chosen.values``."""
+    if chosen.column not in samples.columns:
+        raise ValueError(f"split: no sample column {chosen.column!r} in {list(samples.columns)}")
+    return samples[chosen.column].astype(str).isin(map(str, chosen.values)).to_numpy()
+
+
 def split_samples(
     samples: pd.DataFrame, manifest: pd.DataFrame, class_names: list[str], params: dict
 ) -> tuple[pd.DataFrame, dict]:
@@ -77,15 +84,16 @@ def split_samples(
     look the same (difference hashes within ``near_duplicate_bits``; -1 turns this off),
     are joined into one unit first. The node asserts that no group, no content hash and
     no near-duplicate pair is in two of train/val/test. An optional ``holdout`` sends
-    every sample with a given column value to ``shift``.
+    every sample with a given column value to ``shift``; ``given_test`` keeps a data
+    set's own test split (groups reaching into it go to test whole).
     """
     settings = parse_block(SplitParams, params)
     frame, near = _units(samples, manifest, settings.near_duplicate_bits)
     labels = samples[[f"label_{c}" for c in class_names]].to_numpy()
     inside = np.ones(len(samples), dtype=bool)
     if settings.holdout:
-        column, values = settings.holdout.column, map(str, settings.holdout.values)
-        inside = ~samples[column].astype(str).isin(values).to_numpy()
+        inside = ~_selected(samples, settings.holdout)
+    given = _selected(samples, settings.given_test)[inside] if settings.given_test else None
     frame["split"] = "shift"
     assigned = assign_splits(
         frame.loc[inside, "unit_id"],
@@ -93,6 +101,7 @@ def split_samples(
         settings.ratios,
         settings.seed,
         candidates=settings.candidates,
+        given_test=given,
     )
     frame.loc[inside, "split"] = assigned["split"].values
     _check_no_leakage(frame, near)
@@ -106,6 +115,9 @@ def split_samples(
         "groups": int(frame["group_id"].nunique()),
         "units_after_joining_shared_content": int(frame["unit_id"].nunique()),
     }
+    if given is not None:  # the data set's own test split, and what keeping units whole added
+        facts["given_test_samples"] = int(given.sum())
+        facts["test_samples"] = int((frame["split"] == "test").sum())
     logger.info("Split units: %s", facts)
     return frame.drop(columns="hashes"), facts
 

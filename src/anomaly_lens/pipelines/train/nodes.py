@@ -9,13 +9,9 @@ import numpy as np
 import pandas as pd
 
 from anomaly_lens.ml.data.cache import ImageCache, build_image_cache, cache_fingerprint
-from anomaly_lens.ml.data.splitting import ids_by_split, units_of
-from anomaly_lens.ml.evaluation import baseline
-from anomaly_lens.ml.evaluation.metrics import json_safe
-from anomaly_lens.ml.evaluation.predictions import Scoring
+from anomaly_lens.ml.data.splitting import ids_by_split
 from anomaly_lens.ml.models.bundle import ModelBundle
 from anomaly_lens.ml.training.core import train_on_cache
-from anomaly_lens.ml.training.datasets import build_datasets, label_task
 from anomaly_lens.ml.training.settings import TrainSettings
 from anomaly_lens.parameters import parse_block
 
@@ -66,24 +62,3 @@ def train_model(
         )
     result = train_on_cache(cache, ids_by_split(splits), settings)
     return result.bundle, result.history
-
-
-def evaluate_baseline(image_cache: dict, splits: pd.DataFrame, params: dict) -> dict:
-    """Random forest on hand-crafted per-view features, fitted on train, scored like the model
-    (on the same items: samples, or single views with ``per_view``)."""
-    settings = parse_block(TrainSettings, params)
-    cache = ImageCache.from_arrays(image_cache)
-    label_type, targets, classes = label_task(cache.labels, cache.classes, settings.label_type)
-    views = settings.views or list(cache.views)
-    datasets = build_datasets(
-        cache,
-        ids_by_split(splits),
-        targets,
-        views,
-        settings.per_view,
-        settings.augmentation,
-        settings.seed,
-    )
-    scoring = Scoring(settings.bootstrap_rounds, settings.seed, units_of(splits))
-    report = baseline.forest_report(datasets, label_type, classes, settings.baseline_trees, scoring)
-    return json_safe({**report, "views": views, "per_view": settings.per_view})

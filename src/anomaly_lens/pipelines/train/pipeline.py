@@ -1,4 +1,4 @@
-"""The ``train`` pipeline: cache images, fit, evaluate (model and random-forest baseline),
+"""The ``train`` pipeline: cache images, fit, evaluate (model and its two baselines),
 serve (the model as an MLflow pyfunc)."""
 
 from kedro.pipeline import Node, Pipeline
@@ -7,7 +7,6 @@ from anomaly_lens.ml.training.curves import plot_training_curves
 from anomaly_lens.pipelines import evaluate, serve
 from anomaly_lens.pipelines.train.nodes import (
     cache_images,
-    evaluate_baseline,
     train_model,
 )
 
@@ -48,12 +47,6 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs="training_history",
                 outputs="training_curves",
                 name="plot_training_curves",
-            ),
-            Node(
-                evaluate_baseline,
-                inputs=["image_cache", "splits", "params:train"],
-                outputs="baseline_metrics",
-                name="evaluate_baseline",
             ),
         ]
     )

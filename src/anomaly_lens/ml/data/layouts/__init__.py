@@ -73,4 +73,4 @@ def read_layout(name: str, images: Mapping[str, Loader], annotations: Any, setti
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 
-LAYOUTS = tuple(RAW_LAYOUTS)  # the names ``ingestion.layout`` accepts
+LAYOUTS = tuple(sorted(RAW_LAYOUTS))  # the names ``ingestion.layout`` accepts

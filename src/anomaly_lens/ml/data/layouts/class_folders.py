@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 
 from anomaly_lens.ml.data.layouts import Loader, RawRecord, register_layout
+from anomaly_lens.ml.data.layouts.folders import normal_names
 from anomaly_lens.ml.data.layouts.naming import named_record, strip_suffix
 
 
@@ -13,16 +14,16 @@ def from_class_folders(
     images: Mapping[str, Loader],
     masks: Mapping[str, Loader] | None,
     filename_pattern: str,
-    normal_class: str | None,
+    normal_class: str | list[str] | None,
 ) -> list[RawRecord]:
     """``<Class>/.../<stem>.<img>`` with a same-stem mask file beside each image (None: a
     folder without masks).
 
     The pattern's ``class_folder`` group names the image's class; ``normal_class`` marks
-    the defect-free folder, whose images get no label.
+    the defect-free folder (a name or names, without case), whose images get no label.
     """
     pattern = re.compile(filename_pattern)
-    masks = masks or {}
+    masks, normal = masks or {}, normal_names(normal_class)
     records = {}
     for pid, load in images.items():
         image_id = strip_suffix(pid)
@@ -30,7 +31,7 @@ def from_class_folders(
         cls = record.keys.get("class_folder")
         if record.problem is None and cls is None:
             record.problem = ("unrecognised_name", "pattern has no class_folder group")
-        if cls and cls != normal_class:
+        if cls and cls.lower() not in normal:
             record.labels.add(cls)
         records[image_id] = record
     for pid, load in masks.items():

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from anomaly_lens.ml.data.layouts import Loader, RawRecord, register_layout
-from anomaly_lens.ml.data.layouts.naming import strip_suffix, unlabelled
+from anomaly_lens.ml.data.layouts.naming import split_labels, strip_suffix, unlabelled
 
 
 def from_manifest_csv(
@@ -24,11 +24,7 @@ def from_manifest_csv(
     for row in table.to_dict("records"):
         path = str(row["path"])
         load = images.get(path)
-        labels = {
-            label.strip()
-            for label in str("" if pd.isna(row["labels"]) else row["labels"]).split(label_separator)
-            if label.strip()
-        }
+        labels = split_labels(row["labels"], label_separator)
         record = RawRecord(
             strip_suffix(path),
             path,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from pathlib import PurePosixPath
@@ -32,6 +33,12 @@ def named_record(
         )
     view, keys = parsed
     return RawRecord(image_id, partition_id, load, view=view, keys=keys)
+
+
+def split_labels(cell, separator: str) -> set[str]:
+    """The labels of one table cell (``dent;scratch``); empty or missing: none."""
+    text = "" if cell is None or (isinstance(cell, float) and math.isnan(cell)) else str(cell)
+    return {label.strip() for label in text.split(separator) if label.strip()}
 
 
 def strip_suffix(partition_id: str) -> str:

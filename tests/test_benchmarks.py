@@ -42,3 +42,13 @@ def test_attribution_benchmark_times_a_method():
         scores, images, view_mask, torch.tensor([0, 1, 2]), "saliency", settings
     )
     assert took > 0
+
+
+def test_decoding_benchmark_encodes_each_kind_the_cache_reads():
+    script = load_script("decoding")
+    for kind in script.KINDS:
+        (content,) = script.encoded_images(kind, 32, 1)
+        pixels, shape = script.view_pixels(content, 16)
+        assert pixels.shape == (16, 16) and shape == (32, 32) and pixels.dtype == np.uint8
+        assert pixels.std() > 0, kind  # a 16-bit texture is scaled, not clipped to one value
+    assert script.images_per_second(lambda content: None, [b"", b""]) > 0

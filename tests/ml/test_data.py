@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -11,6 +12,9 @@ from anomaly_lens.ml.data.cache import (
     build_image_cache,
     cache_fingerprint,
     collate,
+    content_box,
+    from_square,
+    to_square,
 )
 from anomaly_lens.ml.evaluation.predictions import per_photo_table, prediction_table
 from anomaly_lens.ml.training.datasets import build_datasets
@@ -221,3 +225,42 @@ def test_quarter_turns_are_for_training_only(cache):
     )
     steps = {part: [type(t).__name__ for t in d.transform] for part, d in datasets.items()}
     assert "RandomRotate90" in steps["train"] and "RandomRotate90" not in steps["val"]
+
+
+def test_a_wide_image_keeps_its_aspect_ratio_and_its_mask_stays_aligned():
+    height, width = 40, 120  # 3:1
+    image = np.full((height, width), 60, np.uint8)
+    mask = np.zeros((height, width), np.uint8)
+    mask[10:30, 90:110] = 1  # a square defect near the right edge
+    image[mask > 0] = 250
+    padded = to_square(image, 60, cv2.INTER_AREA, "pad")
+    padded_mask = to_square(mask, 60, cv2.INTER_NEAREST, "pad")
+    assert content_box(height, width, 60, "pad") == (20, 0, 20, 60)  # 60 x 20: still 3:1
+    assert (padded[:20] == 0).all() and (padded[40:] == 0).all() and (padded[20:40] > 0).all()
+    rows, columns = np.nonzero(padded_mask)
+    assert (rows.max() - rows.min() + 1, columns.max() - columns.min() + 1) == (10, 10)  # square
+    assert (padded[padded_mask > 0] == 250).all()  # the mask covers the defect's pixels
+    stretched = np.nonzero(to_square(mask, 60, cv2.INTER_NEAREST, "stretch"))
+    assert np.ptp(stretched[0]) > 2 * np.ptp(stretched[1])  # the square defect squashed
+    back = from_square(padded_mask, height, width, "pad")
+    assert back.shape == (height, width) and (back == mask).mean() > 0.98
+
+
+def test_a_padded_cache_is_its_own_cache(prepared, cache):
+    samples, manifest, masks, raw, classes = prepared
+    padded = build_image_cache(
+        samples,
+        manifest,
+        masks,
+        raw.__getitem__,
+        views=["co2", "ch4"],
+        classes=classes,
+        image_size=32,
+        resize="pad",
+    )
+    # square photos fill the square either way; the fingerprint still tells them apart
+    assert np.array_equal(padded.images, cache.images)
+    assert padded.fingerprint == cache_fingerprint(
+        samples, manifest, ["co2", "ch4"], classes, 32, "pad"
+    )
+    assert padded.fingerprint != cache.fingerprint

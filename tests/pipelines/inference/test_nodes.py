@@ -35,6 +35,13 @@ def test_boxes_come_from_the_predicted_mask_at_the_original_size():
         {"class": "dent", "x0": 8, "y0": 4, "x1": 24, "y1": 8, "pixel_count": 64}
     ]
     assert list(pngs) == ["s/dent"]
+    # a padded model's square holds the 16 x 32 photo in rows 2-5: mapped back through them
+    seg = torch.zeros(1, 1, 8, 8)
+    seg[0, 0, 3:5, 2:6] = 0.9
+    boxes, _ = predicted_objects(MultiViewDataset(cache, [0]), seg, ["dent"], resize="pad")
+    assert json.loads(boxes[0]) == [
+        {"class": "dent", "x0": 8, "y0": 4, "x1": 24, "y1": 12, "pixel_count": 128}
+    ]
 
 
 def test_decisions_use_per_class_thresholds_and_abstain_when_unsure_or_flagged():

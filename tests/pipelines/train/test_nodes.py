@@ -205,3 +205,15 @@ def test_baselines_are_scored_like_the_model_and_shown_beside_it(prepared, tmp_p
     moved = splits.assign(split=splits["split"].replace({"val": "test", "test": "val"}))
     other, _ = evaluate_model(bundle, cache, moved, report, p)
     assert set(other["baselines"]) == {"note"}
+
+
+def test_a_padded_model_is_trained_on_its_own_cache_and_says_so(prepared, tmp_path):
+    samples, manifest, masks, raw, classes, splits = prepared
+    stretched = params(tmp_path)
+    padded = {**stretched, "resize": "pad"}
+    cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, stretched)
+    with pytest.raises(ValueError, match="built from other inputs"):
+        train_model(cache, samples, manifest, splits, classes, VIEWS, padded)
+    cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, padded)
+    bundle, _ = train_model(cache, samples, manifest, splits, classes, VIEWS, padded)
+    assert bundle.resize == "pad"  # inference, export and the served model read it from here

@@ -101,24 +101,58 @@ def cache_fingerprint(
     views: Sequence[str],
     classes: Sequence[str],
     image_size: int,
+    resize: str = "stretch",
 ) -> str:
-    """Hash of what the cache is made of: sample ids, image contents, views, classes, size."""
+    """Hash of what the cache is made of: sample ids, image contents, views, classes, size
+    (and how images reach it, where not stretched: caches made before keep their hash)."""
     digest = manifest.set_index("image_id")["sha256"]
-    parts = [json.dumps([list(views), list(classes), image_size])]
+    how = [] if resize == "stretch" else [resize]
+    parts = [json.dumps([list(views), list(classes), image_size, *how])]
     for row in samples[["sample_id", *[f"image_{v}" for v in views]]].itertuples(index=False):
         parts.append(row[0] + ":" + ",".join("-" if pd.isna(i) else digest[i] for i in row[1:]))
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def _resize(pixels: np.ndarray, size: int, interpolation: int) -> np.ndarray:
-    return cv2.resize(pixels, (size, size), interpolation=interpolation)
+# How an image becomes the model's square: ``stretch`` resizes it to the square (a 2:1
+# photo is squashed); ``pad`` keeps its aspect ratio, fits its longer side and fills the
+# rest with zeros (masks alike), and predictions are mapped back through the same box.
+RESIZE_MODES = ("stretch", "pad")
 
 
-def view_pixels(content: bytes, image_size: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """One encoded view as models read it: grey, resized (area) to a square of
-    ``image_size``; and its original (height, width)."""
+def content_box(height: int, width: int, size: int, resize: str) -> tuple[int, int, int, int]:
+    """(top, left, rows, columns) an image of ``height`` x ``width`` fills in the square."""
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"resize must be one of {RESIZE_MODES}, not {resize!r}")
+    if resize == "stretch":
+        return 0, 0, size, size
+    scale = size / max(height, width)
+    rows, columns = max(1, round(height * scale)), max(1, round(width * scale))
+    return (size - rows) // 2, (size - columns) // 2, rows, columns
+
+
+def to_square(pixels: np.ndarray, size: int, interpolation: int, resize: str) -> np.ndarray:
+    """An image or mask as the model's ``size`` x ``size`` square (``RESIZE_MODES``)."""
+    top, left, rows, columns = content_box(*pixels.shape[:2], size, resize)
+    square = np.zeros((size, size), dtype=pixels.dtype)
+    fitted = cv2.resize(pixels, (columns, rows), interpolation=interpolation)
+    square[top : top + rows, left : left + columns] = fitted
+    return square
+
+
+def from_square(square: np.ndarray, height: int, width: int, resize: str) -> np.ndarray:
+    """A mask of the model's square back at the original image's pixels (nearest)."""
+    top, left, rows, columns = content_box(height, width, square.shape[0], resize)
+    inside = square[top : top + rows, left : left + columns]
+    return cv2.resize(inside, (width, height), interpolation=cv2.INTER_NEAREST)
+
+
+def view_pixels(
+    content: bytes, image_size: int, resize: str = "stretch"
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """One encoded view as models read it: grey, resized (area) into a square of
+    ``image_size`` (``to_square``); and its original (height, width)."""
     pixels = imaging.to_gray(imaging.decode_image(content).pixels)
-    return _resize(pixels, image_size, cv2.INTER_AREA), pixels.shape[:2]
+    return to_square(pixels, image_size, cv2.INTER_AREA, resize), pixels.shape[:2]
 
 
 def build_image_cache(
@@ -130,8 +164,10 @@ def build_image_cache(
     views: Sequence[str],
     classes: Sequence[str],
     image_size: int,
+    resize: str = "stretch",
 ) -> ImageCache:
-    """Decode every view of every sample once, as grayscale resized to ``image_size``.
+    """Decode every view of every sample once, as grayscale in a square of ``image_size``
+    (``resize``: stretched, or padded to keep the aspect ratio).
 
     ``load_image`` returns the bytes of a manifest ``partition_id``. Masks are decoded
     from RLE at the image's size and resized with nearest neighbours, per view.
@@ -153,14 +189,14 @@ def build_image_cache(
             if pd.isna(image_id):
                 continue
             content = load_image(info.at[image_id, "partition_id"])
-            images[i, j], (height, width) = view_pixels(content, image_size)
+            images[i, j], (height, width) = view_pixels(content, image_size, resize)
             view_shapes[i, j] = height, width
             view_mask[i, j] = True
             for cls in info.at[image_id, "labels"]:
                 if cls in class_index and (image_id, cls) in rle_of.index:
                     full = rle.decode(rle_of.at[(image_id, cls)], height, width).astype(np.uint8)
-                    pixel_masks[i, j, class_index[cls]] = _resize(
-                        full, image_size, cv2.INTER_NEAREST
+                    pixel_masks[i, j, class_index[cls]] = to_square(
+                        full, image_size, cv2.INTER_NEAREST, resize
                     )
     return ImageCache(
         sample_ids=samples["sample_id"].to_numpy(dtype=str),
@@ -171,7 +207,7 @@ def build_image_cache(
         view_shapes=view_shapes,
         views=list(views),
         classes=list(classes),
-        fingerprint=cache_fingerprint(samples, manifest, views, classes, image_size),
+        fingerprint=cache_fingerprint(samples, manifest, views, classes, image_size, resize),
     )
 
 

@@ -108,8 +108,8 @@ def forest_probabilities(
         outputs, known_classes = [outputs], [known_classes]
     columns = []
     for proba, known in zip(outputs, known_classes, strict=True):
-        known = list(known)
-        columns.append(proba[:, known.index(1)] if 1 in known else np.zeros(len(features)))
+        positive = list(known).index(1) if 1 in known else None
+        columns.append(proba[:, positive] if positive is not None else np.zeros(len(features)))
     return np.column_stack(columns).astype(np.float32)
 
 

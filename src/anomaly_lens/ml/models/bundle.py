@@ -35,6 +35,7 @@ class ModelBundle:
     per_view: bool
     image_size: int
     input_clahe: bool = False  # bundles saved before CLAHE was an option: without
+    resize: str = "stretch"  # bundles saved before padding was an option: stretched
     initial_weights: str | None = None
     trained_at: str | None = None
     mlflow_run_id: str | None = None

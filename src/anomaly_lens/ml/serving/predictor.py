@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import cv2
 import mlflow
 import numpy as np
 import pandas as pd
@@ -25,7 +24,12 @@ from pydantic import Field, PositiveInt
 
 from anomaly_lens.ml.data.batch import Batch
 from anomaly_lens.ml.data.boxes import find_components
-from anomaly_lens.ml.data.cache import ImageCache, MultiViewDataset, build_image_cache
+from anomaly_lens.ml.data.cache import (
+    ImageCache,
+    MultiViewDataset,
+    build_image_cache,
+    from_square,
+)
 from anomaly_lens.ml.data.imaging import encode_png
 from anomaly_lens.ml.evaluation.calibration import Calibrator
 from anomaly_lens.ml.evaluation.ood import OODScorer
@@ -116,11 +120,12 @@ def predicted_objects(
     mask_classes: list[str],
     threshold: float = 0.5,
     min_area: int = 1,
+    resize: str = "stretch",
 ) -> tuple[list[str], dict[str, bytes]]:
     """Boxes (a JSON list per item) and mask PNGs (``<item>/<class>``) of predicted masks.
 
-    Masks are thresholded at ``threshold``, resized (nearest) to the item's first present
-    view's original size, and split into 8-connected components of at least ``min_area``
+    Masks are thresholded at ``threshold``, mapped back (``from_square``: the image's box
+    in the square, nearest) to the item's first present view's original pixels, and split into 8-connected components of at least ``min_area``
     pixels (the ``bbox`` pipeline's ``find_components``); boxes are in that view's pixels.
     """
     boxes, pngs = [], {}
@@ -132,9 +137,7 @@ def predicted_objects(
         for c, name in enumerate(mask_classes):
             if not masks[k, c].any():
                 continue
-            full = cv2.resize(
-                masks[k, c].astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST
-            )
+            full = from_square(masks[k, c].astype(np.uint8), height, width, resize)
             pngs[f"{dataset.item_id(k)}/{name}"] = encode_png(full * 255)
             components, _ = find_components(full, min_area)
             found += [
@@ -285,6 +288,7 @@ class Predictor:
             views=self.bundle.views,
             classes=self.label_classes,
             image_size=self.bundle.image_size,
+            resize=self.bundle.resize,
         )
 
     def predict(
@@ -320,6 +324,7 @@ class Predictor:
                 self.label_classes,
                 self.settings.mask_threshold,
                 self.settings.min_box_area,
+                self.bundle.resize,
             )
         return self._decided(self._levels(table)), pngs
 

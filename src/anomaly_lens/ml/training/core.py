@@ -109,6 +109,7 @@ def _bundle(
         views=list(task.views),
         per_view=task.per_view,
         image_size=settings.image_size,
+        resize=settings.resize,
         input_clahe=settings.augmentation.clahe,
         initial_weights=settings.model.weights_path or pretrained,
         trained_at=datetime.now(UTC).isoformat(timespec="seconds"),

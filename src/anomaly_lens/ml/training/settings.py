@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from anomaly_lens.ml.data.cache import AUGMENTATION_PRESETS
+from anomaly_lens.ml.data.cache import AUGMENTATION_PRESETS, RESIZE_MODES
 from anomaly_lens.ml.evaluation.tta import TestTimeAugmentation
 from anomaly_lens.ml.models import FUSIONS, SEGMENTATION_HEADS
 from anomaly_lens.ml.models.model import TASKS
@@ -150,6 +150,7 @@ class TrainSettings(Settings):
     """The ``train`` parameter block."""
 
     image_size: int = Field(default=64, ge=16)
+    resize: Literal[RESIZE_MODES] = "stretch"
     views: list[str] | None = None
     per_view: bool = False
     label_type: Literal["auto", "multilabel", "multiclass"] = "auto"

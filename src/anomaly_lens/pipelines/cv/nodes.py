@@ -112,7 +112,9 @@ def _checked_items(
             "cv pools each photo's class decision and a segmentation-only model has none: "
             "use train.model.task=multitask (masks and classes) or classification"
         )
-    expected = cache_fingerprint(samples, manifest, views, class_names, train.image_size)
+    expected = cache_fingerprint(
+        samples, manifest, views, class_names, train.image_size, train.resize
+    )
     if cache.fingerprint != expected:
         raise ValueError("The image cache was built from other inputs: run `cv` from its start")
     data = _items(cache, list(pd.unique(cv_folds["sample_id"])), train)

@@ -28,7 +28,8 @@ def cache_images(
     params: dict,
 ) -> dict[str, np.ndarray]:
     """Decode and resize every sample's views once; later runs reuse the arrays."""
-    image_size = parse_block(TrainSettings, params).image_size
+    settings = parse_block(TrainSettings, params)
+    image_size = settings.image_size
     cache = build_image_cache(
         samples,
         manifest,
@@ -37,8 +38,10 @@ def cache_images(
         views=views,
         classes=class_names,
         image_size=image_size,
+        resize=settings.resize,
     )
-    logger.info("Image cache: %s samples x %s views at %d px", *cache.images.shape[:2], image_size)
+    shape = (*cache.images.shape[:2], image_size, settings.resize)
+    logger.info("Image cache: %s samples x %s views at %d px (%s)", *shape)
     return cache.arrays()
 
 
@@ -54,7 +57,9 @@ def train_model(
     """Fit with Lightning; return the best checkpoint's model bundle and the epoch history."""
     settings = parse_block(TrainSettings, params)
     cache = ImageCache.from_arrays(image_cache)
-    expected = cache_fingerprint(samples, manifest, views, class_names, settings.image_size)
+    expected = cache_fingerprint(
+        samples, manifest, views, class_names, settings.image_size, settings.resize
+    )
     if cache.fingerprint != expected:
         raise ValueError(
             "The image cache was built from other inputs: run the `train` pipeline "

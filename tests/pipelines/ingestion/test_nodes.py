@@ -367,3 +367,13 @@ def test_quality_report_counts_reasons_classes_and_views(synthetic_root, params)
     assert report["classes_from"] == "data" and report["normal_images"] == 2
     assert set(report["quality_quantiles_by_view"]["sharpness"]) == {"co2", "ch4"}
     assert isinstance(plot_quality(manifest, quarantine), Figure)
+
+
+def test_quality_report_says_what_reading_grey_squares_changes(synthetic_root, params):
+    wide_colour = np.random.default_rng(0).integers(0, 255, (16, 48, 3), dtype=np.uint8)
+    write(synthetic_root / "images" / "ch4" / "S0002_c0.png", encode(wide_colour))
+    manifest, _, _, quarantine, classes = ingest(*load_synthetic(synthetic_root), params)
+    geometry = summarise_quality(manifest, quarantine, classes, params)["geometry"]
+    assert geometry["colour_images_read_as_luminance"] == 1
+    assert geometry["images_beyond_3_to_2"] == 1 and geometry["aspect_ratio_q50_q95_max"][2] == 3
+    assert geometry["long_side_q5_q50_q95"][0] == 16 < geometry["long_side_q5_q50_q95"][2]

@@ -149,10 +149,26 @@ def summarise_quality(
         # Labels kept for classification whose image has no mask pixels for that class.
         "labelled_images_without_mask": int((without_mask > 0).sum()),
         "quality_quantiles_by_view": _quality_quantiles(manifest),
+        "geometry": image_geometry(manifest),
     }
     if "class_folder" in manifest.columns:
         report["images_by_class_folder"] = _counts(manifest["class_folder"])
     return report
+
+
+def image_geometry(manifest: pd.DataFrame) -> dict:
+    """What reading the images as grey squares changes: colour images (read as luminance),
+    aspect ratios (squashed unless ``train.resize: pad``) and sizes (large images shrink
+    small defects), so the report says what the model will not see."""
+    long_side = manifest[["width", "height"]].max(axis=1)
+    ratio = long_side / manifest[["width", "height"]].min(axis=1)
+    colour = ~manifest["mode"].isin(["L", "LA", "1", "I", "I;16", "I;16B", "I;16L", "F"])
+    return {
+        "colour_images_read_as_luminance": int(colour.sum()),
+        "aspect_ratio_q50_q95_max": [float(x) for x in ratio.quantile([0.5, 0.95, 1.0])],
+        "images_beyond_3_to_2": int((ratio > 1.5).sum()),
+        "long_side_q5_q50_q95": [float(x) for x in long_side.quantile([0.05, 0.5, 0.95])],
+    }
 
 
 def plot_quality(manifest: pd.DataFrame, quarantine: pd.DataFrame) -> Figure:

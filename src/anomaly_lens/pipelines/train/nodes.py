@@ -42,7 +42,29 @@ def cache_images(
     )
     shape = (*cache.images.shape[:2], image_size, settings.resize)
     logger.info("Image cache: %s samples x %s views at %d px (%s)", *shape)
+    _warn_about_geometry(manifest, image_size, settings.resize)
     return cache.arrays()
+
+
+def _warn_about_geometry(manifest: pd.DataFrame, image_size: int, resize: str) -> None:
+    """Say where reading the images at ``image_size`` changes what the model sees."""
+    sides = manifest[["width", "height"]]
+    wide = int((sides.max(axis=1) > 1.5 * sides.min(axis=1)).sum())
+    if resize == "stretch" and wide:
+        logger.warning(
+            "%d of %d images are wider or taller than 3:2 and are squashed into the square: "
+            "train.resize=pad keeps their aspect ratio",
+            wide,
+            len(manifest),
+        )
+    large = int((sides.min(axis=1) > 4 * image_size).sum())
+    if large:
+        logger.warning(
+            "%d images are over 4x train.image_size (%d px) on their shorter side: a defect "
+            "of a few pixels shrinks below one; a larger image_size keeps it",
+            large,
+            image_size,
+        )
 
 
 def train_model(

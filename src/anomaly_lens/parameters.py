@@ -169,7 +169,7 @@ class CvParams(Settings):
     group_by: Literal["unit", "none"] = "unit"
     seed: int = 42
     candidates: PositiveInt = 20
-    baseline_backbone: str = "tf_efficientnet_lite0"
+    baseline_backbone: Literal[tuple(WEIGHT_PACKAGES)] = "tf_efficientnet_lite0"
 
     @field_validator("folds")
     @classmethod
@@ -182,13 +182,6 @@ class CvParams(Settings):
         if folds < least:
             raise ValueError(f"expected at least {least} ({parts}), got {folds}")
         return folds
-
-    @field_validator("baseline_backbone")
-    @classmethod
-    def _shipped(cls, name: str) -> str:
-        if name not in WEIGHT_PACKAGES:
-            raise ValueError(f"expected one of {sorted(WEIGHT_PACKAGES)}, got {name!r}")
-        return name
 
 
 class CalibrationParams(Settings):

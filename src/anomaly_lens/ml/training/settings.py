@@ -168,15 +168,9 @@ class TrainSettings(Settings):
     tta: TestTimeAugmentation = "hflip"
     bootstrap_rounds: NonNegativeInt = 200
     baseline_trees: PositiveInt = 300
-    baseline_backbone: str = "tf_efficientnet_lite0"  # frozen features of the logistic baseline
+    # the frozen features of the logistic baseline: a backbone whose weights are installed
+    baseline_backbone: Literal[tuple(WEIGHT_PACKAGES)] = "tf_efficientnet_lite0"
     seed: int = 42
-
-    @field_validator("baseline_backbone")
-    @classmethod
-    def _shipped(cls, name: str) -> str:
-        if name not in WEIGHT_PACKAGES:
-            raise ValueError(f"expected one of {sorted(WEIGHT_PACKAGES)}, got {name!r}")
-        return name
 
     @model_validator(mode="after")
     def _loss_fits_labels(self) -> TrainSettings:

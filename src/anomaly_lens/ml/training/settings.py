@@ -150,9 +150,9 @@ class TrainSettings(Settings):
     """The ``train`` parameter block."""
 
     image_size: int = Field(default=64, ge=16)
-    resize: Literal[RESIZE_MODES] = "stretch"
     views: list[str] | None = None
     per_view: bool = False
+    resize: Literal[RESIZE_MODES] = "stretch"
     label_type: Literal["auto", "multilabel", "multiclass"] = "auto"
     model: ModelSettings = ModelSettings()
     loss: LossSettings = LossSettings()

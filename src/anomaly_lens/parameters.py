@@ -192,6 +192,15 @@ class CalibrationParams(Settings):
     threshold_targets: dict[str, float] = {}
 
 
+class DriftParams(Settings):
+    """``ood.drift``: how new images are measured against the training images."""
+
+    backbone: Literal[tuple(WEIGHT_PACKAGES)] = "tf_efficientnet_lite0"
+    max_images: PositiveInt = 300
+    quantile: float = Field(default=0.99, gt=0.5, lt=1.0)
+    resamples: PositiveInt = 30
+
+
 class OODParams(Settings):
     """The ``ood`` block."""
 
@@ -200,6 +209,7 @@ class OODParams(Settings):
     max_items: PositiveInt = 200
     neighbours: PositiveInt = 50
     seed: int = 42
+    drift: DriftParams = DriftParams()
 
 
 class ExportParams(Settings):

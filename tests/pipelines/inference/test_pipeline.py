@@ -65,6 +65,10 @@ def test_new_images_are_inspected_predicted_and_the_model_exported(
     assert report["out_of_distribution"]["detector"] == "knn"
     assert 0 <= report["metrics_per_sample"]["macro_f1"] <= 1
     assert report["calibration"]["model_id"] == report["model"]["identity"]
+    # the demo's own images, against the model's training images: no drift
+    drift = report["drift"]
+    assert drift["applied"] and drift["n_images"] == len(list(new.rglob("*.png"))) - 1
+    assert not drift["drift"] and drift["kid"] <= drift["threshold"]
 
     # The run's MLflow model, loaded back from the tracking server, is the same predictor:
     # the same probabilities, decisions, OOD flags and abstentions for the same images.
@@ -118,6 +122,7 @@ def test_unlabelled_folder_gets_no_metrics_and_no_targets(project, tmp_path):
     assert report["metrics"] == "the images carry no labels"
     assert report["calibration"].startswith("no calibrator")  # calibration never ran
     assert report["out_of_distribution"].startswith("no out-of-distribution detector")
+    assert not report["drift"]["applied"] and "--pipelines=ood" in report["drift"]["note"]
     # One epoch leaves the model unsure: a high bar makes it abstain, and the rule says so.
     assert report["n_abstain"] == int(predictions["abstain"].sum()) > 0
     assert np.all(predictions.loc[predictions["abstain"], "confidence"] < 0.99)

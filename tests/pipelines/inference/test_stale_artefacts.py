@@ -11,8 +11,12 @@ from anomaly_lens.ml.serving.identity import StaleArtefactError, model_identity
 from anomaly_lens.pipelines.calibration.nodes import calibrate
 from anomaly_lens.pipelines.evaluate.nodes import evaluate_model
 from anomaly_lens.pipelines.export.nodes import export_model
-from anomaly_lens.pipelines.inference.nodes import predict_new_images, summarise_inference
-from anomaly_lens.pipelines.ood.nodes import fit_ood_detectors
+from anomaly_lens.pipelines.inference.nodes import (
+    measure_drift,
+    predict_new_images,
+    summarise_inference,
+)
+from anomaly_lens.pipelines.ood.nodes import fit_drift_reference, fit_ood_detectors
 from anomaly_lens.pipelines.train.nodes import cache_images, train_model
 from tests.conftest import base_parameters
 from tests.pipelines.train.test_nodes import VIEWS, params, prepared  # noqa: F401 (fixture)
@@ -51,6 +55,9 @@ def test_a_retrained_model_never_uses_the_previous_models_artefacts(prepared, tm
     columns = [c for c in table if c.startswith("prob_")]
     assert np.array_equal(table[columns].to_numpy(), alone[columns].to_numpy())  # A's not applied
     assert table["out_of_distribution"].isna().all() and (table["model_id"] == b).all()
+    drift_a = fit_drift_reference(model_a, cache, splits, base_parameters()["ood"])
+    drift = measure_drift(model_b, drift_a, *inputs, settings)
+    assert not drift["applied"] and a in drift["note"] and "--pipelines=ood" in drift["note"]
     report = summarise_inference(
         table,
         manifest,
@@ -58,9 +65,10 @@ def test_a_retrained_model_never_uses_the_previous_models_artefacts(prepared, tm
         model_b,
         calibrator_a,
         detector_a,
+        drift,
         settings,
     )
-    assert report["model"]["identity"] == b
+    assert report["model"]["identity"] == b and report["drift"] == drift
     for part, command in (("calibration", "calibration"), ("out_of_distribution", "ood")):
         assert report[part].startswith("not applied") and a in report[part] and b in report[part]
         assert f"kedro run --pipelines={command}" in report[part]
@@ -71,9 +79,19 @@ def test_a_retrained_model_never_uses_the_previous_models_artefacts(prepared, tm
 
     # B's own artefacts are applied, and the report names the model each was made from.
     calibrator_b, detector_b, graph_b = _artefacts(model_b, cache, splits, p_b)
+    ood = base_parameters()["ood"]
     own, _ = predict_new_images(model_b, calibrator_b, detector_b, graph_b, *inputs, onnx)
     assert own["out_of_distribution"].notna().all()
+    drift = measure_drift(model_b, fit_drift_reference(model_b, cache, splits, ood), *inputs, onnx)
+    assert drift["applied"] and drift["n_images"] == cache["view_mask"].sum()
     report = summarise_inference(
-        own, manifest, manifest.iloc[:0].assign(reason=[]), model_b, calibrator_b, detector_b, onnx
+        own,
+        manifest,
+        manifest.iloc[:0].assign(reason=[]),
+        model_b,
+        calibrator_b,
+        detector_b,
+        drift,
+        onnx,
     )
     assert report["calibration"]["model_id"] == report["out_of_distribution"]["model_id"] == b

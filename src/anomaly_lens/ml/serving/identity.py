@@ -19,6 +19,7 @@ from anomaly_lens.ml.models.bundle import ModelBundle
 REMADE_BY = {
     "calibrator": "kedro run --pipelines=calibration",
     "OOD detector": "kedro run --pipelines=ood",
+    "drift reference": "kedro run --pipelines=ood",
     "ONNX graph": "kedro run --pipelines=export",
 }
 

@@ -12,10 +12,12 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from anomaly_lens.ml.evaluation.drift import DriftReference
 from anomaly_lens.ml.evaluation.metrics import json_safe
 from anomaly_lens.ml.evaluation.ood import OODScorer
 from anomaly_lens.ml.evaluation.predictions import probability_columns, score
 from anomaly_lens.ml.models.bundle import ModelBundle
+from anomaly_lens.ml.serving.identity import mismatch, model_identity
 from anomaly_lens.ml.serving.predictor import Predictor, ServingSettings
 from anomaly_lens.parameters import parse_block
 
@@ -57,6 +59,34 @@ def predict_new_images(
     return table, {f"{run}/{key}": png for key, png in pngs.items()}
 
 
+def measure_drift(
+    model: ModelBundle,
+    drift_reference: DriftReference | None,
+    samples: pd.DataFrame,
+    manifest: pd.DataFrame,
+    masks: pd.DataFrame,
+    images: Mapping[str, Callable[[], bytes]],
+    params: dict,
+) -> dict:
+    """How far the new images are from the model's training images (``DriftReference``:
+    KID on frozen encoder features, flagged above what validation resamples of the same
+    size reach), read as the model reads them; a reference of another model is not used."""
+    if drift_reference is None:
+        return {"applied": False, "note": "no drift reference: run `kedro run --pipelines=ood`"}
+    stale = mismatch("drift reference", drift_reference.model_id, model_identity(model))
+    if stale:
+        return {"applied": False, "note": stale}
+    predictor = Predictor.of(model, None, None, parse_block(ServingSettings, params))
+    cache = predictor.prepare(samples, manifest, masks, lambda pid: images[pid]())
+    views = [cache.views.index(v) for v in model.views]
+    present = cache.images[:, views][cache.view_mask[:, views]]
+    if len(present) < 2:
+        return {"applied": False, "note": "fewer than two images: no distance to measure"}
+    found = drift_reference.measure(present)
+    logger.info("Drift against the training images: %s", found)
+    return {"applied": True, **found}
+
+
 def _metrics(predictions: pd.DataFrame, classes: list[str], label_type: str) -> dict:
     """The evaluation's metrics of labelled new images, per level (samples; photos)."""
     found = {}
@@ -79,11 +109,13 @@ def summarise_inference(
     model: ModelBundle,
     calibrator: dict | None,
     ood_detector: OODScorer | None,
+    drift: dict,
     params: dict,
 ) -> dict:
     """``inference_report``: what was read, set aside and predicted, the predictor (the
-    model and each artefact applied, with their identities; the rules), and, where the new
-    images carry labels, the evaluation's metrics."""
+    model and each artefact applied, with their identities; the rules), how far the images
+    are from the training images (``drift``), and, where the new images carry labels, the
+    evaluation's metrics."""
     settings = parse_block(ServingSettings, params)
     predictor = Predictor.of(model, calibrator, ood_detector, settings)
     classes = model.classes
@@ -103,6 +135,7 @@ def summarise_inference(
         "predicted_by_class": {c: int(samples[f"pred_{c}"].sum()) for c in classes},
         "labels_found": found,
         "labels_unknown_to_model": [c for c in found if c not in classes],
+        "drift": drift,
     }
     if f"target_{classes[-1]}" not in predictions:
         return json_safe({**report, "metrics": "the images carry no labels"})

@@ -4,7 +4,11 @@
 from kedro.pipeline import Node, Pipeline, pipeline
 
 from anomaly_lens.pipelines import ingestion, pairing
-from anomaly_lens.pipelines.inference.nodes import predict_new_images, summarise_inference
+from anomaly_lens.pipelines.inference.nodes import (
+    measure_drift,
+    predict_new_images,
+    summarise_inference,
+)
 
 NAMESPACE = "inference"
 
@@ -37,6 +41,21 @@ def create_pipeline(**kwargs) -> Pipeline:
                 namespace=NAMESPACE,
             ),
             Node(
+                measure_drift,
+                inputs=[
+                    "model",
+                    "drift_reference",
+                    "inference.samples",
+                    "inference.manifest",
+                    "inference.masks",
+                    "inference_images",
+                    "params:inference",
+                ],
+                outputs="inference.drift",
+                name="measure_drift",
+                namespace=NAMESPACE,
+            ),
+            Node(
                 summarise_inference,
                 inputs=[
                     "predictions",
@@ -45,6 +64,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "model",
                     "calibrator",
                     "ood_detector",
+                    "inference.drift",
                     "params:inference",
                 ],
                 outputs="inference_report",

@@ -10,6 +10,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from anomaly_lens.ml.data.cache import ImageCache
+from anomaly_lens.ml.data.splitting import ids_by_split
+from anomaly_lens.ml.evaluation.drift import DriftReference, fit_reference
 from anomaly_lens.ml.evaluation.metrics import json_safe
 from anomaly_lens.ml.evaluation.ood import DETECTORS, OODScorer, logits_and_features
 from anomaly_lens.ml.evaluation.ood_sets import (
@@ -53,6 +55,31 @@ def fit_ood_detectors(
         len(val_features),
     )
     return detectors
+
+
+def fit_drift_reference(
+    model: ModelBundle, image_cache: dict, splits: pd.DataFrame, params: dict
+) -> DriftReference:
+    """What the model's train and val images look like to a frozen encoder, for
+    ``inference`` to measure new images against (``ood.drift``); test is not read."""
+    settings = parse_block(OODParams, params)
+    cache = ImageCache.from_arrays(image_cache)
+    views = [cache.views.index(v) for v in model.views]
+    images = {}
+    for part, ids in ids_by_split(splits, ["train", "val"]).items():
+        present = cache.view_mask[cache.positions(ids)][:, views]
+        images[part] = cache.images[cache.positions(ids)][:, views][present]
+    drift = settings.drift
+    return fit_reference(
+        model_identity(model),
+        images["train"],
+        images["val"],
+        drift.backbone,
+        drift.max_images,
+        settings.seed,
+        quantile=drift.quantile,
+        resamples=drift.resamples,
+    )
 
 
 def score_ood_sets(

@@ -4,6 +4,7 @@ from kedro.pipeline import Node, Pipeline
 
 from anomaly_lens.pipelines import serve
 from anomaly_lens.pipelines.ood.nodes import (
+    fit_drift_reference,
     fit_ood_detectors,
     plot_ood_scores,
     score_ood_sets,
@@ -44,4 +45,10 @@ def ood_pipeline() -> Pipeline:
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return ood_pipeline() + serve.create_pipeline()
+    drift = Node(
+        fit_drift_reference,
+        inputs=["model", "image_cache", "splits", "params:ood"],
+        outputs="drift_reference",
+        name="fit_drift_reference",
+    )
+    return ood_pipeline() + Pipeline([drift]) + serve.create_pipeline()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from kedro.framework.project import configure_project
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
@@ -45,10 +46,18 @@ def test_data_preparation_chain_in_memory(tmp_path):
     assert outputs["bbox_report"].load()["n_boxes"] > 0
 
 
-def test_every_pipeline_is_registered():
+@pytest.fixture
+def demo_registry():
+    """The registry as on the demo env, whatever env an earlier session of this process
+    (another test on the same worker) left it on."""
+    configure_project("anomaly_lens")
+    pipeline_registry.use_generated_raw_data(True)
+    pipeline_registry.use_binary_types([])
+
+
+def test_every_pipeline_is_registered(demo_registry):
     """Every folder of ``pipelines/`` is a registered pipeline; the by-name ones stay out
     of ``__default__``, every other one is in it."""
-    configure_project("anomaly_lens")
     folders = {
         path.parent.name
         for path in (PROJECT_ROOT / "src/anomaly_lens/pipelines").glob("*/pipeline.py")
@@ -67,8 +76,7 @@ def test_every_pipeline_is_registered():
             assert nodes <= default, name
 
 
-def test_xai_runs_by_default_and_subview_by_name_only():
-    configure_project("anomaly_lens")
+def test_xai_runs_by_default_and_subview_by_name_only(demo_registry):
     pipelines = register_pipelines()
     default = {node.name for node in pipelines["__default__"].nodes}
     assert {"select_explained", "explain_selection", "render_xai_report"} <= default
@@ -78,9 +86,7 @@ def test_xai_runs_by_default_and_subview_by_name_only():
     assert {"subview.model", "subview.evaluation_metrics"} <= subview.all_outputs()
 
 
-def test_train_binary_joins_the_default_run_once_its_types_are_known():
-    configure_project("anomaly_lens")
-    pipeline_registry.use_binary_types([])
+def test_train_binary_joins_the_default_run_once_its_types_are_known(demo_registry):
     assert "compare_binary" not in {n.name for n in register_pipelines()["__default__"].nodes}
     pipeline_registry.use_binary_types(["plume"])
     try:

@@ -251,3 +251,24 @@ def _copy_row(manifest: pd.DataFrame, index, reason: str, detail: str, other: st
         detail,
         other,
     )
+
+
+def squashed(manifest: pd.DataFrame) -> pd.Series:
+    """Whether each image is wider or taller than 3:2 (squashed by a stretch to a square)."""
+    sides = manifest[["width", "height"]]
+    return sides.max(axis=1) > 1.5 * sides.min(axis=1)
+
+
+def image_geometry(manifest: pd.DataFrame) -> dict:
+    """What reading the images as grey squares changes: colour images (read as luminance),
+    aspect ratios (squashed unless ``train.resize: pad``) and sizes (large images shrink
+    small defects), so the report says what the model will not see."""
+    long_side = manifest[["width", "height"]].max(axis=1)
+    ratio = long_side / manifest[["width", "height"]].min(axis=1)
+    colour = ~manifest["mode"].isin(["L", "LA", "1", "I", "I;16", "I;16B", "I;16L", "F"])
+    return {
+        "colour_images_read_as_luminance": int(colour.sum()),
+        "aspect_ratio_q50_q95_max": [float(x) for x in ratio.quantile([0.5, 0.95, 1.0])],
+        "images_beyond_3_to_2": int(squashed(manifest).sum()),
+        "long_side_q5_q50_q95": [float(x) for x in long_side.quantile([0.05, 0.5, 0.95])],
+    }

@@ -12,7 +12,13 @@ from matplotlib.figure import Figure
 
 from anomaly_lens.ml.data import layouts
 from anomaly_lens.ml.data.imaging import PIXEL_SCALING, ImageProblem, SizeLimits
-from anomaly_lens.ml.data.inspection import Checks, Inspection, MaskRule, inspect_records
+from anomaly_lens.ml.data.inspection import (
+    Checks,
+    Inspection,
+    MaskRule,
+    image_geometry,
+    inspect_records,
+)
 from anomaly_lens.parameters import IngestionParams, parse_block
 
 logger = logging.getLogger(__name__)
@@ -154,21 +160,6 @@ def summarise_quality(
     if "class_folder" in manifest.columns:
         report["images_by_class_folder"] = _counts(manifest["class_folder"])
     return report
-
-
-def image_geometry(manifest: pd.DataFrame) -> dict:
-    """What reading the images as grey squares changes: colour images (read as luminance),
-    aspect ratios (squashed unless ``train.resize: pad``) and sizes (large images shrink
-    small defects), so the report says what the model will not see."""
-    long_side = manifest[["width", "height"]].max(axis=1)
-    ratio = long_side / manifest[["width", "height"]].min(axis=1)
-    colour = ~manifest["mode"].isin(["L", "LA", "1", "I", "I;16", "I;16B", "I;16L", "F"])
-    return {
-        "colour_images_read_as_luminance": int(colour.sum()),
-        "aspect_ratio_q50_q95_max": [float(x) for x in ratio.quantile([0.5, 0.95, 1.0])],
-        "images_beyond_3_to_2": int((ratio > 1.5).sum()),
-        "long_side_q5_q50_q95": [float(x) for x in long_side.quantile([0.05, 0.5, 0.95])],
-    }
 
 
 def plot_quality(manifest: pd.DataFrame, quarantine: pd.DataFrame) -> Figure:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from anomaly_lens.ml.data.cache import ImageCache, build_image_cache, cache_fingerprint
+from anomaly_lens.ml.data.inspection import squashed
 from anomaly_lens.ml.data.splitting import ids_by_split
 from anomaly_lens.ml.models.bundle import ModelBundle
 from anomaly_lens.ml.training.core import train_on_cache
@@ -48,8 +49,7 @@ def cache_images(
 
 def _warn_about_geometry(manifest: pd.DataFrame, image_size: int, resize: str) -> None:
     """Say where reading the images at ``image_size`` changes what the model sees."""
-    sides = manifest[["width", "height"]]
-    wide = int((sides.max(axis=1) > 1.5 * sides.min(axis=1)).sum())
+    wide = int(squashed(manifest).sum())
     if resize == "stretch" and wide:
         logger.warning(
             "%d of %d images are wider or taller than 3:2 and are squashed into the square: "
@@ -57,7 +57,7 @@ def _warn_about_geometry(manifest: pd.DataFrame, image_size: int, resize: str) -
             wide,
             len(manifest),
         )
-    large = int((sides.min(axis=1) > 4 * image_size).sum())
+    large = int((manifest[["width", "height"]].min(axis=1) > 4 * image_size).sum())
     if large:
         logger.warning(
             "%d images are over 4x train.image_size (%d px) on their shorter side: a defect "

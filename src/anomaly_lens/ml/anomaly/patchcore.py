@@ -1,0 +1,23 @@
+"""``patchcore``: a coreset of normal patch features; a patch's score is its distance to
+the nearest one (anomalib's ``PatchcoreModel``, Roth et al. 2022)."""
+
+from __future__ import annotations
+
+from anomalib.models.image.patchcore.torch_model import PatchcoreModel
+
+from anomaly_lens.ml.anomaly import Method, register_method, seeded
+from anomaly_lens.ml.anomaly.weights import load_package_weights
+
+
+@register_method("patchcore")
+class PatchCore(Method):
+    def create(self, backbone, layers, settings):
+        model = PatchcoreModel(
+            layers=layers, backbone=backbone, pre_trained=False, num_neighbors=settings.neighbours
+        )
+        return load_package_weights(model, backbone)
+
+    def finish_fit(self, model: PatchcoreModel, settings) -> None:
+        """Keep a k-center-greedy coreset of ``coreset_ratio`` of the normal patches."""
+        with seeded(settings.seed):  # the start point and the random projection
+            model.subsample_embedding(settings.coreset_ratio)

@@ -1,0 +1,69 @@
+"""The anomaly pipeline's nodes on generated data: fitted on normal train images only,
+threshold from validation, metrics and maps for val and test, refused on another split."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from anomaly_lens.ml.data import synthetic
+from anomaly_lens.ml.data.cache import ImageCache
+from anomaly_lens.pipelines.anomaly.nodes import (
+    evaluate_anomaly_detector,
+    fit_anomaly_detector,
+    plot_anomaly_maps,
+)
+from anomaly_lens.pipelines.train.nodes import cache_images
+from tests.conftest import base_parameters
+from tests.pipelines.train.test_nodes import VIEWS, prepare
+
+
+@pytest.fixture(scope="module")
+def data():
+    samples, manifest, masks, raw, classes, splits = prepare(
+        synthetic.SyntheticConfig(n_specimens=16, image_size=64, seed=3)
+    )
+    train = copy.deepcopy(base_parameters()["train"]) | {"image_size": 64}
+    cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, train)
+    anomaly = copy.deepcopy(base_parameters()["anomaly"]) | {
+        "coreset_ratio": 0.1,
+        "bootstrap_rounds": 20,
+    }
+    return cache, splits, anomaly, train
+
+
+def test_the_detector_learns_normal_train_images_only_and_is_scored_on_val_and_test(data):
+    cache, splits, anomaly, train = data
+    detector = fit_anomaly_detector(cache, splits, anomaly, train)
+    images = ImageCache.from_arrays(cache)
+    train_ids = set(splits.loc[splits["split"] == "train", "sample_id"])
+    normal_train = sum(
+        int(view.sum())
+        for sample, labels, view in zip(
+            images.sample_ids, images.labels, images.view_mask, strict=True
+        )
+        if sample in train_ids and not labels.any()
+    )
+    assert 0 < detector.n_train_images == min(anomaly["max_train_images"], normal_train)
+    assert detector.threshold is not None and detector.threshold_rule
+
+    scores, report, headline = evaluate_anomaly_detector(detector, cache, splits, anomaly)
+    assert set(scores["split"]) == {"val", "test"}
+    assert not set(scores["sample_id"]) & train_ids  # train images are never scored
+    test = report["test"]["per_sample"]
+    low, high = test["auroc_interval"]
+    assert 0.5 < test["auroc"] <= 1.0 and low <= test["auroc"] <= high
+    assert 0.0 <= report["test"]["pixel"]["pixel_auroc"] <= 1.0
+    assert {"test_image_auroc", "test_pixel_auroc"} <= set(headline)
+    assert isinstance(plot_anomaly_maps(detector, cache, splits, anomaly), Figure)
+
+
+def test_a_detector_is_refused_on_a_split_it_was_not_fitted_on(data):
+    cache, splits, anomaly, train = data
+    detector = fit_anomaly_detector(cache, splits, anomaly, train)
+    redrawn = splits.assign(split=np.roll(splits["split"].to_numpy(), 1))
+    with pytest.raises(ValueError, match="another split"):
+        evaluate_anomaly_detector(detector, cache, redrawn, anomaly)

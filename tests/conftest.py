@@ -84,6 +84,7 @@ def project(tmp_path: Path) -> Path:
 
 # A whole default run kept small: few specimens, one short epoch, one binary model.
 SMALL_RUN = {
+    "anomaly": {"bootstrap_rounds": 10},
     "binary": {"types": ["plume"], "common": {"trainer": {"max_epochs": 1}}},
     "synthetic": {"n_specimens": 8, "image_size": 48},
     "train": {

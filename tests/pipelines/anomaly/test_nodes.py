@@ -32,11 +32,11 @@ def data():
         "coreset_ratio": 0.1,
         "bootstrap_rounds": 20,
     }
-    return cache, splits, anomaly, train
+    return cache, splits, anomaly, train, (samples, manifest, masks, raw)
 
 
 def test_the_detector_learns_normal_train_images_only_and_is_scored_on_val_and_test(data):
-    cache, splits, anomaly, train = data
+    cache, splits, anomaly, train, _ = data
     detector = fit_anomaly_detector(cache, splits, anomaly, train)
     images = ImageCache.from_arrays(cache)
     train_ids = set(splits.loc[splits["split"] == "train", "sample_id"])
@@ -62,8 +62,26 @@ def test_the_detector_learns_normal_train_images_only_and_is_scored_on_val_and_t
 
 
 def test_a_detector_is_refused_on_a_split_it_was_not_fitted_on(data):
-    cache, splits, anomaly, train = data
+    cache, splits, anomaly, train, _ = data
     detector = fit_anomaly_detector(cache, splits, anomaly, train)
     redrawn = splits.assign(split=np.roll(splits["split"].to_numpy(), 1))
     with pytest.raises(ValueError, match="another split"):
         evaluate_anomaly_detector(detector, cache, redrawn, anomaly)
+
+
+def test_new_images_are_scored_as_the_cache_was_read(data):
+    """Inference reads new images through the detector itself: the same scores as the
+    pipeline's cache for the same images, a row per photo and per sample (its highest)."""
+    cache, splits, anomaly, train, (samples, manifest, masks, raw) = data
+    detector = fit_anomaly_detector(cache, splits, anomaly, train)
+    table = detector.score_samples(samples, manifest, masks, lambda pid: raw[pid]())
+    images = ImageCache.from_arrays(cache)
+    photos = table[table["level"] == "photo"].set_index("item_id")
+    assert len(photos) == int(images.view_mask.sum())
+    i, v = np.nonzero(images.view_mask)
+    expected, _ = detector.score(images.images[i, v])
+    ids = [f"{s}/{images.views[k]}" for s, k in zip(images.sample_ids[i], v, strict=True)]
+    np.testing.assert_allclose(photos.loc[ids, "anomaly_score"], expected, rtol=1e-5)
+    per_sample = table[table["level"] == "sample"].set_index("sample_id")["anomaly_score"]
+    assert per_sample.to_dict() == photos.groupby("sample_id")["anomaly_score"].max().to_dict()
+    assert (table["anomalous"] == (table["anomaly_score"] > detector.threshold)).all()

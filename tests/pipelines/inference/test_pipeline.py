@@ -69,6 +69,12 @@ def test_new_images_are_inspected_predicted_and_the_model_exported(
     drift = report["drift"]
     assert drift["applied"] and drift["n_images"] == len(list(new.rglob("*.png"))) - 1
     assert not drift["drift"] and drift["kid"] <= drift["threshold"]
+    # the one-class detector of the same run scores every sample, at its validation threshold
+    detector = pd.read_pickle(latest(out / "06_models/synthetic/anomaly_detector.pkl"))
+    assert predictions["anomaly_score"].notna().all()
+    flagged = predictions["anomaly_score"] > detector.threshold
+    assert (predictions["anomalous"] == flagged).all()
+    assert report["anomaly"] == {"applied": True, "n_anomalous": int(flagged.sum())}
 
     # The run's MLflow model, loaded back from the tracking server, is the same predictor:
     # the same probabilities, decisions, OOD flags and abstentions for the same images.
@@ -123,6 +129,7 @@ def test_unlabelled_folder_gets_no_metrics_and_no_targets(project, tmp_path):
     assert report["calibration"].startswith("no calibrator")  # calibration never ran
     assert report["out_of_distribution"].startswith("no out-of-distribution detector")
     assert not report["drift"]["applied"] and "--pipelines=ood" in report["drift"]["note"]
+    assert not report["anomaly"]["applied"] and predictions["anomaly_score"].isna().all()
     # One epoch leaves the model unsure: a high bar makes it abstain, and the rule says so.
     assert report["n_abstain"] == int(predictions["abstain"].sum()) > 0
     assert np.all(predictions.loc[predictions["abstain"], "confidence"] < 0.99)

@@ -4,14 +4,16 @@ the pipeline, inference and the served model score images alike. No Kedro."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from anomaly_lens.ml.anomaly import create_method
+from anomaly_lens.ml.data.cache import build_image_cache
 from anomaly_lens.ml.models.pretrained import weight_package
 
 
@@ -99,6 +101,48 @@ class AnomalyDetector:
             size = self.image_size
             return np.zeros(0, np.float32), np.zeros((0, size, size), np.float32)
         return np.concatenate(scores).astype(np.float32), np.concatenate(maps).astype(np.float32)
+
+    def score_samples(
+        self,
+        samples: pd.DataFrame,
+        manifest: pd.DataFrame,
+        masks: pd.DataFrame,
+        read: Callable[[str], bytes],
+        batch_size: int = 32,
+    ) -> pd.DataFrame:
+        """New paired samples read as the detector's train images were (its views, size and
+        resize rule): a ``photo`` row per present view (``item_id`` ``sample/view``) and a
+        ``sample`` row (its highest photo score), with ``anomaly_score`` and ``anomalous``."""
+        views = [v for v in self.views if f"image_{v}" in samples]
+        cache = build_image_cache(
+            samples,
+            manifest,
+            masks,
+            read,
+            views=views,
+            classes=[],
+            image_size=self.image_size,
+            resize=self.resize,
+        )
+        sample_of, view_of = np.nonzero(cache.view_mask)
+        scores, _ = self.score(cache.images[sample_of, view_of], batch_size)
+        photos = pd.DataFrame(
+            {
+                "sample_id": cache.sample_ids[sample_of].astype(str),
+                "view": np.asarray(views, dtype=object)[view_of],
+                "anomaly_score": scores.astype(np.float64),
+            }
+        )
+        photos.insert(0, "item_id", photos["sample_id"] + "/" + photos["view"])
+        per_sample = photos.groupby("sample_id", as_index=False, sort=False)["anomaly_score"]
+        table = pd.concat(
+            [
+                photos.assign(level="photo"),
+                per_sample.max().assign(item_id=lambda f: f["sample_id"], level="sample"),
+            ],
+            ignore_index=True,
+        )
+        return table.assign(anomalous=self.flag(table["anomaly_score"].to_numpy()))
 
     def flag(self, scores: np.ndarray) -> np.ndarray:
         """Which scores are above the threshold (anomalous)."""

@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from anomaly_lens.ml.anomaly.detector import AnomalyDetector
 from anomaly_lens.ml.evaluation.drift import DriftReference
 from anomaly_lens.ml.evaluation.metrics import json_safe
 from anomaly_lens.ml.evaluation.ood import OODScorer
@@ -59,6 +60,42 @@ def predict_new_images(
     return table, {f"{run}/{key}": png for key, png in pngs.items()}
 
 
+def score_anomalies(
+    predictions: pd.DataFrame,
+    anomaly_detector: AnomalyDetector | None,
+    samples: pd.DataFrame,
+    manifest: pd.DataFrame,
+    masks: pd.DataFrame,
+    images: Mapping[str, Callable[[], bytes]],
+    params: dict,
+) -> pd.DataFrame:
+    """``predictions`` with the one-class detector's ``anomaly_score`` and ``anomalous`` (its
+    validation threshold) per photo and per sample (its highest photo), the images read as
+    the detector's train images were; empty columns where ``anomaly`` never ran."""
+    if anomaly_detector is None:
+        flags = pd.array([pd.NA] * len(predictions), dtype="boolean")
+        return predictions.assign(anomaly_score=np.nan, anomalous=flags)
+    found = anomaly_detector.score_samples(
+        samples,
+        manifest,
+        masks,
+        lambda pid: images[pid](),
+        parse_block(ServingSettings, params).batch_size,
+    )
+    merged = predictions.merge(
+        found[["level", "item_id", "anomaly_score", "anomalous"]],
+        on=["level", "item_id"],
+        how="left",
+    )
+    logger.info(
+        "%s: %d of %d samples anomalous",
+        anomaly_detector.method,
+        int(found.loc[found["level"] == "sample", "anomalous"].sum()),
+        int((found["level"] == "sample").sum()),
+    )
+    return merged.assign(anomalous=merged["anomalous"].astype("boolean"))
+
+
 def measure_drift(
     model: ModelBundle,
     drift_reference: DriftReference | None,
@@ -102,6 +139,16 @@ def _metrics(predictions: pd.DataFrame, classes: list[str], label_type: str) -> 
     return found
 
 
+def _anomaly_summary(samples: pd.DataFrame) -> dict:
+    """How many samples the one-class detector calls anomalous, or why it was not applied."""
+    if samples["anomaly_score"].isna().all():
+        return {
+            "applied": False,
+            "note": "no anomaly detector: run `kedro run --pipelines=anomaly`",
+        }
+    return {"applied": True, "n_anomalous": int(samples["anomalous"].fillna(False).sum())}
+
+
 def summarise_inference(
     predictions: pd.DataFrame,
     manifest: pd.DataFrame,
@@ -132,6 +179,7 @@ def summarise_inference(
         "n_samples": int(len(samples)),
         "n_abstain": int(samples["abstain"].sum()),
         "flagged_out_of_distribution": int(samples["out_of_distribution"].sum()),
+        "anomaly": _anomaly_summary(samples),
         "predicted_by_class": {c: int(samples[f"pred_{c}"].sum()) for c in classes},
         "labels_found": found,
         "labels_unknown_to_model": [c for c in found if c not in classes],

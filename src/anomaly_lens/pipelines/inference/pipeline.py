@@ -7,6 +7,7 @@ from anomaly_lens.pipelines import ingestion, pairing
 from anomaly_lens.pipelines.inference.nodes import (
     measure_drift,
     predict_new_images,
+    score_anomalies,
     summarise_inference,
 )
 
@@ -25,6 +26,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 predict_new_images,
+                score_anomalies,
                 inputs=[
                     "model",
                     "calibrator",
@@ -36,8 +38,23 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "inference_images",
                     "params:inference",
                 ],
-                outputs=["predictions", "prediction_masks"],
+                outputs=["inference.model_predictions", "prediction_masks"],
                 name="predict_new_images",
+                namespace=NAMESPACE,
+            ),
+            Node(
+                score_anomalies,
+                inputs=[
+                    "inference.model_predictions",
+                    "anomaly_detector",
+                    "inference.samples",
+                    "inference.manifest",
+                    "inference.masks",
+                    "inference_images",
+                    "params:inference",
+                ],
+                outputs="predictions",
+                name="score_anomalies",
                 namespace=NAMESPACE,
             ),
             Node(

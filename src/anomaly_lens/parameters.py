@@ -206,7 +206,7 @@ class DriftParams(Settings):
 class OODParams(Settings):
     """The ``ood`` block."""
 
-    detector: Literal[DETECTORS] = "knn"
+    detector: Literal[(*DETECTORS, "auto")] = "auto"  # auto: the best on validation-side sets
     kept: float = Field(default=0.95, gt=0.5, lt=1.0)
     max_items: PositiveInt = 200
     neighbours: PositiveInt = 50

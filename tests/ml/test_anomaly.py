@@ -88,6 +88,16 @@ def test_a_fit_is_repeatable_and_leaves_the_global_generators_alone(method):
     assert (np.random.get_state()[1] == before).all()
 
 
+def test_a_small_train_set_keeps_a_memory_bank():
+    """Three 32 px images give 48 patches: 1 % of them would be none; all are kept."""
+    settings = AnomalyMethodSettings(layers=["blocks.2", "blocks.4"])
+    detector = AnomalyDetector(
+        "patchcore", "tf_efficientnet_lite0", settings, 32, "stretch", ["default"], "split-a"
+    ).fit(textures(3, 8, size=32))
+    assert len(detector.model().memory_bank) == 3 * 4 * 4
+    assert np.isfinite(detector.score(textures(2, 9, size=32))[0]).all()
+
+
 def test_an_unknown_method_lists_the_registered_ones():
     assert {"patchcore", "padim"} <= set(METHODS)
     with pytest.raises(ValueError, match="registered: .*patchcore"):

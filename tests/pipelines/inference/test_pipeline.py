@@ -62,7 +62,9 @@ def test_new_images_are_inspected_predicted_and_the_model_exported(
     )
     assert report["n_quarantined"] == 1 and report["n_samples"] == len(samples)
     assert report["calibration"]["temperature"] == calibrator["temperature"]
-    assert report["out_of_distribution"]["detector"] == "knn"
+    ood = json.loads(latest(out / "08_reporting/synthetic/ood_metrics.json").read_text())
+    assert ood["selection"]["rule"].startswith("auto")  # chosen on validation-side sets
+    assert report["out_of_distribution"]["detector"] == ood["selection"]["chosen"]
     assert 0 <= report["metrics_per_sample"]["macro_f1"] <= 1
     assert report["calibration"]["model_id"] == report["model"]["identity"]
     # the demo's own images, against the model's training images: no drift

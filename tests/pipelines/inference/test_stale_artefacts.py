@@ -16,7 +16,11 @@ from anomaly_lens.pipelines.inference.nodes import (
     predict_new_images,
     summarise_inference,
 )
-from anomaly_lens.pipelines.ood.nodes import fit_drift_reference, fit_ood_detectors
+from anomaly_lens.pipelines.ood.nodes import (
+    choose_ood_detector,
+    fit_drift_reference,
+    fit_ood_detectors,
+)
 from anomaly_lens.pipelines.train.nodes import cache_images, train_model
 from tests.conftest import base_parameters
 from tests.pipelines.train.test_nodes import VIEWS, params, prepared  # noqa: F401 (fixture)
@@ -27,7 +31,8 @@ def _artefacts(bundle, cache, splits, p) -> tuple[dict, object, bytes]:
     _, predictions = evaluate_model(bundle, cache, splits, None, p)
     calibrator, _, _ = calibrate(predictions, bundle, base_parameters()["calibration"])
     ood = {**base_parameters()["ood"], "max_items": 8}
-    detector = fit_ood_detectors(bundle, cache, splits, ood)[ood["detector"]]
+    detectors = fit_ood_detectors(bundle, cache, splits, ood)
+    detector = detectors[choose_ood_detector(detectors, bundle, cache, splits, ood)["chosen"]]
     graph, _ = export_model(bundle, calibrator, cache, splits, base_parameters()["export"])
     return calibrator, detector, graph
 

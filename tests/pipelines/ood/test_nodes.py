@@ -8,6 +8,7 @@ from matplotlib.figure import Figure
 
 from anomaly_lens.ml.evaluation.ood import CORRUPTIONS, DETECTORS
 from anomaly_lens.pipelines.ood.nodes import (
+    choose_ood_detector,
     fit_ood_detectors,
     plot_ood_scores,
     score_ood_sets,
@@ -32,8 +33,10 @@ def test_the_ood_pipeline_scores_every_set_and_reports(trained):
     assert set(corrupted["corruption"]) == set(CORRUPTIONS)
     assert set(corrupted["severity"]) == {1, 2, 3, 4, 5}
     assert set(scores["detector"]) == set(DETECTORS) and scores["score"].notna().all()
-    chosen, report, table, headline = summarise_ood(scores, detectors, settings)
-    assert chosen.name == settings["detector"] and chosen.threshold is not None
+    selection = choose_ood_detector(detectors, bundle, cache, splits, settings)
+    chosen, report, table, headline = summarise_ood(scores, detectors, selection, settings)
+    assert chosen.name == selection["chosen"] and chosen.threshold is not None
+    assert report["selection"] == selection
     assert len(table) == len(DETECTORS) * (len(CORRUPTIONS) * 5 + 1)  # + far-OOD; no shift
     # The headline is the chosen detector's, as the table has it; the best on test is
     # reported apart, named as selected on test, and never logged as a headline.
@@ -57,3 +60,21 @@ def test_test_items_never_enter_the_fit(trained):
     again = fit_ood_detectors(bundle, cache, without_test, settings)
     assert {n: d.threshold for n, d in fitted.items()} == {n: d.threshold for n, d in again.items()}
     assert pd.Series(list(splits["split"])).eq("test").any()
+
+
+def test_auto_chooses_on_validation_side_sets_only(trained):
+    """``auto`` picks the best mean AUROC on sets made from val items: the same choice and
+    figures whatever the test split holds; a named detector is taken as it is."""
+    bundle, cache, splits = trained
+    settings = {**base_parameters()["ood"], "max_items": 8, "detector": "auto"}
+    detectors = fit_ood_detectors(bundle, cache, splits, settings)
+    selection = choose_ood_detector(detectors, bundle, cache, splits, settings)
+    figures = pd.DataFrame(selection["validation"]).T
+    assert set(figures.index) == set(DETECTORS)
+    assert selection["chosen"] == figures["mean"].idxmax()
+    without_test = splits.assign(split=splits["split"].replace({"test": "unused"}))
+    assert choose_ood_detector(detectors, bundle, cache, without_test, settings) == selection
+    named = choose_ood_detector(
+        detectors, bundle, cache, splits, {**settings, "detector": "energy"}
+    )
+    assert named == {"chosen": "energy", "rule": "ood.detector"}

@@ -73,11 +73,14 @@ def class_groups(labels: torch.Tensor, label_type: str) -> np.ndarray:
     return np.where(labels.sum(1) > 0, labels.argmax(1) + 1, 0)
 
 
-def measured_sets(test: Items, shift: Items | None, seed: int) -> list[tuple]:
-    """``(set, corruption, severity, Items)``: the test items, each corruption of them at
-    severities 1-5, the shifted items where there are any, and textures (far-OOD)."""
+def measured_sets(
+    test: Items, shift: Items | None, seed: int, inside: str = IN_DISTRIBUTION
+) -> list[tuple]:
+    """``(set, corruption, severity, Items)``: the in-distribution items (set ``inside``),
+    each corruption of them at severities 1-5, the shifted items where there are any, and
+    textures (far-OOD)."""
     pixels = (test.images * 255).round().to(torch.uint8).numpy()
-    sets = [(IN_DISTRIBUTION, "none", 0, test)]
+    sets = [(inside, "none", 0, test)]
     for k, name in enumerate(CORRUPTIONS):
         for severity in range(1, 6):
             corrupted = corrupt(pixels, name, severity, seed + 10 * k + severity)
@@ -109,11 +112,13 @@ def score_sets(network, detectors: dict[str, OODScorer], sets: list[tuple]) -> p
     return pd.concat(rows, ignore_index=True)
 
 
-def separation_table(scores: pd.DataFrame, detectors: dict[str, OODScorer]) -> pd.DataFrame:
+def separation_table(
+    scores: pd.DataFrame, detectors: dict[str, OODScorer], inside_set: str = IN_DISTRIBUTION
+) -> pd.DataFrame:
     """Per set, corruption, severity and detector: AUROC, FPR95 and AUPR against the
-    in-distribution items, and the share its threshold flags."""
-    inside = scores[scores["set"] == IN_DISTRIBUTION]
-    outside = scores[scores["set"] != IN_DISTRIBUTION]
+    in-distribution items (set ``inside_set``), and the share its threshold flags."""
+    inside = scores[scores["set"] == inside_set]
+    outside = scores[scores["set"] != inside_set]
     rows = []
     keys = ["set", "corruption", "severity", "detector"]
     for (kind, corruption, severity, name), part in outside.groupby(keys, sort=False):
@@ -126,12 +131,31 @@ def separation_table(scores: pd.DataFrame, detectors: dict[str, OODScorer]) -> p
     return pd.DataFrame(rows)
 
 
+def headline_aurocs(table: pd.DataFrame) -> pd.DataFrame:
+    """Per detector: mean AUROC on corruptions of severity 3 and more, AUROC on far-OOD."""
+    hard = table[(table["set"] == "corruption") & (table["severity"] >= 3)]
+    return pd.DataFrame(
+        {
+            "corruption_severity_3plus": hard.groupby("detector")["auroc"].mean(),
+            "far_ood": table[table["set"] == "far_ood"].set_index("detector")["auroc"],
+        }
+    )
+
+
+def choose_detector(val_table: pd.DataFrame) -> tuple[str, dict]:
+    """The detector with the best mean of the two headline AUROCs on validation-side sets
+    (corruptions of val items, textures of another seed), and every detector's figures."""
+    found = headline_aurocs(val_table)
+    mean = found.mean(axis=1)
+    per_detector = found.assign(mean=mean).to_dict("index")
+    return str(mean.idxmax()), per_detector
+
+
 def detector_summary(table: pd.DataFrame, chosen: str) -> tuple[dict, dict]:
     """The chosen detector's mean AUROC on corruptions of severity 3 and more and on
     far-OOD; and the best detector on these same figures, labelled as selected on them."""
-    hard = table[(table["set"] == "corruption") & (table["severity"] >= 3)]
-    corruption_auroc = hard.groupby("detector")["auroc"].mean()
-    far_auroc = table[table["set"] == "far_ood"].set_index("detector")["auroc"]
+    found = headline_aurocs(table)
+    corruption_auroc, far_auroc = found["corruption_severity_3plus"], found["far_ood"]
     summary = {
         "chosen_detector": chosen,
         "chosen_auroc_corruption_severity_3plus": float(corruption_auroc[chosen]),

@@ -26,7 +26,6 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 predict_new_images,
-                score_anomalies,
                 inputs=[
                     "model",
                     "calibrator",

@@ -16,6 +16,7 @@ from anomaly_lens.ml.evaluation.metrics import json_safe
 from anomaly_lens.ml.evaluation.ood import DETECTORS, OODScorer, logits_and_features
 from anomaly_lens.ml.evaluation.ood_sets import (
     IN_DISTRIBUTION,
+    choose_detector,
     class_groups,
     detector_summary,
     items_by_part,
@@ -55,6 +56,37 @@ def fit_ood_detectors(
         len(val_features),
     )
     return detectors
+
+
+FALLBACK_DETECTOR = "knn"  # ``auto`` without validation items
+
+
+def choose_ood_detector(
+    detectors: dict[str, OODScorer],
+    model: ModelBundle,
+    image_cache: dict,
+    splits: pd.DataFrame,
+    params: dict,
+) -> dict:
+    """Which detector inference applies: ``ood.detector``, or with ``auto`` the best mean
+    AUROC on corruptions (severity >= 3) and far-OOD textures made from the **val** items
+    and another seed than the test sets; test items are not read."""
+    settings = parse_block(OODParams, params)
+    if settings.detector != "auto":
+        return {"chosen": settings.detector, "rule": "ood.detector"}
+    cache = ImageCache.from_arrays(image_cache)
+    parts = items_by_part(model, cache, splits, ["val"], settings.seed, settings.max_items)
+    if "val" not in parts:
+        return {"chosen": FALLBACK_DETECTOR, "rule": "auto without val items: the fallback"}
+    sets = measured_sets(parts["val"], None, settings.seed + 1000, inside="val")
+    table = separation_table(score_sets(load_model(model), detectors, sets), detectors, "val")
+    chosen, per_detector = choose_detector(table)
+    logger.info("OOD detector chosen on validation-side sets: %s", chosen)
+    return {
+        "chosen": chosen,
+        "rule": "auto: best mean AUROC on val corruptions (severity >= 3) and far-OOD",
+        "validation": per_detector,
+    }
 
 
 def fit_drift_reference(
@@ -102,16 +134,17 @@ def score_ood_sets(
 
 
 def summarise_ood(
-    scores: pd.DataFrame, detectors: dict[str, OODScorer], params: dict
+    scores: pd.DataFrame, detectors: dict[str, OODScorer], selection: dict, params: dict
 ) -> tuple[OODScorer, dict, pd.DataFrame, dict]:
-    """``ood_detector`` (``ood.detector``, chosen by parameter, never by these test
-    figures), ``ood_metrics`` (AUROC, FPR95, AUPR per detector, set and severity; a
-    ``summary`` of the chosen detector; ``test_selected_best``, named as the selected score
-    it is), the same as a table, and the chosen detector's AUROCs for the MLflow run."""
+    """``ood_detector`` (the ``selection``: by parameter or on validation-side sets, never
+    by these test figures), ``ood_metrics`` (AUROC, FPR95, AUPR per detector, set and
+    severity; a ``summary`` of the chosen detector; how it was chosen;
+    ``test_selected_best``, named as the selected score it is), the same as a table, and
+    the chosen detector's AUROCs for the MLflow run."""
     settings = parse_block(OODParams, params)
     inside = scores[scores["set"] == IN_DISTRIBUTION]
     table = separation_table(scores, detectors)
-    summary, test_selected = detector_summary(table, settings.detector)
+    summary, test_selected = detector_summary(table, selection["chosen"])
     by_detector = {
         name: {
             "threshold": scorer.threshold,
@@ -126,12 +159,13 @@ def summarise_ood(
     report = {
         "in_distribution": {"set": IN_DISTRIBUTION, "n": int(len(inside) / len(detectors))},
         "summary": summary,
+        "selection": selection,
         "test_selected_best": test_selected,
         "detectors": by_detector,
     }
     headline = as_mlflow_metrics({k: v for k, v in summary.items() if isinstance(v, float)})
     logger.info("OOD: %s", summary)
-    return detectors[settings.detector], json_safe(report), table, headline
+    return detectors[selection["chosen"]], json_safe(report), table, headline
 
 
 def plot_ood_scores(scores: pd.DataFrame) -> Figure:

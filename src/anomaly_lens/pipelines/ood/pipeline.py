@@ -4,6 +4,7 @@ from kedro.pipeline import Node, Pipeline
 
 from anomaly_lens.pipelines import serve
 from anomaly_lens.pipelines.ood.nodes import (
+    choose_ood_detector,
     fit_drift_reference,
     fit_ood_detectors,
     plot_ood_scores,
@@ -23,6 +24,12 @@ def ood_pipeline() -> Pipeline:
                 name="fit_ood_detectors",
             ),
             Node(
+                choose_ood_detector,
+                inputs=["ood_detectors", "model", "image_cache", "splits", "params:ood"],
+                outputs="ood_selection",
+                name="choose_ood_detector",
+            ),
+            Node(
                 score_ood_sets,
                 inputs=["ood_detectors", "model", "image_cache", "splits", "params:ood"],
                 outputs="ood_scores",
@@ -30,7 +37,7 @@ def ood_pipeline() -> Pipeline:
             ),
             Node(
                 summarise_ood,
-                inputs=["ood_scores", "ood_detectors", "params:ood"],
+                inputs=["ood_scores", "ood_detectors", "ood_selection", "params:ood"],
                 outputs=["ood_detector", "ood_metrics", "ood_table", "ood_mlflow_metrics"],
                 name="summarise_ood",
             ),

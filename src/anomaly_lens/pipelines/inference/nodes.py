@@ -141,7 +141,7 @@ def _metrics(predictions: pd.DataFrame, classes: list[str], label_type: str) -> 
 
 def _anomaly_summary(samples: pd.DataFrame) -> dict:
     """How many samples the one-class detector calls anomalous, or why it was not applied."""
-    if samples["anomaly_score"].isna().all():
+    if "anomaly_score" not in samples or samples["anomaly_score"].isna().all():
         return {
             "applied": False,
             "note": "no anomaly detector: run `kedro run --pipelines=anomaly`",

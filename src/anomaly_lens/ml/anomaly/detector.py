@@ -14,7 +14,7 @@ import torch
 
 from anomaly_lens.ml.anomaly import create_method
 from anomaly_lens.ml.data.cache import build_image_cache
-from anomaly_lens.ml.models.pretrained import weight_package
+from anomaly_lens.ml.models.pretrained import grey_normalisation, weight_package
 
 
 @dataclass
@@ -70,9 +70,8 @@ class AnomalyDetector:
     def prepare(self, images: np.ndarray) -> torch.Tensor:
         """(N, S, S) uint8 grey squares as the backbone's 3-channel normalised input (grey
         repeated: the same as summing the RGB filters)."""
-        package = weight_package(self.backbone)
-        mean = torch.tensor(package.mean).view(1, 3, 1, 1)
-        std = torch.tensor(package.std).view(1, 3, 1, 1)
+        mean, std = grey_normalisation(weight_package(self.backbone), 3)
+        mean, std = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
         pixels = torch.from_numpy(np.ascontiguousarray(images)).float().div(255).unsqueeze(1)
         return (pixels.expand(-1, 3, -1, -1) - mean) / std
 

@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 import torch
 from anomalib.metrics.aupro import _AUPRO
-from sklearn.metrics import average_precision_score, f1_score, precision_recall_curve, roc_auc_score
+from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
 from anomaly_lens.ml.data.cache import ImageCache
+from anomaly_lens.ml.evaluation.calibration import tune_thresholds
 from anomaly_lens.ml.evaluation.metrics import bootstrap_interval
 
 THRESHOLD_RULES = ("auto", "best_f1", "normal_quantile")
@@ -30,9 +31,6 @@ class Items:
     sample_ids: np.ndarray  # (M,) str
     views: np.ndarray  # (M,) str
     groups: np.ndarray  # (M,) unit of splitting
-
-    def take(self, chosen: np.ndarray) -> Items:
-        return Items(*(getattr(self, f)[chosen] for f in self.__dataclass_fields__))
 
 
 def split_items(cache: ImageCache, splits: pd.DataFrame, part: str, views: list[str]) -> Items:
@@ -71,13 +69,9 @@ def choose_threshold(
             raise ValueError("no normal validation image to set the threshold on")
         value = float(np.quantile(scores[~anomalous], normal_kept))
         return value, f"{normal_kept:.0%} of normal validation images below it"
-    precision, recall, thresholds = precision_recall_curve(anomalous, scores)
-    f1 = (2 * precision * recall / np.maximum(precision + recall, 1e-12))[:-1]
-    # flagged means above the threshold: halfway below the best F1's lowest flagged score
-    best = int(f1.argmax())
-    below = scores[scores < thresholds[best]]
-    value = (thresholds[best] + below.max()) / 2 if len(below) else thresholds[best] - 1e-6
-    return float(value), "best F1 on validation images"
+    # the calibration's rule: halfway below the best F1's lowest flagged score
+    (value,) = tune_thresholds(scores[:, None], anomalous[:, None].astype(int), "f1")
+    return value, "best F1 on validation images"
 
 
 def image_metrics(

@@ -14,78 +14,63 @@ from anomaly_lens.pipelines.inference.nodes import (
 NAMESPACE = "inference"
 
 
-def create_pipeline(**kwargs) -> Pipeline:
-    prepared = pipeline(
+# The new images as the inference namespace's ingestion and pairing leave them.
+NEW_IMAGES = ["inference.samples", "inference.manifest", "inference.masks", "inference_images"]
+
+
+def _prepared() -> Pipeline:
+    """Ingestion and pairing of the new images (namespace ``inference``)."""
+    return pipeline(
         ingestion.create_pipeline() + pairing.create_pipeline(),
         namespace=NAMESPACE,
         inputs={"raw_images": "inference_images", "raw_annotations": "inference_annotations"},
         outputs={"quarantine": "inference_quarantine"},
         parameters={"params:ingestion", "params:pairing"},
     )
-    return prepared + Pipeline(
-        [
-            Node(
-                predict_new_images,
-                inputs=[
-                    "model",
-                    "calibrator",
-                    "ood_detector",
-                    "latest_onnx_model",
-                    "inference.samples",
-                    "inference.manifest",
-                    "inference.masks",
-                    "inference_images",
-                    "params:inference",
-                ],
-                outputs=["inference.model_predictions", "prediction_masks"],
-                name="predict_new_images",
-                namespace=NAMESPACE,
-            ),
-            Node(
-                score_anomalies,
-                inputs=[
-                    "inference.model_predictions",
-                    "anomaly_detector",
-                    "inference.samples",
-                    "inference.manifest",
-                    "inference.masks",
-                    "inference_images",
-                    "params:inference",
-                ],
-                outputs="predictions",
-                name="score_anomalies",
-                namespace=NAMESPACE,
-            ),
-            Node(
-                measure_drift,
-                inputs=[
-                    "model",
-                    "drift_reference",
-                    "inference.samples",
-                    "inference.manifest",
-                    "inference.masks",
-                    "inference_images",
-                    "params:inference",
-                ],
-                outputs="inference.drift",
-                name="measure_drift",
-                namespace=NAMESPACE,
-            ),
-            Node(
-                summarise_inference,
-                inputs=[
-                    "predictions",
-                    "inference.manifest",
-                    "inference_quarantine",
-                    "model",
-                    "calibrator",
-                    "ood_detector",
-                    "inference.drift",
-                    "params:inference",
-                ],
-                outputs="inference_report",
-                name="summarise_inference",
-                namespace=NAMESPACE,
-            ),
-        ]
-    )
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    artefacts = ["model", "calibrator", "ood_detector"]
+    nodes = [
+        Node(
+            predict_new_images,
+            inputs=[*artefacts, "latest_onnx_model", *NEW_IMAGES, "params:inference"],
+            outputs=["inference.model_predictions", "prediction_masks"],
+            name="predict_new_images",
+            namespace=NAMESPACE,  # the node's name only
+        ),
+        Node(
+            score_anomalies,
+            inputs=[
+                "inference.model_predictions",
+                "anomaly_detector",
+                *NEW_IMAGES,
+                "params:inference",
+            ],
+            outputs="predictions",
+            name="score_anomalies",
+            namespace=NAMESPACE,
+        ),  # fmt: skip
+        Node(
+            measure_drift,
+            inputs=["model", "drift_reference", *NEW_IMAGES, "params:inference"],
+            outputs="inference.drift",
+            name="measure_drift",
+            namespace=NAMESPACE,
+        ),
+        Node(
+            summarise_inference,
+            inputs=[
+                "predictions",
+                "inference.manifest",
+                "inference_quarantine",
+                *artefacts,
+                "inference.drift",
+                "params:inference",
+            ],
+            outputs="inference_report",
+            name="summarise_inference",
+            namespace=NAMESPACE,
+        ),  # fmt: skip
+    ]
+    return _prepared() + Pipeline(nodes)

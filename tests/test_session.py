@@ -112,4 +112,11 @@ def test_cv_and_leakage_pipelines_report_pooled_and_leaky_figures(project):
     parent = runs[runs["tags.mlflow.parentRunId"].isna()].sort_values("start_time").iloc[-1]
     assert parent["metrics.cv.oof_macro_f1"] == pytest.approx(cv_metrics["oof"]["macro_f1"])
     assert parent["metrics.leaky.cv.oof_macro_f1"] == pytest.approx(leakage["random_macro_f1"])
+    gate = json.loads(latest(reports / "cv_gate_metrics.json").read_text())  # the hybrid
+    assert gate["network"]["against_classifier_alone"]["reference"]["macro_f1"] == pytest.approx(
+        cv_metrics["oof"]["macro_f1"]
+    )
+    assert parent["metrics.cv.gate_oof_macro_f1"] == pytest.approx(
+        gate["network"]["oof"]["macro_f1"]
+    )
     assert (runs["tags.mlflow.parentRunId"] == parent.run_id).sum() == 6  # 3 folds, twice

@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     Field,
     NonNegativeInt,
+    PositiveFloat,
     PositiveInt,
     ValidationError,
     ValidationInfo,
@@ -27,8 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from anomaly_lens.ml.anomaly import METHODS
-from anomaly_lens.ml.anomaly.evaluation import THRESHOLD_RULES
+from anomaly_lens.ml.anomaly.settings import AnomalyParams
 from anomaly_lens.ml.data.layouts import LAYOUTS
 from anomaly_lens.ml.data.splitting import check_ratios
 from anomaly_lens.ml.data.synthetic import SyntheticConfig
@@ -163,6 +163,16 @@ class BboxParams(Settings):
     previews_per_class: NonNegativeInt = 4
 
 
+class NestedParams(Settings):
+    """``cv.nested``: the grid of frozen-feature logistic regressions chosen by inner folds."""
+
+    backbones: list[Literal[tuple(WEIGHT_PACKAGES)]] = Field(
+        default=["tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2"],
+        min_length=1,
+    )
+    c: list[PositiveFloat] = Field(default=[0.01, 0.1, 1.0], min_length=1)
+
+
 class CvParams(Settings):
     """The ``cv`` block."""
 
@@ -172,6 +182,7 @@ class CvParams(Settings):
     seed: int = 42
     candidates: PositiveInt = 20
     baseline_backbone: Literal[tuple(WEIGHT_PACKAGES)] = "tf_efficientnet_lite0"
+    nested: NestedParams = NestedParams()
 
     @field_validator("folds")
     @classmethod
@@ -212,24 +223,6 @@ class OODParams(Settings):
     neighbours: PositiveInt = 50
     seed: int = 42
     drift: DriftParams = DriftParams()
-
-
-class AnomalyParams(Settings):
-    """The ``anomaly`` block: a detector learnt from the normal train images only."""
-
-    method: Literal[METHODS] = "patchcore"
-    backbone: Literal[tuple(WEIGHT_PACKAGES)] = "tf_efficientnet_lite0"
-    layers: list[str] = Field(default=["blocks.2", "blocks.4"], min_length=1)
-    max_train_images: PositiveInt = 200
-    coreset_ratio: float = Field(default=0.01, gt=0.0, le=1.0)
-    neighbours: PositiveInt = 9
-    padim_features: PositiveInt = 100
-    threshold: Literal[THRESHOLD_RULES] = "auto"
-    normal_kept: float = Field(default=0.99, gt=0.5, lt=1.0)
-    bootstrap_rounds: PositiveInt = 200
-    aupro_fpr_limit: float = Field(default=0.3, gt=0.0, le=1.0)
-    batch_size: PositiveInt = 32
-    seed: int = 42
 
 
 class ExportParams(Settings):

@@ -6,12 +6,14 @@ import pickle
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import ndimage
 
 from anomaly_lens.ml.anomaly import METHODS, create_method
 from anomaly_lens.ml.anomaly.detector import AnomalyDetector, AnomalyMethodSettings
 from anomaly_lens.ml.anomaly.evaluation import choose_threshold, image_metrics, pixel_metrics
+from anomaly_lens.ml.anomaly.gate import fold_as_split, gate, gated_probabilities
 
 CELL = 8  # pixels: the stride of the finest feature map (blocks.2) at 64 px
 LAYERS = {"patchcore": ["blocks.2", "blocks.4"], "padim": ["blocks.1", "blocks.2", "blocks.4"]}
@@ -130,3 +132,46 @@ def test_image_metrics_have_group_intervals_and_say_when_they_cannot_be_measured
     assert "reason" in pixel_metrics(
         np.zeros((2, 8, 8)), np.zeros((2, 8, 8), bool), np.array([True, False])
     )
+
+
+def test_the_gate_calls_normal_what_the_detector_passes_and_keeps_the_classifiers_defect():
+    probs = np.array([[0.7, 0.2, 0.1], [0.7, 0.1, 0.2], [0.1, 0.6, 0.3]])
+    gated = gated_probabilities(probs, np.array([False, True, True]), single_label=True)
+    assert gated.argmax(1).tolist() == [0, 2, 1]  # the second: its most probable defect
+    assert np.allclose(gated.sum(1), 1) and gated[1:, 0].tolist() == [0, 0]
+    multilabel = gated_probabilities(probs, np.array([False, True, False]), single_label=False)
+    assert np.allclose(multilabel, probs * np.array([[0], [1], [0]]))
+
+
+def test_a_round_of_the_gate_learns_from_neither_its_test_fold_nor_its_threshold_fold():
+    samples = pd.DataFrame(
+        {
+            "sample_id": [f"s{i}" for i in range(8)],
+            "unit_id": list("aabbccdd"),
+            "fold": [0, 0, 1, 1, 2, 2, 3, 3],
+        }
+    )
+    for fold in range(4):
+        split = fold_as_split(samples, fold).set_index("sample_id")["split"]
+        assert set(samples.loc[samples["fold"] == fold, "sample_id"].map(split)) == {"test"}
+        following = samples.loc[samples["fold"] == (fold + 1) % 4, "sample_id"]
+        assert set(following.map(split)) == {"val"}
+        assert (split == "train").sum() == 4
+
+
+def test_the_gate_refuses_scores_of_other_photos_or_folds():
+    predictions = pd.DataFrame(
+        {"item_id": ["a/x", "b/x"], "sample_id": ["a", "b"], "fold": [0, 1], "unit_id": ["a", "b"],
+         "prob_normal": [0.9, 0.2], "prob_crack": [0.1, 0.8],
+         "target_normal": [1, 0], "target_crack": [0, 1]}
+    )  # fmt: skip
+    scores = pd.DataFrame(
+        {"item_id": ["a/x", "b/x"], "fold": [0, 1], "anomaly_score": [0.1, 2.0],
+         "threshold": [1.0, 1.0], "anomalous": [False, True]}
+    )  # fmt: skip
+    gated = gate(predictions, scores)
+    assert gated[["prob_normal", "prob_crack"]].to_numpy().tolist() == [[1, 0], [0, 1]]
+    with pytest.raises(ValueError, match="not of these predictions"):
+        gate(predictions, scores.assign(fold=[0, 0]))
+    with pytest.raises(ValueError, match="not of these predictions"):
+        gate(predictions, scores.iloc[:1])

@@ -22,8 +22,11 @@ from anomaly_lens.ml.training.fit import EpochHistory
 from anomaly_lens.pipelines.cv.nodes import (
     assign_cv_folds,
     cross_validate,
+    cross_validate_anomaly_scores,
     cross_validate_baseline,
+    nested_baseline,
     summarise_cv,
+    summarise_gate,
 )
 from anomaly_lens.pipelines.train.nodes import cache_images, train_model
 from tests.conftest import base_parameters
@@ -99,6 +102,42 @@ def test_cross_validation_predicts_every_item_once_out_of_fold(prepared, tmp_pat
     grouped = [tmp_path / "ckpt" / "cv" / f"fold_{k}" / "best.ckpt" for k in range(3)]
     assert all(path.is_file() for path in grouped)
     assert not (tmp_path / "ckpt" / "leaky_cv").exists()
+
+    # The one-class detector on the same folds: every photo scored once, by the detector
+    # of its own fold, and the gate in front of the network and the baseline.
+    anomaly = {**base_parameters()["anomaly"], "max_train_images": 40, "bootstrap_rounds": 20}
+    scores = cross_validate_anomaly_scores(cache, folds, anomaly, train)
+    assert sorted(scores["item_id"]) == sorted(predictions["item_id"])
+    fold_of = predictions.set_index("item_id")["fold"]
+    assert (scores["fold"].to_numpy() == fold_of.loc[scores["item_id"]].to_numpy()).all()
+    assert scores.groupby("fold")["threshold"].nunique().eq(1).all()
+    gated, gate_report, gate_headline = summarise_gate(scores, predictions, baseline, train, CV)
+    network = gate_report["network"]
+    assert network["against_classifier_alone"]["reference"]["macro_f1"] == pytest.approx(
+        report["oof"]["macro_f1"]
+    )
+    assert network["against_classifier_alone"]["candidate"]["macro_f1"] == pytest.approx(
+        network["oof"]["macro_f1"]
+    )
+    passed = gated.set_index("item_id").loc[scores.loc[~scores["anomalous"], "item_id"]]
+    assert (passed[[f"prob_{c}" for c in report["classes"]]].to_numpy() == 0).all()  # multilabel
+    assert gate_headline["gate_minus_network"]["value"] == pytest.approx(
+        network["oof"]["macro_f1"] - report["oof"]["macro_f1"]
+    )
+    assert 0 <= gate_report["one_class"]["per_photo"]["auroc"] <= 1
+    assert len(gate_report["one_class"]["per_fold_auroc"]) == 3
+
+    # The baseline's setting chosen on inner folds, scored on the outer ones.
+    cv = {**CV, "nested": {"backbones": ["tf_efficientnet_lite0"], "c": [0.1, 1.0]}}
+    nested, nested_headline = nested_baseline(cache, folds, train, cv)
+    assert nested["nested"]["oof"]["n_items"] == len(predictions)
+    assert [c["fold"] for c in nested["outer_choices"]] == [0, 1, 2]
+    assert nested["selected"]["oof_macro_f1"] == max(
+        c["oof_macro_f1"] for c in nested["candidates"]
+    )
+    assert nested_headline["nested_baseline_oof_macro_f1"]["value"] == pytest.approx(
+        nested["nested"]["oof"]["macro_f1"]
+    )
 
 
 def test_a_round_trains_on_every_fold_but_its_test_fold_and_validation():

@@ -64,7 +64,8 @@ def create_method(name: str) -> Method:
     return ANOMALY_METHODS[name]
 
 
-_SUPPORT = {"detector", "evaluation", "weights"}  # modules of this package that are not methods
+# modules of this package that are not methods
+_SUPPORT = {"detector", "evaluation", "fitting", "gate", "settings", "weights"}
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in _SUPPORT:
         importlib.import_module(f"{__name__}.{_module.name}")

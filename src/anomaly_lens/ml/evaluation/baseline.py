@@ -135,9 +135,12 @@ def pretrained_features(
     return np.concatenate(rows).astype(np.float32)
 
 
-def fit_logistic(features: np.ndarray, targets: np.ndarray, label_type: str, seed: int):
-    """Standardised, class-balanced logistic regression (one-vs-rest for multi-label)."""
-    classifier = LogisticRegression(class_weight="balanced", max_iter=3000, random_state=seed)
+def fit_logistic(
+    features: np.ndarray, targets: np.ndarray, label_type: str, seed: int, c: float = 1.0
+):
+    """Standardised, class-balanced logistic regression (one-vs-rest for multi-label) of
+    inverse regularisation strength ``c``."""
+    classifier = LogisticRegression(C=c, class_weight="balanced", max_iter=3000, random_state=seed)
     if label_type == "multiclass":
         labels = targets.argmax(1)
     elif targets.shape[1] == 1:  # one type (a binary model): a plain binary regression

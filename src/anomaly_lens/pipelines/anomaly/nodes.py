@@ -9,13 +9,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from anomaly_lens.ml.anomaly.detector import AnomalyDetector, AnomalyMethodSettings
-from anomaly_lens.ml.anomaly.evaluation import (
-    choose_threshold,
-    evaluate_detector,
-    per_sample,
-    split_items,
-)
+from anomaly_lens.ml.anomaly.detector import AnomalyDetector
+from anomaly_lens.ml.anomaly.evaluation import evaluate_detector, split_items
+from anomaly_lens.ml.anomaly.fitting import fit_on_split
 from anomaly_lens.ml.data.cache import ImageCache
 from anomaly_lens.ml.data.splitting import split_identity
 from anomaly_lens.ml.evaluation.metrics import json_safe
@@ -31,44 +27,12 @@ def fit_anomaly_detector(
 ) -> AnomalyDetector:
     """Fit ``anomaly.method`` on a seeded draw of the train images of normal samples (no
     label is read beyond "normal"); the threshold from the val samples' scores."""
-    settings = parse_block(AnomalyParams, params)
-    cache = ImageCache.from_arrays(image_cache)
-    train = split_items(cache, splits, "train", cache.views)
-    normal = np.flatnonzero(~train.anomalous)
-    if not len(normal):
-        raise ValueError("The train split has no normal image to learn normality from")
-    rng = np.random.default_rng(settings.seed)
-    chosen = np.sort(rng.choice(normal, min(settings.max_train_images, len(normal)), False))
-    method = AnomalyMethodSettings(
-        **settings.model_dump(
-            include={"layers", "neighbours", "coreset_ratio", "padim_features", "seed"}
-        )
+    return fit_on_split(
+        ImageCache.from_arrays(image_cache),
+        splits,
+        parse_block(AnomalyParams, params),
+        parse_block(TrainSettings, train_params).resize,
     )
-    detector = AnomalyDetector(
-        settings.method,
-        settings.backbone,
-        method,
-        image_size=cache.images.shape[-1],
-        resize=parse_block(TrainSettings, train_params).resize,
-        views=list(cache.views),
-        split_id=split_identity(splits),
-    ).fit(train.images[chosen], settings.batch_size)
-    val = split_items(cache, splits, "val", cache.views)
-    samples = per_sample(detector.score(val.images, settings.batch_size)[0], val)
-    detector.threshold, detector.threshold_rule = choose_threshold(
-        samples["score"].to_numpy(),
-        samples["anomalous"].to_numpy(),
-        settings.threshold,
-        settings.normal_kept,
-    )
-    logger.info(
-        "%s fitted on %d normal train images; threshold %.4g (%s)",
-        settings.method,
-        len(chosen),
-        detector.threshold,
-        detector.threshold_rule,
-    )
-    return detector
 
 
 def evaluate_anomaly_detector(

@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from anomaly_lens.ml.anomaly.gate import cross_validated_scores, gate_report
 from anomaly_lens.ml.data.cache import ImageCache, MultiViewDataset, cache_fingerprint
 from anomaly_lens.ml.data.splitting import assign_folds, units_of
 from anomaly_lens.ml.evaluation import baseline
@@ -24,6 +25,7 @@ from anomaly_lens.ml.evaluation.crossval import (
     prediction_classes,
 )
 from anomaly_lens.ml.evaluation.metrics import json_safe
+from anomaly_lens.ml.evaluation.nested import nested_logistic
 from anomaly_lens.ml.evaluation.predictions import (
     per_photo_table,
     prediction_table,
@@ -32,7 +34,7 @@ from anomaly_lens.ml.training.datasets import build_datasets, label_task
 from anomaly_lens.ml.training.resume import PLACEMENT_AND_DISPLAY, run_fingerprint
 from anomaly_lens.ml.training.runs import nested_metric, nested_run
 from anomaly_lens.ml.training.settings import TrainSettings
-from anomaly_lens.parameters import CvParams, parse_block
+from anomaly_lens.parameters import AnomalyParams, CvParams, parse_block
 from anomaly_lens.tracking import as_mlflow_metrics
 
 logger = logging.getLogger(__name__)
@@ -235,4 +237,84 @@ def summarise_cv(
     }
     if "segmentation" in report["oof"]:
         headline["oof_defect_iou"] = report["oof"]["segmentation"]["defect_iou"]
+    return report, as_mlflow_metrics(headline)
+
+
+def cross_validate_anomaly_scores(
+    image_cache: dict, cv_folds: pd.DataFrame, anomaly: dict, train: dict
+) -> pd.DataFrame:
+    """``cv_anomaly_scores``: every photo's out-of-fold score of the ``anomaly`` detector,
+    fitted per fold on the normal photos of the folds other than it and the next, its
+    threshold set on the next (``ml.anomaly.gate``): on the network's folds."""
+    return cross_validated_scores(
+        ImageCache.from_arrays(image_cache),
+        cv_folds,
+        parse_block(AnomalyParams, anomaly),
+        parse_block(TrainSettings, train).resize,
+    )
+
+
+def summarise_gate(
+    scores: pd.DataFrame,
+    predictions: pd.DataFrame,
+    baseline_predictions: pd.DataFrame,
+    train: dict,
+    cv: dict,
+) -> tuple[pd.DataFrame, dict, dict]:
+    """``cv_gate_predictions`` (the network gated by the detector), ``cv_gate_metrics``
+    (the detector alone out of fold; the gated network and the gated baseline, each with
+    its paired difference to itself ungated) and their MLflow headline."""
+    rounds, seed = (
+        parse_block(TrainSettings, train).bootstrap_rounds,
+        parse_block(CvParams, cv).seed,
+    )
+    gated, report = gate_report(
+        scores, {"network": predictions, "baseline": baseline_predictions}, rounds, seed
+    )
+    report = json_safe(report)
+    network = report["network"]
+    headline = {
+        "one_class_oof_auroc": report["one_class"]["per_photo"].get("auroc"),
+        "gate_oof_macro_f1": network["oof"]["macro_f1"],
+        "gate_minus_network": network["against_classifier_alone"]["difference"],
+        "gate_baseline_oof_macro_f1": report["baseline"]["oof"]["macro_f1"],
+    }
+    logger.info("Gate out of fold: %s", headline)
+    return (
+        gated["network"],
+        report,
+        as_mlflow_metrics({k: v for k, v in headline.items() if v is not None}),
+    )
+
+
+def nested_baseline(
+    image_cache: dict, cv_folds: pd.DataFrame, train: dict, cv: dict
+) -> tuple[dict, dict]:
+    """``cv_nested_metrics``: the frozen-feature logistic regression with its backbone and
+    regularisation (``cv.nested``) chosen on inner folds, scored on outer folds the choice
+    never saw, beside the best setting's plain out-of-fold figure (a selected score)."""
+    train, cv = parse_block(TrainSettings, train), parse_block(CvParams, cv)
+    cache = ImageCache.from_arrays(image_cache)
+    label_type, _, classes = label_task(cache.labels, cache.classes, train.label_type)
+    plain = _items(cache, list(pd.unique(cv_folds["sample_id"])), train)["plain"]
+    features = {name: baseline.item_features(plain, name) for name in cv.nested.backbones}
+    targets = plain.targets[plain.positions]
+    probs, report = nested_logistic(
+        features, targets, cv_folds["fold"].to_numpy(), classes, label_type, cv.nested.c, cv.seed
+    )
+    table = prediction_table(
+        "test", plain, torch.from_numpy(probs), torch.from_numpy(targets), classes
+    )
+    table = table.drop(columns="split").assign(
+        fold=cv_folds["fold"].to_numpy(), unit_id=cv_folds["unit_id"].to_numpy()
+    )
+    nested = pooled_report(
+        per_photo_table(table, plain), classes, label_type, train.bootstrap_rounds, train.seed
+    )
+    report = json_safe({"nested": nested, **report})
+    headline = {
+        "nested_baseline_oof_macro_f1": report["nested"]["oof"]["macro_f1"],
+        "selected_baseline_oof_macro_f1": report["selected"]["oof_macro_f1"],
+    }
+    logger.info("Frozen-feature logistic regression out of fold: %s", headline)
     return report, as_mlflow_metrics(headline)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from anomaly_lens.ml.evaluation.drift import fit_reference, kid
+from anomaly_lens.ml.evaluation.drift import class_distances, fid, fit_reference, kid
 
 
 def textures(n: int, seed: int, size: int = 48) -> np.ndarray:
@@ -30,6 +30,7 @@ def test_a_corrupted_folder_raises_the_drift_flag_and_an_unshifted_one_does_not(
     for corrupted in (noisy.astype(np.uint8), blurred):
         found = reference.measure(corrupted)
         assert found["drift"] and found["kid"] > found["threshold"]
+        assert found["fid"] > same["fid"]
     assert reference.model_id == "model-a" and len(reference.train) == 120
 
 
@@ -39,3 +40,19 @@ def test_the_threshold_is_what_sets_of_that_size_reach_by_chance(reference):
     assert kid(features, features + 3) > kid(features, features[::-1].copy()) + 1
     with pytest.raises(ValueError, match="at least two"):
         kid(features[:1], features)
+
+
+def test_fid_and_kid_per_class_grow_with_a_shift_and_say_when_a_class_is_too_small():
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((120, 8)).astype(np.float32)
+    same, moved = base[:60], base[60:] + 2.0
+    assert fid(base[60:], same) < fid(base[60:], moved)  # a shifted mean grows FID
+    reference_classes = [{"normal"}] * 60 + [{"crack"}] * 60
+    other_classes = [{"normal"}] * 30 + [{"crack"}] * 29 + [{"hole"}]
+    other = np.concatenate([base[:30], base[90:119] + 2.0, base[119:]])
+    found = class_distances(base, reference_classes, other, other_classes)
+    assert set(found) == {"normal", "crack", "hole"}
+    assert found["crack"]["kid"] > found["normal"]["kid"]
+    assert found["crack"]["fid"] > found["normal"]["fid"]
+    assert found["hole"]["n_reference"] == 0 and "reason" in found["hole"]
+    assert found["crack"]["n_other"] == 29

@@ -8,6 +8,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from anomaly_lens.ml.evaluation.detectors import OOD_DETECTORS, Detector, register_detector
 from anomaly_lens.ml.evaluation.ood import (
@@ -33,7 +34,10 @@ def features(n: int, ood: bool, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return logits, torch.randn(n, 16, generator=generator) + centre
 
 
-@pytest.mark.parametrize("name", DETECTORS)
+FEATURE_DETECTORS = [name for name in DETECTORS if not OOD_DETECTORS[name].reads_images]
+
+
+@pytest.mark.parametrize("name", FEATURE_DETECTORS)
 @pytest.mark.parametrize("label_type", ["multiclass", "multilabel"])
 def test_each_detector_separates_a_shifted_set(name, label_type):
     """In-distribution: confident logits, features like the training ones; OOD: flat
@@ -45,6 +49,26 @@ def test_each_detector_separates_a_shifted_set(name, label_type):
     scorer = OODScorer(name, label_type, neighbours=10).fit(train_logits, train_z, groups)
     found = separation(scorer.score(in_logits, in_z), scorer.score(out_logits, out_z))
     assert found["auroc"] > 0.9 and 0 <= found["fpr95"] <= 1
+
+
+def test_the_one_class_detector_reads_the_items_images_and_flags_corrupted_ones():
+    """Items of two views, one missing in some: fitted on clean training items, it ranks
+    every noisy item above the clean ones, and refuses to score without the images."""
+    rng = np.random.default_rng(0)
+    fields = ndimage.gaussian_filter(rng.standard_normal((150, 2, 64, 64)), (0, 0, 2, 2))
+    pixels = np.clip(110 + 300 * fields, 0, 255).astype(np.uint8)
+    mask = np.ones((150, 2), bool)
+    mask[::3, 1] = False  # a missing view is never read
+    pixels[mask == False] = 255  # noqa: E712
+    train, clean = (pixels[:100], mask[:100]), (pixels[100:], mask[100:])
+    noisy = (corrupt(pixels[100:], "gaussian_noise", 3, 1), mask[100:])
+    logits, z = features(150, False, 0)
+    scorer = OODScorer("patchcore", "multiclass", seed=1).fit(logits[:100], z[:100], None, train)
+    inside, outside = scorer.score(None, None, clean), scorer.score(None, None, noisy)
+    assert separation(inside, outside)["auroc"] > 0.95
+    with pytest.raises(ValueError, match="reads the items' images"):
+        scorer.score(logits[100:], z[100:])
+    assert np.allclose(pickle.loads(pickle.dumps(scorer)).score(None, None, clean), inside)
 
 
 def test_threshold_keeps_the_requested_share():

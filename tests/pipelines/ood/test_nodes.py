@@ -9,7 +9,9 @@ from matplotlib.figure import Figure
 from anomaly_lens.ml.evaluation.ood import CORRUPTIONS, DETECTORS
 from anomaly_lens.pipelines.ood.nodes import (
     choose_ood_detector,
+    fit_drift_reference,
     fit_ood_detectors,
+    measure_split_distances,
     plot_ood_scores,
     score_ood_sets,
     summarise_ood,
@@ -78,3 +80,18 @@ def test_auto_chooses_on_validation_side_sets_only(trained):
         detectors, bundle, cache, splits, {**settings, "detector": "energy"}
     )
     assert named == {"chosen": "energy", "rule": "ood.detector"}
+
+
+def test_val_and_test_are_measured_against_train_overall_and_per_class(trained):
+    bundle, cache, splits = trained
+    settings = {**base_parameters()["ood"], "drift": {"max_images": 40, "resamples": 5}}
+    reference = fit_drift_reference(bundle, cache, splits, settings)
+    report = measure_split_distances(reference, bundle, cache, splits, settings)
+    for part in ("val", "test"):
+        found = report[f"train_vs_{part}"]
+        assert found["kid"] == found["kid"] and found["fid"] > 0  # measured, not NaN
+        assert found["n_reference"] == 40 and 0 < found["n_other"] <= 40
+        assert found["drift"] == (found["kid"] > found["threshold"])
+        per_class = found["per_class"]
+        assert "normal" in per_class
+        assert sum(c["n_other"] for c in per_class.values()) >= found["n_other"]

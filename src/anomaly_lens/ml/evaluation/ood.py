@@ -59,22 +59,59 @@ class OODScorer:
         self.threshold: float | None = None
         self._fitted = None
 
-    def fit(self, logits: torch.Tensor, features: torch.Tensor, groups: np.ndarray) -> OODScorer:
-        """``groups``: a class index per item (Mahalanobis' class-conditional means)."""
-        self._fitted = OOD_DETECTORS[self.name].fit(logits, features, groups, self)
+    @property
+    def reads_images(self) -> bool:
+        """Whether it scores the items' images (``pixels``) rather than logits and features."""
+        return OOD_DETECTORS[self.name].reads_images
+
+    def fit(
+        self,
+        logits: torch.Tensor,
+        features: torch.Tensor,
+        groups: np.ndarray,
+        pixels: Pixels | None = None,
+    ) -> OODScorer:
+        """``groups``: a class index per item (Mahalanobis' class-conditional means);
+        ``pixels``: the items' images, for a detector that reads them."""
+        detector = OOD_DETECTORS[self.name]
+        if detector.reads_images:
+            self._fitted = detector.fit_images(*_required(pixels, self.name), self)
+        else:
+            self._fitted = detector.fit(logits, features, groups, self)
         return self
 
-    def score(self, logits: torch.Tensor, features: torch.Tensor) -> np.ndarray:
-        return OOD_DETECTORS[self.name].score(self._fitted, logits, features, self.label_type)
+    def score(
+        self, logits: torch.Tensor, features: torch.Tensor, pixels: Pixels | None = None
+    ) -> np.ndarray:
+        detector = OOD_DETECTORS[self.name]
+        if detector.reads_images:
+            return detector.score_images(self._fitted, *_required(pixels, self.name))
+        return detector.score(self._fitted, logits, features, self.label_type)
 
     def set_threshold(self, in_distribution_scores: np.ndarray, kept: float) -> None:
         """The ``kept`` quantile of in-distribution scores: that share stays unflagged."""
         self.threshold = float(np.quantile(in_distribution_scores, kept))
 
-    def flag(self, logits: torch.Tensor, features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    def flag(
+        self, logits: torch.Tensor, features: torch.Tensor, pixels: Pixels | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Scores and OOD flags (score above the threshold)."""
-        scores = self.score(logits, features)
+        scores = self.score(logits, features, pixels)
         return scores, scores > self.threshold
+
+
+Pixels = tuple[np.ndarray, np.ndarray]  # (N, V, H, W) uint8 model-input images, (N, V) mask
+
+
+def pixels_of(images: torch.Tensor, view_mask: torch.Tensor) -> Pixels:
+    """Model-input items ``(N, V, 1, H, W)`` in [0, 1] as uint8 pixels and their view mask."""
+    return (images[:, :, 0] * 255).round().to(torch.uint8).numpy(), view_mask.numpy().astype(bool)
+
+
+def _required(pixels: Pixels | None, name: str) -> Pixels:
+    if pixels is None:
+        raise ValueError(f"the {name} OOD detector reads the items' images: pass their pixels")
+    return pixels
 
 
 def separation(in_scores: np.ndarray, out_scores: np.ndarray) -> dict[str, float]:

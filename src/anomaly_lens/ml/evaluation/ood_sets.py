@@ -16,6 +16,7 @@ from anomaly_lens.ml.evaluation.ood import (
     OODScorer,
     corrupt,
     logits_and_features,
+    pixels_of,
     separation,
     textures,
 )
@@ -32,6 +33,10 @@ class Items:
     images: torch.Tensor
     view_mask: torch.Tensor
     labels: torch.Tensor
+
+    def pixels(self) -> tuple[np.ndarray, np.ndarray]:
+        """The images as uint8 pixels and the view mask, for detectors that read images."""
+        return pixels_of(self.images, self.view_mask)
 
     def batches(self, size: int = 64) -> list[Batch]:
         return [
@@ -102,11 +107,12 @@ def score_sets(network, detectors: dict[str, OODScorer], sets: list[tuple]) -> p
     rows = []
     for kind, corruption, severity, items in sets:
         logits, features = logits_and_features(network, items.batches())
+        pixels = items.pixels() if any(s.reads_images for s in detectors.values()) else None
         for name, scorer in detectors.items():
             rows.append(
                 pd.DataFrame(
                     {"set": kind, "corruption": corruption, "severity": severity,
-                     "detector": name, "score": scorer.score(logits, features)}
+                     "detector": name, "score": scorer.score(logits, features, pixels)}
                 )
             )  # fmt: skip
     return pd.concat(rows, ignore_index=True)

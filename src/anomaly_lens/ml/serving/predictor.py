@@ -32,7 +32,7 @@ from anomaly_lens.ml.data.cache import (
 )
 from anomaly_lens.ml.data.imaging import encode_png
 from anomaly_lens.ml.evaluation.calibration import Calibrator
-from anomaly_lens.ml.evaluation.ood import OODScorer
+from anomaly_lens.ml.evaluation.ood import OODScorer, pixels_of
 from anomaly_lens.ml.evaluation.predictions import (
     Predictions,
     mask_classes,
@@ -315,7 +315,7 @@ class Predictor:
                 probs = torch.from_numpy(self.calibrator.apply(probs.numpy()))
         classes = self.bundle.classes
         table = prediction_table("p", dataset, probs, targets, classes).drop(columns="split")
-        table = self._ood_columns(plain, table)
+        table = self._ood_columns(plain, table, loader)
         pngs: dict[str, bytes] = {}
         if seg is not None:
             table["boxes"], pngs = predicted_objects(
@@ -353,13 +353,20 @@ class Predictor:
             targets.append(batch.labels)
         return torch.cat(probs), torch.cat(targets)
 
-    def _ood_columns(self, plain: Predictions | None, table: pd.DataFrame) -> pd.DataFrame:
+    def _ood_columns(self, plain: Predictions | None, table: pd.DataFrame, loader) -> pd.DataFrame:
         """``ood_score`` and ``out_of_distribution`` per item (empty without a detector),
-        from the logits and features of the items as they are."""
+        from the logits and features of the items as they are (or their images, for a
+        detector that reads them)."""
         if self.detector is None:
             flags = pd.array([pd.NA] * len(table), dtype="boolean")
             return table.assign(ood_score=np.nan, out_of_distribution=flags)
-        scores, flags = self.detector.flag(plain.logits, plain.features)
+        pixels = None
+        if self.detector.reads_images:
+            batches = list(loader)
+            pixels = pixels_of(
+                torch.cat([b.images for b in batches]), torch.cat([b.view_mask for b in batches])
+            )
+        scores, flags = self.detector.flag(plain.logits, plain.features, pixels)
         return table.assign(ood_score=scores, out_of_distribution=pd.array(flags, dtype="boolean"))
 
     def _levels(self, table: pd.DataFrame) -> pd.DataFrame:

@@ -11,7 +11,13 @@ from matplotlib.figure import Figure
 
 from anomaly_lens.ml.data.cache import ImageCache
 from anomaly_lens.ml.data.splitting import ids_by_split
-from anomaly_lens.ml.evaluation.drift import DriftReference, fit_reference
+from anomaly_lens.ml.evaluation.baseline import pretrained_features
+from anomaly_lens.ml.evaluation.drift import (
+    DriftReference,
+    class_distances,
+    distances,
+    fit_reference,
+)
 from anomaly_lens.ml.evaluation.metrics import json_safe
 from anomaly_lens.ml.evaluation.ood import DETECTORS, OODScorer, logits_and_features
 from anomaly_lens.ml.evaluation.ood_sets import (
@@ -45,10 +51,11 @@ def fit_ood_detectors(
     val_logits, val_features = logits_and_features(network, parts["val"].batches())
     groups = class_groups(parts["train"].labels, model.label_type)
     detectors, identity = {}, model_identity(model)
+    pixels = {part: items.pixels() for part, items in parts.items()}
     for name in DETECTORS:
         scorer = OODScorer(name, model.label_type, settings.seed, settings.neighbours, identity)
-        scorer.fit(train_logits, train_features, groups)
-        scorer.set_threshold(scorer.score(val_logits, val_features), settings.kept)
+        scorer.fit(train_logits, train_features, groups, pixels["train"])
+        scorer.set_threshold(scorer.score(val_logits, val_features, pixels["val"]), settings.kept)
         detectors[name] = scorer
     logger.info(
         "OOD detectors fitted on %d train items, thresholds on %d val items",
@@ -112,6 +119,57 @@ def fit_drift_reference(
         quantile=drift.quantile,
         resamples=drift.resamples,
     )
+
+
+def _photos(model: ModelBundle, cache: ImageCache, ids: list[str]) -> tuple[np.ndarray, list]:
+    """The present photos of the model's views of samples ``ids`` and each one's classes
+    (``normal`` without a label)."""
+    views, positions = [cache.views.index(v) for v in model.views], cache.positions(ids)
+    present = cache.view_mask[positions][:, views]
+    sample_of, _ = np.nonzero(present)
+    labels = cache.labels[positions][sample_of]
+    classes = [
+        {c for c, on in zip(cache.classes, row, strict=True) if on} or {"normal"} for row in labels
+    ]
+    return cache.images[positions][:, views][present], classes
+
+
+def measure_split_distances(
+    drift_reference: DriftReference,
+    model: ModelBundle,
+    image_cache: dict,
+    splits: pd.DataFrame,
+    params: dict,
+) -> dict:
+    """``split_distances``: KID and FID of val and test against train on the drift
+    reference's encoder, overall (with the drift flag of ``inference``'s rule: a split
+    drawn like the others stays below it) and per class; a seeded draw of at most
+    ``ood.drift.max_images`` photos per split. Nothing here is fitted or chosen."""
+    settings = parse_block(OODParams, params)
+    cache, rng = ImageCache.from_arrays(image_cache), np.random.default_rng(settings.seed)
+    found = {}
+    for part, ids in ids_by_split(splits, ["train", "val", "test"]).items():
+        images, classes = _photos(model, cache, ids)
+        kept = np.sort(rng.permutation(len(images))[: settings.drift.max_images])
+        found[part] = (
+            pretrained_features(images[kept], drift_reference.backbone),
+            [classes[k] for k in kept],
+        )
+    report = {
+        "backbone": drift_reference.backbone,
+        "rule": "KID carries the flag; FID is biased upwards on small sets",
+    }
+    for part in ("val", "test"):
+        if part in found and "train" in found:
+            overall = distances(found["train"][0], found[part][0], settings.seed)
+            threshold = drift_reference.threshold(len(found[part][0]))
+            report[f"train_vs_{part}"] = {
+                **overall,
+                "threshold": threshold,
+                "drift": bool(overall.get("kid", 0.0) > threshold),
+                "per_class": class_distances(*found["train"], *found[part], settings.seed),
+            }
+    return json_safe(report)
 
 
 def score_ood_sets(

@@ -7,6 +7,7 @@ from anomaly_lens.pipelines.ood.nodes import (
     choose_ood_detector,
     fit_drift_reference,
     fit_ood_detectors,
+    measure_split_distances,
     plot_ood_scores,
     score_ood_sets,
     summarise_ood,
@@ -58,4 +59,10 @@ def create_pipeline(**kwargs) -> Pipeline:
         outputs="drift_reference",
         name="fit_drift_reference",
     )
-    return ood_pipeline() + Pipeline([drift]) + serve.create_pipeline()
+    split_distances = Node(
+        measure_split_distances,
+        inputs=["drift_reference", "model", "image_cache", "splits", "params:ood"],
+        outputs="split_distances",
+        name="measure_split_distances",
+    )
+    return ood_pipeline() + Pipeline([drift, split_distances]) + serve.create_pipeline()

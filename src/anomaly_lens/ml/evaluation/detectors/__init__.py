@@ -17,7 +17,19 @@ import torch
 class Detector:
     """One kind of OOD detector, registered by name (``register_detector``): what it fits
     on the training items' logits and features, and how it scores items (larger: more
-    likely OOD). Stateless: what it fits is returned and kept by ``OODScorer``."""
+    likely OOD). Stateless: what it fits is returned and kept by ``OODScorer``.
+
+    ``reads_images``: the detector reads the items' model-input images instead
+    (``fit_images``, ``score_images``): a one-class model of the training images."""
+
+    reads_images = False
+
+    def fit_images(self, pixels: np.ndarray, view_mask: np.ndarray, scorer: Any) -> Any:
+        """What scoring needs from (N, V, H, W) uint8 training images and their view mask."""
+        raise NotImplementedError
+
+    def score_images(self, fitted: Any, pixels: np.ndarray, view_mask: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
 
     def fit(
         self, logits: torch.Tensor, features: torch.Tensor, groups: np.ndarray, scorer: Any

@@ -4,10 +4,12 @@ threshold from validation, metrics and maps for val and test, refused on another
 from __future__ import annotations
 
 import copy
+import io
 
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
+from PIL import Image
 
 from anomaly_lens.ml.data import synthetic
 from anomaly_lens.ml.data.cache import ImageCache
@@ -74,7 +76,7 @@ def test_new_images_are_scored_as_the_cache_was_read(data):
     pipeline's cache for the same images, a row per photo and per sample (its highest)."""
     cache, splits, anomaly, train, (samples, manifest, masks, raw) = data
     detector = fit_anomaly_detector(cache, splits, anomaly, train)
-    table = detector.score_samples(samples, manifest, masks, lambda pid: raw[pid]())
+    table, maps = detector.score_samples(samples, manifest, masks, lambda pid: raw[pid]())
     images = ImageCache.from_arrays(cache)
     photos = table[table["level"] == "photo"].set_index("item_id")
     assert len(photos) == int(images.view_mask.sum())
@@ -85,3 +87,15 @@ def test_new_images_are_scored_as_the_cache_was_read(data):
     per_sample = table[table["level"] == "sample"].set_index("sample_id")["anomaly_score"]
     assert per_sample.to_dict() == photos.groupby("sample_id")["anomaly_score"].max().to_dict()
     assert (table["anomalous"] == (table["anomaly_score"] > detector.threshold)).all()
+    # each photo's map, as inference writes it: 128 at the threshold, its peak where the
+    # detector's own map peaks
+    assert sorted(maps) == sorted(ids)
+    _, own = detector.score(images.images[i[:1], v[:1]])
+    png = decode_png(detector.map_png(maps[ids[0]]))
+    assert png.shape == own[0].shape and png.dtype == np.uint8
+    expected_png = np.clip(np.round(own[0] / (2 * detector.threshold) * 255), 0, 255)
+    np.testing.assert_allclose(png, expected_png, atol=1)
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)))

@@ -77,6 +77,8 @@ def test_new_images_are_inspected_predicted_and_the_model_exported(
     flagged = predictions["anomaly_score"] > detector.threshold
     assert (predictions["anomalous"] == flagged).all()
     assert report["anomaly"] == {"applied": True, "n_anomalous": int(flagged.sum())}
+    maps = (out / "07_model_output/synthetic/prediction_anomaly_maps").rglob("*.png")
+    assert len(list(maps)) == len(list(new.rglob("*.png"))) - 1  # a map per readable photo
 
     # The run's MLflow model, loaded back from the tracking server, is the same predictor:
     # the same probabilities, decisions, OOD flags and abstentions for the same images.

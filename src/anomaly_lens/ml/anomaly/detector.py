@@ -14,6 +14,7 @@ import torch
 
 from anomaly_lens.ml.anomaly import create_method
 from anomaly_lens.ml.data.cache import build_image_cache
+from anomaly_lens.ml.data.imaging import encode_png
 from anomaly_lens.ml.models.pretrained import grey_normalisation, weight_package
 
 
@@ -111,7 +112,8 @@ class AnomalyDetector:
     ) -> pd.DataFrame:
         """New paired samples read as the detector's train images were (its views, size and
         resize rule): a ``photo`` row per present view (``item_id`` ``sample/view``) and a
-        ``sample`` row (its highest photo score), with ``anomaly_score`` and ``anomalous``."""
+        ``sample`` row (its highest photo score), with ``anomaly_score`` and ``anomalous``;
+        and each photo's anomaly map by ``item_id``."""
         views = [v for v in self.views if f"image_{v}" in samples]
         cache = build_image_cache(
             samples,
@@ -124,7 +126,7 @@ class AnomalyDetector:
             resize=self.resize,
         )
         sample_of, view_of = np.nonzero(cache.view_mask)
-        scores, _ = self.score(cache.images[sample_of, view_of], batch_size)
+        scores, maps = self.score(cache.images[sample_of, view_of], batch_size)
         photos = pd.DataFrame(
             {
                 "sample_id": cache.sample_ids[sample_of].astype(str),
@@ -141,7 +143,16 @@ class AnomalyDetector:
             ],
             ignore_index=True,
         )
-        return table.assign(anomalous=self.flag(table["anomaly_score"].to_numpy()))
+        table = table.assign(anomalous=self.flag(table["anomaly_score"].to_numpy()))
+        return table, dict(zip(photos["item_id"], maps, strict=True))
+
+    def map_png(self, heat: np.ndarray) -> bytes:
+        """An anomaly map as an 8-bit PNG at the detector's input size, on the threshold's
+        scale: 128 is the image threshold, 255 twice it or more (maps of every image alike)."""
+        if self.threshold is None:
+            raise ValueError("the detector has no threshold: set one on validation first")
+        scaled = np.clip(np.round(heat / (2 * self.threshold) * 255), 0, 255)
+        return encode_png(scaled.astype(np.uint8))
 
     def flag(self, scores: np.ndarray) -> np.ndarray:
         """Which scores are above the threshold (anomalous)."""

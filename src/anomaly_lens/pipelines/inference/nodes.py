@@ -68,14 +68,16 @@ def score_anomalies(
     masks: pd.DataFrame,
     images: Mapping[str, Callable[[], bytes]],
     params: dict,
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, dict[str, bytes]]:
     """``predictions`` with the one-class detector's ``anomaly_score`` and ``anomalous`` (its
     validation threshold) per photo and per sample (its highest photo), the images read as
-    the detector's train images were; empty columns where ``anomaly`` never ran."""
+    the detector's train images were; empty columns where ``anomaly`` never ran. And
+    ``prediction_anomaly_maps``: each photo's map as a PNG (``<run>/<item>``; 128 is the
+    threshold, ``AnomalyDetector.map_png``)."""
     if anomaly_detector is None:
         flags = pd.array([pd.NA] * len(predictions), dtype="boolean")
-        return predictions.assign(anomaly_score=np.nan, anomalous=flags)
-    found = anomaly_detector.score_samples(
+        return predictions.assign(anomaly_score=np.nan, anomalous=flags), {}
+    found, maps = anomaly_detector.score_samples(
         samples,
         manifest,
         masks,
@@ -93,7 +95,9 @@ def score_anomalies(
         int(found.loc[found["level"] == "sample", "anomalous"].sum()),
         int((found["level"] == "sample").sum()),
     )
-    return merged.assign(anomalous=merged["anomalous"].astype("boolean"))
+    run = datetime.now(UTC).strftime("%Y-%m-%dT%H.%M.%S.%fZ")  # never overwrite a run
+    pngs = {f"{run}/{item}": anomaly_detector.map_png(heat) for item, heat in maps.items()}
+    return merged.assign(anomalous=merged["anomalous"].astype("boolean")), pngs
 
 
 def measure_drift(

@@ -47,7 +47,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 *NEW_IMAGES,
                 "params:inference",
             ],
-            outputs="predictions",
+            outputs=["predictions", "prediction_anomaly_maps"],
             name="score_anomalies",
             namespace=NAMESPACE,
         ),  # fmt: skip

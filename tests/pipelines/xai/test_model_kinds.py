@@ -40,7 +40,7 @@ def test_every_model_kind_is_explained_and_reported(kind, prepared, tmp_path):  
     selection = select_explained(predictions, bundle, cache, splits, xai)
     attributions = explain_selection(bundle, cache, selection, xai)
     metrics, _ = score_explanations(attributions, None, xai)
-    page = render_xai_report(attributions, metrics, None, xai)
+    page = render_xai_report(attributions, metrics, None, {"applied": False, "reason": "-"}, xai)
     if kind == "cross_attention":
         n, v = attributions["view_mask"].shape
         assert attributions["attention"].shape[:2] == (n, v) and "Cross-attention" in page

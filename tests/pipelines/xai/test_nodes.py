@@ -12,10 +12,12 @@ from PIL import Image
 from anomaly_lens import browser
 from anomaly_lens.ml.data import synthetic
 from anomaly_lens.ml.explanation.attribution import METHODS
+from anomaly_lens.pipelines.anomaly.nodes import fit_anomaly_detector
 from anomaly_lens.pipelines.evaluate.nodes import evaluate_model
 from anomaly_lens.pipelines.train.nodes import cache_images, train_model
 from anomaly_lens.pipelines.xai.nodes import (
     explain_selection,
+    map_explained_anomalies,
     render_xai_report,
     score_explanations,
     select_explained,
@@ -28,8 +30,8 @@ VISIBLE = {"plume": ["co2"], "hotspot": ["ch4"]}
 
 
 @pytest.fixture(scope="module")
-def explained(tmp_path_factory):
-    """A resnet18 trained for up to 20 epochs on 50 specimens at 64 px, explained."""
+def data():
+    """50 specimens at 64 px: the image cache, split and train parameters."""
     types = tuple(synthetic.AnomalyType(name, tuple(v)) for name, v in VISIBLE.items())
     config = synthetic.SyntheticConfig(
         n_specimens=50, image_size=128, seed=3, anomaly_types=types, rare_fraction=0.0
@@ -38,13 +40,21 @@ def explained(tmp_path_factory):
     train = copy.deepcopy(base_parameters()["train"])
     train["image_size"] = 64
     train["bootstrap_rounds"] = 10
+    cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, train)
+    return samples, manifest, masks, raw, classes, splits, train, cache
+
+
+@pytest.fixture(scope="module")
+def explained(data, tmp_path_factory):
+    """A resnet18 trained for up to 20 epochs on 50 specimens at 64 px, explained."""
+    samples, manifest, _, _, classes, splits, train, cache = data
+    train = copy.deepcopy(train)
     train["trainer"].update(
         max_epochs=20,
         patience=20,
         progress_bar=False,
         checkpoint_dir=str(tmp_path_factory.mktemp("ckpt")),
     )
-    cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, train)
     bundle, _ = train_model(cache, samples, manifest, splits, classes, VIEWS, train)
     metrics, predictions = evaluate_model(bundle, cache, splits, None, train)
     params = base_parameters()["xai"]
@@ -97,9 +107,37 @@ def test_metrics_have_the_documented_shape(explained):
     assert headline["checks_passed"]["value"] == 1.0
 
 
-def test_the_report_is_one_self_contained_page(explained, tmp_path):
+@pytest.fixture(scope="module")
+def anomaly_maps(data, explained):
+    """The one-class detector of the same split, mapping the explained images."""
+    *_, splits, train, cache = data
+    *_, attributions, _, _, params = explained
+    anomaly = {**base_parameters()["anomaly"], "coreset_ratio": 0.1, "bootstrap_rounds": 10}
+    detector = fit_anomaly_detector(cache, splits, anomaly, train)
+    return detector, map_explained_anomalies(attributions, detector, splits, params)
+
+
+def test_the_one_class_maps_sit_beside_the_attributions_and_find_the_defects(
+    explained, anomaly_maps
+):
+    splits, *_, attributions, _, _, params = explained
+    detector, found = anomaly_maps
+    assert found["applied"] and found["maps"].shape == attributions["images"].shape
+    assert (found["maps"][~attributions["view_mask"].astype(bool)] == 0).all()
+    scores = [entry for entry in found["quality"].values() if entry["n_positive"]]
+    assert scores and all(
+        entry["relevance_mass"] > entry["relevance_mass_random"] for entry in scores
+    )
+    elsewhere = splits.assign(split="train")  # another split: never applied
+    assert not map_explained_anomalies(attributions, detector, elsewhere, params)["applied"]
+    missing = map_explained_anomalies(attributions, None, splits, params)
+    assert "run `kedro run --pipelines=anomaly`" in missing["reason"]
+
+
+def test_the_report_is_one_self_contained_page(explained, anomaly_maps, tmp_path):
     *_, attributions, xai_metrics, _, params = explained
-    page = render_xai_report(attributions, xai_metrics, None, params)
+    page = render_xai_report(attributions, xai_metrics, None, anomaly_maps[1], params)
+    assert "One-class anomaly maps" in page and "Not applied" not in page
     assert page.lstrip().lower().startswith("<!doctype html")
     assert page.count("data:image/png;base64,") >= 5  # no cross-attention figure here
     assert 'src="http' not in page and 'href="http' not in page  # nothing to fetch
@@ -113,7 +151,8 @@ def test_the_report_renders_in_headless_chromium(explained, tmp_path):
         pytest.skip("chromium is not installed (.ci/run installs it)")
     *_, attributions, xai_metrics, _, params = explained
     page = tmp_path / "xai_report.html"
-    page.write_text(render_xai_report(attributions, xai_metrics, None, params))
+    missing = {"applied": False, "reason": "no anomaly detector"}
+    page.write_text(render_xai_report(attributions, xai_metrics, None, missing, params))
     shot = tmp_path / "xai_report.png"
     browser.look(page.as_uri(), shot, size=(1200, 1600))
     pixels = np.asarray(Image.open(shot).convert("L"))

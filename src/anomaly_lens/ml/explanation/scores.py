@@ -59,12 +59,9 @@ def _mean(values) -> float | None:
     return float(values.mean()) if len(values) else None
 
 
-def _quality(bundle: dict, method: str, found: dict, random: dict, positive: np.ndarray) -> dict:
-    """Per class: one method's localisation scores (``found``) and deletion AUC, with the
-    random baseline's beside each."""
-    rows = bundle["rows"]
-    deletion = curve_area(torch.from_numpy(bundle["deletion"][method])).numpy()
-    deletion_random = curve_area(torch.from_numpy(bundle["deletion"]["random"])).numpy()
+def _localisation(rows: pd.DataFrame, found: dict, random: dict, positive: np.ndarray) -> dict:
+    """Per class: the mean localisation scores (``found``) of its positive images, with
+    the random baseline's beside each."""
     out = {}
     for name in pd.unique(rows["class"]):
         keep = (rows["class"] == name).to_numpy() & positive
@@ -72,10 +69,34 @@ def _quality(bundle: dict, method: str, found: dict, random: dict, positive: np.
         for metric in LOCALISATION:
             entry[metric] = _mean(found[metric][keep])
             entry[f"{metric}_random"] = _mean(random[metric][keep])
-        entry["deletion_auc"] = _mean(deletion[keep])
-        entry["deletion_auc_random"] = _mean(deletion_random[keep])
         out[name] = entry
     return out
+
+
+def _quality(bundle: dict, method: str, found: dict, random: dict, positive: np.ndarray) -> dict:
+    """Per class: one method's localisation scores (``found``) and deletion AUC, with the
+    random baseline's beside each."""
+    rows = bundle["rows"]
+    deletion = curve_area(torch.from_numpy(bundle["deletion"][method])).numpy()
+    deletion_random = curve_area(torch.from_numpy(bundle["deletion"]["random"])).numpy()
+    out = _localisation(rows, found, random, positive)
+    for name, entry in out.items():
+        keep = (rows["class"] == name).to_numpy() & positive
+        entry["deletion_auc"] = _mean(deletion[keep])
+        entry["deletion_auc_random"] = _mean(deletion_random[keep])
+    return out
+
+
+def map_localisation(bundle: dict, maps: np.ndarray, seed: int) -> dict:
+    """Per class: the localisation scores of any other map of the explained images (a
+    one-class detector's anomaly map) against their masks, scored as the attributions
+    are, with the same random baseline."""
+    positive = bundle["rows"]["target"].to_numpy() > 0
+    noise = random_maps(bundle["view_mask"], bundle["masks"].shape, seed)
+    random = localisation_scores(noise, bundle["masks"])
+    return _localisation(
+        bundle["rows"], localisation_scores(maps, bundle["masks"]), random, positive
+    )
 
 
 def _profile(found: tuple[np.ndarray, np.ndarray]) -> dict[str, list[float]]:

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pandas as pd
 
+from anomaly_lens.ml.anomaly.detector import AnomalyDetector
 from anomaly_lens.ml.data.cache import ImageCache
+from anomaly_lens.ml.data.splitting import split_identity
 from anomaly_lens.ml.evaluation.metrics import json_safe
 from anomaly_lens.ml.evaluation.predictions import per_sample_table
 from anomaly_lens.ml.explanation.explained import explain_pairs
-from anomaly_lens.ml.explanation.scores import headline, score_attributions
+from anomaly_lens.ml.explanation.scores import headline, map_localisation, score_attributions
 from anomaly_lens.ml.explanation.selection import label_rows, select_pairs
 from anomaly_lens.ml.models.bundle import ModelBundle
 from anomaly_lens.parameters import XaiParams, parse_block
@@ -78,8 +81,44 @@ def score_explanations(
     return json_safe(metrics), as_mlflow_metrics(headline(metrics))
 
 
+def map_explained_anomalies(
+    attributions: dict, detector: AnomalyDetector | None, splits: pd.DataFrame, params: dict
+) -> dict:
+    """``xai_anomaly_maps``: the one-class detector's maps of the explained images (as the
+    model read them), scored against the masks like the attributions; not applied where
+    ``anomaly`` never ran, or its detector learnt another split or another image size."""
+    settings = parse_block(XaiParams, params)
+    images = np.round(attributions["images"] * 255).astype(np.uint8)
+    reason = None
+    if detector is None:
+        reason = "no anomaly detector: run `kedro run --pipelines=anomaly`"
+    elif detector.split_id != split_identity(splits):
+        reason = "the anomaly detector learnt another split: run `kedro run --pipelines=anomaly`"
+    elif detector.image_size != images.shape[-1]:
+        reason = (
+            f"the anomaly detector reads {detector.image_size} px, the model {images.shape[-1]} px"
+        )
+    if reason is not None:
+        return {"applied": False, "reason": reason}
+    present = attributions["view_mask"].astype(bool)
+    maps = np.zeros(images.shape, np.float32)
+    maps[present] = detector.score(images[present])[1]
+    return {
+        "applied": True,
+        "method": detector.method,
+        "threshold": detector.threshold,
+        "maps": maps,
+        "quality": map_localisation(attributions, maps, settings.seed),
+    }
+
+
 def render_xai_report(
-    attributions: dict, metrics: dict, subview_report: dict | None, params: dict
+    attributions: dict,
+    metrics: dict,
+    subview_report: dict | None,
+    anomaly_maps: dict,
+    params: dict,
 ) -> str:
     """``xai_report``: the self-contained HTML page (``report.render``)."""
-    return render(attributions, metrics, subview_report, parse_block(XaiParams, params))
+    settings = parse_block(XaiParams, params)
+    return render(attributions, metrics, subview_report, settings, anomaly_maps)

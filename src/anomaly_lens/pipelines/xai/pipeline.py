@@ -5,6 +5,7 @@ from kedro.pipeline import Node, Pipeline
 
 from anomaly_lens.pipelines.xai.nodes import (
     explain_selection,
+    map_explained_anomalies,
     render_xai_report,
     score_explanations,
     select_explained,
@@ -22,6 +23,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 explain_selection,
+                map_explained_anomalies,
                 inputs=["model", "image_cache", "xai_selection", "params:xai"],
                 outputs="xai_attributions",
                 name="explain_selection",
@@ -33,8 +35,20 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="score_explanations",
             ),
             Node(
+                map_explained_anomalies,
+                inputs=["xai_attributions", "anomaly_detector", "splits", "params:xai"],
+                outputs="xai_anomaly_maps",
+                name="map_explained_anomalies",
+            ),
+            Node(
                 render_xai_report,
-                inputs=["xai_attributions", "xai_metrics", "latest_subview_report", "params:xai"],
+                inputs=[
+                    "xai_attributions",
+                    "xai_metrics",
+                    "latest_subview_report",
+                    "xai_anomaly_maps",
+                    "params:xai",
+                ],
                 outputs="xai_report",
                 name="render_xai_report",
             ),

@@ -250,7 +250,51 @@ def _subview(report: dict | None) -> str:
     )
 
 
-def render(bundle: dict, metrics: dict, subview: dict | None, settings) -> str:
+def _anomaly_overlays(bundle: dict, anomaly: dict, indices: list[int]) -> Figure:
+    """Per explained image and view: the image with the mask contour and the one-class
+    detector's map over it, on one scale (the threshold at the middle)."""
+    n_views = bundle["images"].shape[1]
+    fig, axes = plt.subplots(
+        len(indices), n_views, figsize=(1.8 * n_views, 1.7 * len(indices)), squeeze=False
+    )
+    top = 2 * anomaly["threshold"]
+    for r, i in enumerate(indices):
+        for v in range(n_views):
+            ax = axes[r, v]
+            ax.imshow(bundle["images"][i, v], cmap="gray", vmin=0, vmax=1)
+            if bundle["view_mask"][i, v]:
+                ax.imshow(anomaly["maps"][i, v], cmap="jet", alpha=0.45, vmin=0, vmax=top)
+            _mask_outline(ax, bundle["masks"][i, v])
+            ax.set_title(
+                f"{bundle['rows'].at[i, 'item_id']} · {bundle['slot_views'][i][v]}", fontsize=6
+            )
+    for ax in axes.flat:
+        ax.axis("off")
+    return fig
+
+
+def _anomaly_section(bundle: dict, anomaly: dict, shown: list[int]) -> list[str]:
+    """The one-class detector's maps beside the attributions: their localisation scores
+    (the same metrics and random baseline) and overlays of the same images."""
+    if not anomaly.get("applied"):
+        return [f"<p class='note'>Not applied: {html.escape(anomaly.get('reason', ''))}</p>"]
+    records = [
+        {"class": name, "n": entry["n_positive"],
+         **{k: entry[k] for k in entry if k != "n_positive"}}
+        for name, entry in anomaly["quality"].items()
+    ]  # fmt: skip
+    return [
+        f"<p class='note'>{html.escape(anomaly['method'])}, learnt from normal train images "
+        "only (no class, no mask): where it finds the defect without being told what one "
+        "is. Scores as in the quality table above, random baseline beside.</p>",
+        _table(pd.DataFrame(records).set_index("class")),
+        _png(_anomaly_overlays(bundle, anomaly, shown)),
+    ]
+
+
+def render(
+    bundle: dict, metrics: dict, subview: dict | None, settings, anomaly: dict | None = None
+) -> str:
     """The whole report as one HTML string."""
     model = metrics["model"]
     rows = bundle["rows"]
@@ -285,6 +329,7 @@ def render(bundle: dict, metrics: dict, subview: dict | None, settings) -> str:
         if figure is not None:
             parts.append(_png(figure))
     parts += ["<h2>Overlays</h2>", _png(_overlays(bundle, shown, methods))]
+    parts += ["<h2>One-class anomaly maps</h2>", *_anomaly_section(bundle, anomaly or {}, shown)]
     attention = _attention(bundle, shown[:6])
     if attention is not None:
         parts += ["<h2>Cross-attention</h2>", _png(attention)]

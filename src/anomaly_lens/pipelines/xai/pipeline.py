@@ -23,7 +23,6 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 explain_selection,
-                map_explained_anomalies,
                 inputs=["model", "image_cache", "xai_selection", "params:xai"],
                 outputs="xai_attributions",
                 name="explain_selection",

@@ -68,7 +68,13 @@ def create_pipeline(**kwargs) -> Pipeline:
         pipeline(
             binary_model_pipeline(),
             namespace=f"binary.{name}",
-            inputs={**SHARED_INPUTS, "raw_metadata": "raw_metadata"},
+            # the main one-class detector: its maps beside a binary model's explanations
+            # only where the binary split is the one it learnt (else "not applied")
+            inputs={
+                **SHARED_INPUTS,
+                "raw_metadata": "raw_metadata",
+                "anomaly_detector": "anomaly_detector",
+            },
             parameters={f"params:{p}": f"params:{p}" for p in SHARED_PARAMETERS},
         )
         for name in types

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
 
 from anomaly_lens.ml.anomaly.evaluation import image_metrics, split_items
 from anomaly_lens.ml.anomaly.fitting import fit_on_split
 from anomaly_lens.ml.anomaly.settings import AnomalyParams
 from anomaly_lens.ml.data.cache import ImageCache
 from anomaly_lens.ml.evaluation.crossval import (
+    fold_parts,
     paired_difference,
     pooled_report,
     prediction_classes,
@@ -38,9 +40,9 @@ def gated_probabilities(probs: np.ndarray, anomalous: np.ndarray, single_label: 
 def fold_as_split(samples: pd.DataFrame, fold: int) -> pd.DataFrame:
     """One round of the folds as a split table (``sample_id``, ``unit_id``, ``split``): the
     fold is ``test``, the next fold ``val`` (the threshold), the others ``train``."""
-    folds = int(samples["fold"].max()) + 1
-    part = np.where(samples["fold"] == fold, "test", "train")
-    part = np.where(samples["fold"] == (fold + 1) % folds, "val", part)
+    part = np.empty(len(samples), dtype=object)
+    for name, rows in fold_parts(samples["fold"].to_numpy(), fold, "next_fold").items():
+        part[rows] = name
     return samples[["sample_id", "unit_id"]].assign(split=part).reset_index(drop=True)
 
 
@@ -120,8 +122,8 @@ def one_class_report(scores: pd.DataFrame, predictions: pd.DataFrame, rounds: in
         for level, part in (("per_photo", frame), ("per_sample", tiles))
     }  # fmt: skip
     report["per_fold_auroc"] = [
-        image_metrics(part["anomaly_score"].to_numpy(), part["defect"].to_numpy(), 0.0,
-                      part["unit_id"].to_numpy(), 1, seed).get("auroc")
+        float(roc_auc_score(part["defect"], part["anomaly_score"]))
+        if part["defect"].nunique() == 2 else None
         for _, part in frame.groupby("fold")
     ]  # fmt: skip
     return report

@@ -103,11 +103,10 @@ def fit_drift_reference(
     ``inference`` to measure new images against (``ood.drift``); test is not read."""
     settings = parse_block(OODParams, params)
     cache = ImageCache.from_arrays(image_cache)
-    views = [cache.views.index(v) for v in model.views]
-    images = {}
-    for part, ids in ids_by_split(splits, ["train", "val"]).items():
-        present = cache.view_mask[cache.positions(ids)][:, views]
-        images[part] = cache.images[cache.positions(ids)][:, views][present]
+    images = {
+        part: _photos(model, cache, ids)[0]
+        for part, ids in ids_by_split(splits, ["train", "val"]).items()
+    }
     drift = settings.drift
     return fit_reference(
         model_identity(model),

@@ -69,6 +69,17 @@ def test_the_one_class_detector_reads_the_items_images_and_flags_corrupted_ones(
     with pytest.raises(ValueError, match="reads the items' images"):
         scorer.score(logits[100:], z[100:])
     assert np.allclose(pickle.loads(pickle.dumps(scorer)).score(None, None, clean), inside)
+    # Another model's scorer on the same training images reuses the fit and the scores
+    # (they depend on the pixels alone); other images or another seed are fitted anew.
+    again = OODScorer("patchcore", "multiclass", seed=1, model_id="other model")
+    again.fit(logits[:100], z[:100], None, train)
+    assert again._fitted is scorer._fitted
+    assert np.array_equal(again.score(None, None, noisy), outside)
+    shifted = (train[0][::-1].copy(), train[1][::-1].copy())
+    for seed, images in ((2, train), (1, shifted)):
+        other = OODScorer("patchcore", "multiclass", seed=seed).fit(None, None, None, images)
+        assert other._fitted.digest != scorer._fitted.digest
+        assert other._fitted.detector is not scorer._fitted.detector
 
 
 def test_threshold_keeps_the_requested_share():

@@ -59,9 +59,10 @@ def test_a_multitask_model_predicts_masks_boxes_and_decisions(prepared, tmp_path
     cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, p)
     bundle, _ = train_model(cache, samples, manifest, splits, classes, VIEWS, p)
     settings = {**base_parameters()["inference"], "mask_threshold": 0.01, "min_box_area": 1}
-    table, pngs = predict_new_images(
-        bundle, None, None, None, samples, manifest, masks, raw, settings
+    table, pngs, maps = predict_new_images(
+        bundle, None, None, None, None, samples, manifest, masks, raw, settings
     )
+    assert maps == {} and table["anomaly_score"].isna().all()  # no one-class detector
     assert len(table) == len(samples) and (table["level"] == "sample").all()
     assert {f"target_{c}" for c in classes} <= set(table.columns)  # labelled images
     boxes = table["boxes"].map(json.loads)

@@ -81,7 +81,7 @@ def test_new_images_are_inspected_predicted_and_the_model_exported(
     assert len(list(maps)) == len(list(new.rglob("*.png"))) - 1  # a map per readable photo
 
     # The run's MLflow model, loaded back from the tracking server, is the same predictor:
-    # the same probabilities, decisions, OOD flags and abstentions for the same images.
+    # the same probabilities, decisions, OOD flags, abstentions and anomaly scores.
     runs = mlflow.search_runs(experiment_names=["anomaly_lens"], order_by=["start_time ASC"])
     run_id = runs[runs["tags.mlflow.parentRunId"].isna()].iloc[0].run_id
     assert mlflow.get_tracking_uri() == tracking_server
@@ -97,6 +97,9 @@ def test_new_images_are_inspected_predicted_and_the_model_exported(
     assert np.abs(answer[probs].to_numpy() - predictions[probs].to_numpy()).max() <= 1e-6
     for column in [f"pred_{c}" for c in classes] + ["out_of_distribution", "abstain", "model_id"]:
         assert answer[column].tolist() == predictions[column].tolist(), column
+    # ... and the same one-class detector: the same anomaly scores and flags
+    np.testing.assert_allclose(answer["anomaly_score"], predictions["anomaly_score"], rtol=1e-5)
+    assert answer["anomalous"].tolist() == predictions["anomalous"].tolist()
 
     run(project, ["export"], **SMALL_RUN)
     export = json.loads(latest(out / "08_reporting/synthetic/export_report.json").read_text())

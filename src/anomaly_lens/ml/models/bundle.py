@@ -42,6 +42,7 @@ class ModelBundle:
     best_epoch: int | None = None
     n_parameters: int | None = None
     training_seconds: float | None = None
+    split_id: str | None = None  # the split it learnt (``split_identity``); None: not recorded
 
     @classmethod
     def from_saved(cls, saved: Mapping) -> ModelBundle:

@@ -21,6 +21,7 @@ REMADE_BY = {
     "OOD detector": "kedro run --pipelines=ood",
     "drift reference": "kedro run --pipelines=ood",
     "ONNX graph": "kedro run --pipelines=export",
+    "one-class detector": "kedro run --pipelines=anomaly",
 }
 
 

@@ -2,8 +2,9 @@
 ``inference``, the ONNX parity check and the MLflow model.
 
 Pre-processing (the image cache at the model's size and views, its input CLAHE) and
-post-processing (temperatures, thresholds, the OOD flag, abstention, masks and boxes) travel
-with the model, so every place that predicts gives the same table. No Kedro.
+post-processing (temperatures, thresholds, the OOD flag, abstention, masks and boxes, the
+one-class detector's scores and maps) travel with the model, so every place that predicts
+gives the same table. No Kedro.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pandas as pd
 import torch
 from pydantic import Field, PositiveInt
 
+from anomaly_lens.ml.anomaly.detector import AnomalyDetector
 from anomaly_lens.ml.data.batch import Batch
 from anomaly_lens.ml.data.boxes import find_components
 from anomaly_lens.ml.data.cache import (
@@ -68,6 +70,9 @@ NOT_CALIBRATED = (
 )
 NO_DETECTOR = (
     "no out-of-distribution detector (run the ood pipeline): ood_score is empty, no row is flagged"
+)
+NO_ANOMALY_DETECTOR = (
+    "no one-class detector (run the anomaly pipeline): anomaly_score is empty, no row is anomalous"
 )
 
 
@@ -171,12 +176,31 @@ def _detector_for(identity: str, detector: OODScorer | None) -> tuple[OODScorer 
     return (None, f"not applied: {stale}") if stale else (detector, "")
 
 
+def _anomaly_detector_for(
+    bundle: ModelBundle, detector: AnomalyDetector | None
+) -> tuple[AnomalyDetector | None, str]:
+    """The one-class detector learnt from the model's own train images (and thresholded on
+    its validation images), or why not: it is made from the split, not from the weights."""
+    if detector is None:
+        return None, NO_ANOMALY_DETECTOR
+    if bundle.split_id is not None and detector.split_id == bundle.split_id:
+        return detector, ""
+    learnt = bundle.split_id or "not recorded (saved before models recorded their split)"
+    return None, (
+        f"not applied: the one-class detector learnt the train images of split "
+        f"{detector.split_id}, the model those of split {learnt}: run "
+        f"`{REMADE_BY['one-class detector']}`"
+    )
+
+
 @dataclass
 class Predictor:
-    """A model bundle with its own calibrator and OOD detector, and the decision settings.
+    """A model bundle with its own calibrator, OOD and one-class detectors, and the decision
+    settings.
 
-    Build it with ``Predictor.of``: artefacts made from another model are left out, and
-    ``calibration_note``/``detector_note`` say why ("" where applied).
+    Build it with ``Predictor.of``: artefacts made from another model (the one-class
+    detector: from another split) are left out, and ``calibration_note``/``detector_note``/
+    ``anomaly_note`` say why ("" where applied).
     """
 
     bundle: ModelBundle
@@ -186,6 +210,8 @@ class Predictor:
     identity: str
     calibration_note: str = ""
     detector_note: str = ""
+    anomaly: AnomalyDetector | None = None  # predictors pickled before it: None
+    anomaly_note: str = NO_ANOMALY_DETECTOR
     _network: torch.nn.Module | None = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -195,14 +221,19 @@ class Predictor:
         calibrator: Mapping | None,
         detector: OODScorer | None,
         settings: ServingSettings,
+        anomaly_detector: AnomalyDetector | None = None,
     ) -> Predictor:
         identity = model_identity(bundle)
         fitted, calibration_note = _calibrator_for(identity, calibrator)
         detector, detector_note = _detector_for(identity, detector)
-        for note in (calibration_note, detector_note):
+        anomaly, anomaly_note = _anomaly_detector_for(bundle, anomaly_detector)
+        for note in (calibration_note, detector_note, anomaly_note):
             if note.startswith("not applied"):
                 logger.warning(note)
-        return cls(bundle, fitted, detector, settings, identity, calibration_note, detector_note)
+        return cls(
+            bundle, fitted, detector, settings, identity, calibration_note, detector_note,
+            anomaly, anomaly_note,
+        )  # fmt: skip
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_network": None}  # weights travel in the bundle only
@@ -249,6 +280,9 @@ class Predictor:
             "out_of_distribution": self.detector_note
             or {"model_id": detector.model_id, "detector": detector.name,
                 "threshold": detector.threshold},
+            "one_class_detector": self.anomaly_note
+            or {k: getattr(self.anomaly, k)
+                for k in ("method", "backbone", "split_id", "threshold", "threshold_rule")},
             "decision_rule": "the most probable class" if multiclass
             else f"each class with probability >= its threshold {list(np.atleast_1d(self.rule.threshold))}",
             "abstain_rule": f"confidence < {self.settings.min_confidence}, or out of distribution",
@@ -290,6 +324,31 @@ class Predictor:
             image_size=self.bundle.image_size,
             resize=self.bundle.resize,
         )
+
+    def predict_images(
+        self,
+        samples: pd.DataFrame,
+        manifest: pd.DataFrame,
+        masks: pd.DataFrame,
+        read: Callable[[str], bytes],
+        onnx_model: bytes | None = None,
+        progress=lambda batches: batches,
+    ) -> tuple[pd.DataFrame, dict[str, bytes], dict[str, np.ndarray]]:
+        """New paired samples end to end, as ``inference`` and the served model predict
+        them: ``predict``'s table and mask PNGs, with the one-class detector's
+        ``anomaly_score`` and ``anomalous`` (its validation threshold) per photo and sample,
+        and each photo's anomaly map by ``item_id`` (``sample/view``)."""
+        cache = self.prepare(samples, manifest, masks, read)
+        table, pngs = self.predict(cache, onnx_model, progress)
+        if self.anomaly is None:
+            flags = pd.array([pd.NA] * len(table), dtype="boolean")
+            return table.assign(anomaly_score=np.nan, anomalous=flags), pngs, {}
+        found, maps = self.anomaly.score_samples(
+            samples, manifest, masks, read, self.settings.batch_size
+        )
+        scored = ["level", "item_id", "anomaly_score", "anomalous"]
+        table = table.merge(found[scored], on=["level", "item_id"], how="left")
+        return table.assign(anomalous=table["anomalous"].astype("boolean")), pngs, maps
 
     def predict(
         self,
@@ -440,8 +499,7 @@ class ServedModel(mlflow.pyfunc.PythonModel):
             }
         )
         masks = pd.DataFrame(columns=["image_id", "class", "encoded_pixels"])
-        cache = self.predictor.prepare(samples, manifest, masks, contents.__getitem__)
-        table, _ = self.predictor.predict(cache)
+        table, _, _ = self.predictor.predict_images(samples, manifest, masks, contents.__getitem__)
         table = table[table["level"] == "sample"].set_index("sample_id").loc[ids.to_numpy()]
         return table.drop(
             columns=probability_columns("target", self.predictor.bundle.classes)

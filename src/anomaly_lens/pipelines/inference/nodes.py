@@ -29,75 +29,41 @@ def predict_new_images(
     model: ModelBundle,
     calibrator: dict | None,
     ood_detector: OODScorer | None,
+    anomaly_detector: AnomalyDetector | None,
     onnx_model: bytes | None,
     samples: pd.DataFrame,
     manifest: pd.DataFrame,
     masks: pd.DataFrame,
     images: Mapping[str, Callable[[], bytes]],
     params: dict,
-) -> tuple[pd.DataFrame, dict[str, bytes]]:
+) -> tuple[pd.DataFrame, dict[str, bytes], dict[str, bytes]]:
     """``predictions`` of the model's predictor (``ml.serving.Predictor``: its own
-    calibrator and OOD detector, the ``inference`` decision rule): one row per sample
-    (``level`` ``sample``) and, for a per-view model, one per photo (``photo``); and
+    calibrator, OOD and one-class detectors, the ``inference`` decision rule): one row per
+    sample (``level`` ``sample``) and, for a per-view model, one per photo (``photo``);
     ``prediction_masks``, PNGs of predicted masks (``<run>/<item>/<class>``) for models with
-    a segmentation head, whose objects are in the ``boxes`` column (JSON). Target columns
-    only where the new images carry labels."""
+    a segmentation head, whose objects are in the ``boxes`` column (JSON); and
+    ``prediction_anomaly_maps``, each photo's one-class map (``<run>/<item>``; 128 is the
+    detector's threshold, ``AnomalyDetector.map_png``). Target columns only where the new
+    images carry labels."""
     settings = parse_block(ServingSettings, params)
-    predictor = Predictor.of(model, calibrator, ood_detector, settings)
-    cache = predictor.prepare(samples, manifest, masks, lambda pid: images[pid]())
+    predictor = Predictor.of(model, calibrator, ood_detector, settings, anomaly_detector)
     progress = partial(tqdm, desc="Predicting", unit="batch")
-    table, pngs = predictor.predict(cache, onnx_model, progress)
+    table, pngs, maps = predictor.predict_images(
+        samples, manifest, masks, lambda pid: images[pid](), onnx_model, progress
+    )
     run = datetime.now(UTC).strftime("%Y-%m-%dT%H.%M.%S.%fZ")  # never overwrite a run
     if not (manifest["labels"].map(len) > 0).any():
         table = table.drop(columns=probability_columns("target", model.classes))
     sample_rows = table["level"] == "sample"
     logger.info(
-        "Predicted %d samples (%d abstain), %d mask files",
+        "Predicted %d samples (%d abstain, %d anomalous), %d mask files",
         int(sample_rows.sum()),
         int(table.loc[sample_rows, "abstain"].sum()),
+        int(table.loc[sample_rows, "anomalous"].fillna(False).sum()),
         len(pngs),
     )
-    return table, {f"{run}/{key}": png for key, png in pngs.items()}
-
-
-def score_anomalies(
-    predictions: pd.DataFrame,
-    anomaly_detector: AnomalyDetector | None,
-    samples: pd.DataFrame,
-    manifest: pd.DataFrame,
-    masks: pd.DataFrame,
-    images: Mapping[str, Callable[[], bytes]],
-    params: dict,
-) -> tuple[pd.DataFrame, dict[str, bytes]]:
-    """``predictions`` with the one-class detector's ``anomaly_score`` and ``anomalous`` (its
-    validation threshold) per photo and per sample (its highest photo), the images read as
-    the detector's train images were; empty columns where ``anomaly`` never ran. And
-    ``prediction_anomaly_maps``: each photo's map as a PNG (``<run>/<item>``; 128 is the
-    threshold, ``AnomalyDetector.map_png``)."""
-    if anomaly_detector is None:
-        flags = pd.array([pd.NA] * len(predictions), dtype="boolean")
-        return predictions.assign(anomaly_score=np.nan, anomalous=flags), {}
-    found, maps = anomaly_detector.score_samples(
-        samples,
-        manifest,
-        masks,
-        lambda pid: images[pid](),
-        parse_block(ServingSettings, params).batch_size,
-    )
-    merged = predictions.merge(
-        found[["level", "item_id", "anomaly_score", "anomalous"]],
-        on=["level", "item_id"],
-        how="left",
-    )
-    logger.info(
-        "%s: %d of %d samples anomalous",
-        anomaly_detector.method,
-        int(found.loc[found["level"] == "sample", "anomalous"].sum()),
-        int((found["level"] == "sample").sum()),
-    )
-    run = datetime.now(UTC).strftime("%Y-%m-%dT%H.%M.%S.%fZ")  # never overwrite a run
-    pngs = {f"{run}/{item}": anomaly_detector.map_png(heat) for item, heat in maps.items()}
-    return merged.assign(anomalous=merged["anomalous"].astype("boolean")), pngs
+    anomaly_pngs = {f"{run}/{item}": predictor.anomaly.map_png(heat) for item, heat in maps.items()}
+    return table, {f"{run}/{key}": png for key, png in pngs.items()}, anomaly_pngs
 
 
 def measure_drift(
@@ -143,13 +109,10 @@ def _metrics(predictions: pd.DataFrame, classes: list[str], label_type: str) -> 
     return found
 
 
-def _anomaly_summary(samples: pd.DataFrame) -> dict:
+def _anomaly_summary(samples: pd.DataFrame, predictor: Predictor) -> dict:
     """How many samples the one-class detector calls anomalous, or why it was not applied."""
-    if "anomaly_score" not in samples or samples["anomaly_score"].isna().all():
-        return {
-            "applied": False,
-            "note": "no anomaly detector: run `kedro run --pipelines=anomaly`",
-        }
+    if predictor.anomaly is None:
+        return {"applied": False, "note": predictor.anomaly_note}
     return {"applied": True, "n_anomalous": int(samples["anomalous"].fillna(False).sum())}
 
 
@@ -160,6 +123,7 @@ def summarise_inference(
     model: ModelBundle,
     calibrator: dict | None,
     ood_detector: OODScorer | None,
+    anomaly_detector: AnomalyDetector | None,
     drift: dict,
     params: dict,
 ) -> dict:
@@ -168,7 +132,7 @@ def summarise_inference(
     are from the training images (``drift``), and, where the new images carry labels, the
     evaluation's metrics."""
     settings = parse_block(ServingSettings, params)
-    predictor = Predictor.of(model, calibrator, ood_detector, settings)
+    predictor = Predictor.of(model, calibrator, ood_detector, settings, anomaly_detector)
     classes = model.classes
     samples = predictions[predictions["level"] == "sample"]
     found = sorted({c for labels in manifest["labels"] for c in labels})
@@ -183,7 +147,7 @@ def summarise_inference(
         "n_samples": int(len(samples)),
         "n_abstain": int(samples["abstain"].sum()),
         "flagged_out_of_distribution": int(samples["out_of_distribution"].sum()),
-        "anomaly": _anomaly_summary(samples),
+        "anomaly": _anomaly_summary(samples, predictor),
         "predicted_by_class": {c: int(samples[f"pred_{c}"].sum()) for c in classes},
         "labels_found": found,
         "labels_unknown_to_model": [c for c in found if c not in classes],

@@ -7,7 +7,6 @@ from anomaly_lens.pipelines import ingestion, pairing
 from anomaly_lens.pipelines.inference.nodes import (
     measure_drift,
     predict_new_images,
-    score_anomalies,
     summarise_inference,
 )
 
@@ -30,27 +29,15 @@ def _prepared() -> Pipeline:
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    artefacts = ["model", "calibrator", "ood_detector"]
+    artefacts = ["model", "calibrator", "ood_detector", "anomaly_detector"]
     nodes = [
         Node(
             predict_new_images,
             inputs=[*artefacts, "latest_onnx_model", *NEW_IMAGES, "params:inference"],
-            outputs=["inference.model_predictions", "prediction_masks"],
+            outputs=["predictions", "prediction_masks", "prediction_anomaly_maps"],
             name="predict_new_images",
             namespace=NAMESPACE,  # the node's name only
         ),
-        Node(
-            score_anomalies,
-            inputs=[
-                "inference.model_predictions",
-                "anomaly_detector",
-                *NEW_IMAGES,
-                "params:inference",
-            ],
-            outputs=["predictions", "prediction_anomaly_maps"],
-            name="score_anomalies",
-            namespace=NAMESPACE,
-        ),  # fmt: skip
         Node(
             measure_drift,
             inputs=["model", "drift_reference", *NEW_IMAGES, "params:inference"],

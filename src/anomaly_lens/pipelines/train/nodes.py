@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
 from anomaly_lens.ml.data.cache import ImageCache, build_image_cache, cache_fingerprint
 from anomaly_lens.ml.data.inspection import squashed
-from anomaly_lens.ml.data.splitting import ids_by_split
+from anomaly_lens.ml.data.splitting import ids_by_split, split_identity
 from anomaly_lens.ml.models.bundle import ModelBundle
 from anomaly_lens.ml.training.core import train_on_cache
 from anomaly_lens.ml.training.settings import TrainSettings
@@ -88,4 +89,4 @@ def train_model(
             "from its start (the cache_images node) to rebuild it"
         )
     result = train_on_cache(cache, ids_by_split(splits), settings)
-    return result.bundle, result.history
+    return replace(result.bundle, split_id=split_identity(splits)), result.history

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -14,7 +15,7 @@ import torch
 from matplotlib.figure import Figure
 
 from anomaly_lens.ml.data.cache import ImageCache
-from anomaly_lens.ml.data.splitting import ids_by_split, units_of
+from anomaly_lens.ml.data.splitting import ids_by_split, split_identity, units_of
 from anomaly_lens.ml.evaluation.binary_comparison import (
     compare_part,
     comparison_plot,
@@ -78,14 +79,15 @@ def train_binary_model(
     params = _flat(settings.model_dump())
     with nested_run(f"binary · {anomaly_type}", params, anomaly_type=anomaly_type) as run:
         result = train_on_cache(cache, ids_by_split(splits, ["train", "val"]), settings)
+        bundle = replace(result.bundle, split_id=split_identity(splits))
         if run is not None:
             mlflow.log_figure(plot_training_curves(result.history), "training_curves.png")
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "model.pt"
-                torch.save(result.bundle.to_saved(), path)
+                torch.save(bundle.to_saved(), path)
                 mlflow.log_artifact(str(path), "model")
     plt.close("all")
-    return result.bundle, result.history
+    return bundle, result.history
 
 
 def compare_binary(

@@ -1,9 +1,17 @@
 """OOD detector ``patchcore``: the one-class scorer of ``ml.anomaly`` (anomalib's PatchCore
 on the installed ImageNet weights), fitted on the training items' images of every class.
 It reads pixels, not the network's features: a corrupted or foreign image has patches
-unlike any training patch even where the classifier's features do not move."""
+unlike any training patch even where the classifier's features do not move.
+
+Its fit and scores depend on the pixels alone, not on the model it sits beside, so they are
+kept per content (``_Memo``): the binary models of one run share the main model's training
+images and OOD sets, and would otherwise fit and score the same detector five times."""
 
 from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -13,6 +21,57 @@ from anomaly_lens.ml.evaluation.detectors import Detector, register_detector
 MAX_TRAIN_ITEMS = 200  # a seeded draw: the memory bank's cost grows with the patches
 
 
+def content_digest(*parts: np.ndarray | int) -> str:
+    """A digest of arrays (their bytes, dtype and shape) and integers."""
+    digest = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        array = np.ascontiguousarray(part)
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+class _Memo:
+    """The last ``size`` results by content key, in this process only."""
+
+    def __init__(self, size: int):
+        self.size, self._found = size, OrderedDict()
+
+    def get(self, key: str, make):
+        if key not in self._found:
+            self._found[key] = make()
+            while len(self._found) > self.size:
+                self._found.popitem(last=False)
+        self._found.move_to_end(key)
+        return self._found[key]
+
+
+_FITS, _SCORES = _Memo(4), _Memo(512)
+
+
+@dataclass
+class FittedImages:
+    """The fitted detector and the digest of the images it learnt (its identity)."""
+
+    digest: str
+    detector: AnomalyDetector
+
+
+def _fit(pixels: np.ndarray, view_mask: np.ndarray, seed: int, digest: str) -> FittedImages:
+    detector = AnomalyDetector(
+        "patchcore",
+        "tf_efficientnet_lite0",
+        AnomalyMethodSettings(layers=["blocks.2", "blocks.4"], seed=seed),
+        image_size=pixels.shape[-1],
+        resize="as the model reads its items",
+        views=[str(v) for v in range(pixels.shape[1])],
+        split_id=f"train images {digest}",
+    )
+    rng = np.random.default_rng(seed)
+    kept = np.sort(rng.permutation(len(pixels))[:MAX_TRAIN_ITEMS])
+    return FittedImages(digest, detector.fit(pixels[kept][view_mask[kept]]))
+
+
 @register_detector("patchcore")
 class PatchCoreImages(Detector):
     """An item's score: its highest photo score (the view a corruption shows in)."""
@@ -20,23 +79,17 @@ class PatchCoreImages(Detector):
     reads_images = True
 
     def fit_images(self, pixels, view_mask, scorer):
-        detector = AnomalyDetector(
-            "patchcore",
-            "tf_efficientnet_lite0",
-            AnomalyMethodSettings(layers=["blocks.2", "blocks.4"], seed=scorer.seed),
-            image_size=pixels.shape[-1],
-            resize="as the model reads its items",
-            views=[str(v) for v in range(pixels.shape[1])],
-            split_id=str(scorer.model_id),
-        )
-        rng = np.random.default_rng(scorer.seed)
-        kept = np.sort(rng.permutation(len(pixels))[:MAX_TRAIN_ITEMS])
-        return detector.fit(pixels[kept][view_mask[kept]])
+        digest = content_digest(pixels, view_mask, scorer.seed)
+        return _FITS.get(digest, lambda: _fit(pixels, view_mask, scorer.seed, digest))
 
     def score_images(self, fitted, pixels, view_mask):
-        scores = np.full(view_mask.shape, -np.inf, dtype=np.float32)
-        scores[view_mask] = fitted.score(pixels[view_mask])[0]
-        return scores.max(1)
+        def score():
+            scores = np.full(view_mask.shape, -np.inf, dtype=np.float32)
+            scores[view_mask] = fitted.detector.score(pixels[view_mask])[0]
+            return scores.max(1)
+
+        key = fitted.digest + content_digest(pixels, view_mask)
+        return _SCORES.get(key, score).copy()
 
     def score(self, fitted, logits, features, label_type):
         raise ValueError("the patchcore OOD detector scores images: pass the items' pixels")

@@ -54,7 +54,11 @@ def problems(block: str, **changes) -> str:
 @pytest.mark.parametrize(
     ("block", "changes", "message"),
     [
-        ("train", {"image_size": "abc"}, "train.image_size: expected an integer, got 'abc'"),
+        (
+            "train",
+            {"image_size": "abc"},
+            "train.image_size: expected an integer or one of 'auto', got 'abc'",
+        ),
         (
             "train",
             {"image_sise": 96},
@@ -104,8 +108,9 @@ def test_a_bad_value_is_named_with_what_was_expected(block, changes, message):
 
 
 def test_a_key_without_a_close_match_lists_the_valid_ones():
-    assert "train.qqq: unknown key; valid keys of train: image_size, views," in problems(
-        "train", qqq=1
+    assert (
+        "train.qqq: unknown key; valid keys of train: image_size, max_image_size, views,"
+        in problems("train", qqq=1)
     )
 
 
@@ -126,7 +131,10 @@ def test_typed_settings_are_frozen():
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"train": {"image_size": "abc"}}, "train.image_size: expected an integer, got 'abc'"),
+        (
+            {"train": {"image_size": "abc"}},
+            "train.image_size: expected an integer or one of 'auto', got 'abc'",
+        ),
         ({"train": {"image_sise": 96}}, "did you mean train.image_size?"),
     ],
 )

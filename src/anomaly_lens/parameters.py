@@ -4,7 +4,7 @@ Each top-level block of ``conf/*/parameters*.yml`` has a schema here (``train``'
 library's ``TrainSettings``). Nodes parse their block once with ``parse_block``; the
 project hook checks every block with ``check_parameters`` before a run starts, so a bad
 value or a misspelt key stops the run before any work, with messages such as
-``train.image_size: expected an integer, got 'abc'``. No Kedro imports.
+``train.image_size: expected an integer or one of 'auto', got 'abc'``. No Kedro imports.
 """
 
 from __future__ import annotations

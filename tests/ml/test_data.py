@@ -1,5 +1,6 @@
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -11,6 +12,7 @@ from anomaly_lens.ml.data.cache import (
     balanced_weights,
     build_image_cache,
     cache_fingerprint,
+    chosen_image_size,
     collate,
     content_box,
     from_square,
@@ -264,3 +266,20 @@ def test_a_padded_cache_is_its_own_cache(prepared, cache):
         samples, manifest, ["co2", "ch4"], classes, 32, "pad"
     )
     assert padded.fingerprint != cache.fingerprint
+
+
+@pytest.mark.parametrize(
+    ("sides", "cap", "size"),
+    [
+        ([(300, 257), (400, 260), (250, 500)], 224, 224),  # larger than the cap: the cap
+        ([(100, 130), (90, 200), (120, 96)], 224, 96),  # median 100, down to 96
+        ([(20, 20), (24, 30)], 224, 32),  # tiny images: never below 32
+        ([(1000, 40), (40, 40), (800, 600)], 512, 32),  # the shorter side counts
+    ],
+)
+def test_an_auto_image_size_is_the_median_shorter_side_in_steps_of_32(sides, cap, size):
+    manifest = pd.DataFrame(sides, columns=["width", "height"])
+    assert chosen_image_size("auto", manifest, cap) == size
+    assert chosen_image_size(80, manifest, cap) == 80  # a size given is kept
+    with pytest.raises(ValueError, match="manifest is empty"):
+        chosen_image_size("auto", manifest.iloc[:0], cap)

@@ -15,7 +15,7 @@ from anomaly_lens.ml.data.cache import ImageCache, MultiViewDataset, collate
 from anomaly_lens.ml.data.inspection import MaskRule, inspect_records
 from anomaly_lens.ml.data.layouts.synthetic import from_synthetic
 from anomaly_lens.ml.data.pairing import pair_views
-from anomaly_lens.ml.data.splitting import assign_splits
+from anomaly_lens.ml.data.splitting import assign_splits, split_identity
 from anomaly_lens.ml.models.bundle import load_model
 from anomaly_lens.ml.training.curves import plot_training_curves
 from anomaly_lens.pipelines.evaluate.nodes import (
@@ -138,6 +138,17 @@ def test_a_stale_cache_is_refused(prepared, tmp_path):
     cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, p)
     with pytest.raises(ValueError, match="other inputs"):
         train_model(cache, samples, manifest, splits, classes, VIEWS, {**p, "image_size": 48})
+
+
+def test_an_auto_image_size_comes_from_the_images_and_travels_with_the_model(prepared, tmp_path):
+    """The 32 px photos are read at 32 px (their median shorter side), however large the
+    cap; training chooses the same size again, and the model records it and its split."""
+    samples, manifest, masks, raw, classes, splits = prepared
+    p = {**params(tmp_path), "image_size": "auto", "max_image_size": 224}
+    cache = cache_images(samples, manifest, masks, raw, classes, VIEWS, p)
+    assert cache["images"].shape[-2:] == (32, 32)
+    bundle, _ = train_model(cache, samples, manifest, splits, classes, VIEWS, p)
+    assert bundle.image_size == 32 and bundle.split_id == split_identity(splits)
 
 
 @pytest.mark.parametrize("task", ["classification", "multitask"])

@@ -146,6 +146,23 @@ def from_square(square: np.ndarray, height: int, width: int, resize: str) -> np.
     return cv2.resize(inside, (width, height), interpolation=cv2.INTER_NEAREST)
 
 
+SIZE_STEP = 32  # the encoders' overall stride: a square of a multiple of it tiles evenly
+
+
+def chosen_image_size(image_size: int | str, manifest: pd.DataFrame, cap: int) -> int:
+    """The square the images are read into: ``image_size`` as given, or for ``auto`` the
+    images' median shorter side (what most of them hold without upsampling) rounded down
+    to a multiple of ``SIZE_STEP``, between ``SIZE_STEP`` and ``cap`` (the compute bound,
+    e.g. the backbone's native size). Sizes are what the camera writes, not outcomes, so
+    every image of the manifest counts."""
+    if image_size != "auto":
+        return int(image_size)
+    if manifest.empty:
+        raise ValueError("train.image_size=auto reads the images' sizes: the manifest is empty")
+    shorter = float(manifest[["width", "height"]].min(axis=1).median())
+    return int(min(cap, max(SIZE_STEP, shorter // SIZE_STEP * SIZE_STEP)))
+
+
 def view_pixels(
     content: bytes, image_size: int, resize: str = "stretch"
 ) -> tuple[np.ndarray, tuple[int, int]]:

@@ -92,14 +92,21 @@ def train_on_cache(
         run_fingerprint(settings, cache.fingerprint, parts),
         callbacks=callbacks,
     )
-    bundle = _bundle(module, result, task, settings, time.monotonic() - started)
+    seconds = time.monotonic() - started
+    bundle = _bundle(module, result, task, settings, cache.images.shape[-1], seconds)
     return TrainResult(bundle, result.history)
 
 
 def _bundle(
-    module: TrainingModule, result: FitResult, task: ModelTask, settings: TrainSettings, seconds
+    module: TrainingModule,
+    result: FitResult,
+    task: ModelTask,
+    settings: TrainSettings,
+    image_size: int,
+    seconds: float,
 ) -> ModelBundle:
-    """The best weights with what rebuilds, identifies and serves them."""
+    """The best weights with what rebuilds, identifies and serves them (``image_size``: the
+    cache's square, which ``train.image_size=auto`` chose)."""
     pretrained = "imagenet" if settings.model.pretrained else None
     return ModelBundle(
         config=saved_config(module.model),
@@ -108,7 +115,7 @@ def _bundle(
         label_type=task.label_type,
         views=list(task.views),
         per_view=task.per_view,
-        image_size=settings.image_size,
+        image_size=image_size,
         resize=settings.resize,
         input_clahe=settings.augmentation.clahe,
         initial_weights=settings.model.weights_path or pretrained,

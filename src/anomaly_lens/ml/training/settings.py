@@ -6,7 +6,7 @@ refused. Build them from a parameter block with ``TrainSettings.model_validate(b
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import timm
 from pydantic import (
@@ -149,7 +149,9 @@ class TrainerSettings(Settings):
 class TrainSettings(Settings):
     """The ``train`` parameter block."""
 
-    image_size: int = Field(default=64, ge=16)
+    # auto: from the images (``ml.data.cache.chosen_image_size``), at most max_image_size
+    image_size: Annotated[int, Field(ge=16)] | Literal["auto"] = 64
+    max_image_size: int = Field(default=224, ge=32)
     views: list[str] | None = None
     per_view: bool = False
     resize: Literal[RESIZE_MODES] = "stretch"

@@ -13,7 +13,12 @@ import torch
 from tqdm.auto import tqdm
 
 from anomaly_lens.ml.anomaly.gate import cross_validated_scores, gate_report
-from anomaly_lens.ml.data.cache import ImageCache, MultiViewDataset, cache_fingerprint
+from anomaly_lens.ml.data.cache import (
+    ImageCache,
+    MultiViewDataset,
+    cache_fingerprint,
+    chosen_image_size,
+)
 from anomaly_lens.ml.data.splitting import assign_folds, units_of
 from anomaly_lens.ml.evaluation import baseline
 from anomaly_lens.ml.evaluation.crossval import (
@@ -114,9 +119,8 @@ def _checked_items(
             "cv pools each photo's class decision and a segmentation-only model has none: "
             "use train.model.task=multitask (masks and classes) or classification"
         )
-    expected = cache_fingerprint(
-        samples, manifest, views, class_names, train.image_size, train.resize
-    )
+    size = chosen_image_size(train.image_size, manifest, train.max_image_size)
+    expected = cache_fingerprint(samples, manifest, views, class_names, size, train.resize)
     if cache.fingerprint != expected:
         raise ValueError("The image cache was built from other inputs: run `cv` from its start")
     data = _items(cache, list(pd.unique(cv_folds["sample_id"])), train)

@@ -9,7 +9,12 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from anomaly_lens.ml.data.cache import ImageCache, build_image_cache, cache_fingerprint
+from anomaly_lens.ml.data.cache import (
+    ImageCache,
+    build_image_cache,
+    cache_fingerprint,
+    chosen_image_size,
+)
 from anomaly_lens.ml.data.inspection import squashed
 from anomaly_lens.ml.data.splitting import ids_by_split, split_identity
 from anomaly_lens.ml.models.bundle import ModelBundle
@@ -31,7 +36,7 @@ def cache_images(
 ) -> dict[str, np.ndarray]:
     """Decode and resize every sample's views once; later runs reuse the arrays."""
     settings = parse_block(TrainSettings, params)
-    image_size = settings.image_size
+    image_size = chosen_image_size(settings.image_size, manifest, settings.max_image_size)
     cache = build_image_cache(
         samples,
         manifest,
@@ -44,6 +49,14 @@ def cache_images(
     )
     shape = (*cache.images.shape[:2], image_size, settings.resize)
     logger.info("Image cache: %s samples x %s views at %d px (%s)", *shape)
+    if settings.image_size == "auto":
+        logger.info(
+            "train.image_size=auto: %d px, the images' median shorter side (%d px) rounded "
+            "down to a multiple of 32, at most train.max_image_size (%d)",
+            image_size,
+            int(manifest[["width", "height"]].min(axis=1).median()),
+            settings.max_image_size,
+        )
     _warn_about_geometry(manifest, image_size, settings.resize)
     return cache.arrays()
 
@@ -80,9 +93,8 @@ def train_model(
     """Fit with Lightning; return the best checkpoint's model bundle and the epoch history."""
     settings = parse_block(TrainSettings, params)
     cache = ImageCache.from_arrays(image_cache)
-    expected = cache_fingerprint(
-        samples, manifest, views, class_names, settings.image_size, settings.resize
-    )
+    size = chosen_image_size(settings.image_size, manifest, settings.max_image_size)
+    expected = cache_fingerprint(samples, manifest, views, class_names, size, settings.resize)
     if cache.fingerprint != expected:
         raise ValueError(
             "The image cache was built from other inputs: run the `train` pipeline "

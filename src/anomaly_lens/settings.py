@@ -9,6 +9,7 @@ from anomaly_lens.hooks import (
     ReportLoggingHook,
     RunTagsHook,
 )
+from anomaly_lens.ml.serving.requirements import pinned_requirements
 
 HOOKS = (ParameterCheckHook(), RunTagsHook(), ReportLoggingHook(), ReadOnlyEntriesHook())
 
@@ -19,7 +20,8 @@ CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
     # conf/local (or another env) overrides single keys instead of whole top-level blocks.
-    # ${oc.env:...} lets MLFLOW_TRACKING_URI override the tracking URI in mlflow.yml.
-    "custom_resolvers": {"oc.env": oc.env},
+    # ${oc.env:...} lets MLFLOW_TRACKING_URI override the tracking URI in mlflow.yml;
+    # ${pinned_requirements:} is what the served model's environment installs.
+    "custom_resolvers": {"oc.env": oc.env, "pinned_requirements": pinned_requirements},
     "merge_strategy": {"parameters": "soft", "globals": "soft"},
 }

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from importlib.metadata import version
 from pathlib import Path
 
 import mlflow
@@ -14,6 +15,7 @@ import onnx
 import pandas as pd
 import pytest
 
+import anomaly_lens
 from tests.conftest import SMALL_RUN
 from tests.test_session import latest, run
 
@@ -100,6 +102,10 @@ def test_new_images_are_inspected_predicted_and_the_model_exported(
     # ... and the same one-class detector: the same anomaly scores and flags
     np.testing.assert_allclose(answer["anomaly_score"], predictions["anomaly_score"], rtol=1e-5)
     assert answer["anomalous"].tolist() == predictions["anomalous"].tolist()
+    # ... whose environment is the project and its dependencies as installed here
+    needs = Path(mlflow.pyfunc.get_model_dependencies(f"runs:/{run_id}/model")).read_text()
+    pinned = {f"torch=={version('torch')}", f"anomaly-lens=={anomaly_lens.__version__}"}
+    assert pinned <= set(needs.split())
 
     run(project, ["export"], **SMALL_RUN)
     export = json.loads(latest(out / "08_reporting/synthetic/export_report.json").read_text())

@@ -16,6 +16,7 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from anomaly_lens.ml.content_memo import memoised_by_content
 from anomaly_lens.ml.data.cache import MultiViewDataset
 from anomaly_lens.ml.evaluation.predictions import Scoring
 from anomaly_lens.ml.models.pretrained import grey_normalisation, package_state_dict, weight_package
@@ -64,6 +65,7 @@ def image_features(image: np.ndarray) -> np.ndarray:
     )
 
 
+@memoised_by_content(size=8)
 def sample_features(images: np.ndarray, view_mask: np.ndarray) -> np.ndarray:
     """(N, V * (F + 1)): each view's features (-1 where missing) and its presence flag."""
     n, v = view_mask.shape
@@ -113,6 +115,7 @@ def forest_probabilities(
     return np.column_stack(columns).astype(np.float32)
 
 
+@memoised_by_content(size=8)
 @torch.no_grad()
 def pretrained_features(
     images: np.ndarray, backbone: str = "tf_efficientnet_lite0", batch_size: int = 32

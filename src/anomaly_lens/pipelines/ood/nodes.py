@@ -21,6 +21,7 @@ from anomaly_lens.ml.evaluation.drift import (
 from anomaly_lens.ml.evaluation.metrics import json_safe
 from anomaly_lens.ml.evaluation.ood import DETECTORS, OODScorer, logits_and_features
 from anomaly_lens.ml.evaluation.ood_sets import (
+    HEADLINE_SEVERITY,
     IN_DISTRIBUTION,
     choose_detector,
     class_groups,
@@ -85,7 +86,9 @@ def choose_ood_detector(
     parts = items_by_part(model, cache, splits, ["val"], settings.seed, settings.max_items)
     if "val" not in parts:
         return {"chosen": FALLBACK_DETECTOR, "rule": "auto without val items: the fallback"}
-    sets = measured_sets(parts["val"], None, settings.seed + 1000, inside="val")
+    sets = measured_sets(
+        parts["val"], None, settings.seed + 1000, inside="val", min_severity=HEADLINE_SEVERITY
+    )
     table = separation_table(score_sets(load_model(model), detectors, sets), detectors, "val")
     chosen, per_detector = choose_detector(table)
     logger.info("OOD detector chosen on validation-side sets: %s", chosen)

@@ -4,49 +4,23 @@ It reads pixels, not the network's features: a corrupted or foreign image has pa
 unlike any training patch even where the classifier's features do not move.
 
 Its fit and scores depend on the pixels alone, not on the model it sits beside, so they are
-kept per content (``_Memo``): the binary models of one run share the main model's training
+kept per content (``ml.content_memo``): the binary models of one run share the main model's training
 images and OOD sets, and would otherwise fit and score the same detector five times."""
 
 from __future__ import annotations
 
-import hashlib
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 
 from anomaly_lens.ml.anomaly.detector import AnomalyDetector, AnomalyMethodSettings
+from anomaly_lens.ml.content_memo import ContentMemo, content_digest
 from anomaly_lens.ml.evaluation.detectors import Detector, register_detector
 
 MAX_TRAIN_ITEMS = 200  # a seeded draw: the memory bank's cost grows with the patches
 
 
-def content_digest(*parts: np.ndarray | int) -> str:
-    """A digest of arrays (their bytes, dtype and shape) and integers."""
-    digest = hashlib.blake2b(digest_size=16)
-    for part in parts:
-        array = np.ascontiguousarray(part)
-        digest.update(f"{array.dtype}{array.shape}".encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()
-
-
-class _Memo:
-    """The last ``size`` results by content key, in this process only."""
-
-    def __init__(self, size: int):
-        self.size, self._found = size, OrderedDict()
-
-    def get(self, key: str, make):
-        if key not in self._found:
-            self._found[key] = make()
-            while len(self._found) > self.size:
-                self._found.popitem(last=False)
-        self._found.move_to_end(key)
-        return self._found[key]
-
-
-_FITS, _SCORES = _Memo(4), _Memo(512)
+_FITS, _SCORES = ContentMemo(4), ContentMemo(512)
 
 
 @dataclass
